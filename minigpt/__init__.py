@@ -1,0 +1,1 @@
+"""MiniGPT-ES: the shared logic behind the DVC stages in stages/."""

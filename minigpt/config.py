@@ -1,0 +1,102 @@
+"""The schema of `params.yaml`, validated once for every stage.
+
+Each stage section is a pydantic model that forbids unknown keys and is strict about types,
+so a typo or a quoted number fails at start with a message naming the key, instead of
+silently falling back to a default deep inside a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from minigpt.errors import MiniGPTError
+
+PARAMS_FILE = "params.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Source(Section):
+    """One input dataset for `prepare`: a local file (glob allowed) or a hub dataset."""
+
+    kind: Literal["alpaca", "oasst", "jsonl"]
+    path: Optional[str] = None
+    hub: Optional[str] = None
+    split: str = "train"
+    revision: Optional[str] = None
+    name: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "Source":
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of 'path' (a local file or glob) or 'hub' (a dataset id)")
+        if self.hub is not None and not self.revision:
+            raise ValueError(f"hub dataset {self.hub!r} needs a pinned 'revision' (a commit hash or tag) "
+                             "so that runs are reproducible")
+        if self.path is not None and self.kind == "jsonl" and self.path.endswith(".parquet"):
+            raise ValueError("kind 'jsonl' reads JSON Lines; use kind 'alpaca' for Parquet files")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path or f"{self.hub}@{self.revision}:{self.split}"
+
+
+class PrepareParams(Section):
+    sources: list[Source] = Field(min_length=1)
+    on_error: Literal["fail", "skip"] = "fail"
+    max_chars: int = Field(gt=0)
+    spanish_threshold: float = Field(ge=0, le=1)
+    spanish_min_evidence: int = Field(ge=1)
+    validation_fraction: float = Field(gt=0, lt=1)
+    split_by: Literal["prompt", "instruction"] = "prompt"
+    split_seed: int = 0
+    categories: dict[str, list[str]]
+    default_category: str = Field(min_length=1)
+
+
+class TokenizerParams(Section):
+    vocab_size: int = Field(ge=300, le=1_000_000)
+    min_frequency: int = Field(ge=1)
+    model_max_length: int = Field(gt=0)
+    extra_files: list[str] = []
+    eval_files: dict[str, str] = {}
+    reference_tokenizers: dict[str, str] = {}
+
+
+class Params(Section):
+    prepare: PrepareParams
+    tokenizer: TokenizerParams
+
+
+def _format_location(location: tuple) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate the whole params file; raise MiniGPTError naming every bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MiniGPTError(f"{path} not found: run the stages from the repository root") from None
+    except yaml.YAMLError as error:
+        raise MiniGPTError(f"{path} is not valid YAML: {error}") from None
+    try:
+        return Params.model_validate(raw if raw is not None else {})
+    except ValidationError as error:
+        problems = [
+            f"  {_format_location(item['loc']) or '(top level)'}: {item['msg']}"
+            + (f" (got {item['input']!r})" if item["type"] != "missing" else "")
+            for item in error.errors()
+        ]
+        raise MiniGPTError(f"{path} has {len(problems)} invalid value(s):\n" + "\n".join(problems)) from None

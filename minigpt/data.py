@@ -1,0 +1,450 @@
+"""Instruction data: source readers, cleaning, de-duplication, categories and the split.
+
+Every source kind is turned into `Example`s; `prepare` then cleans, filters, labels and
+splits them, counting what each step did. Bad records either stop the run with an error
+naming the file and line (`on_error: fail`) or are skipped and counted (`on_error: skip`).
+Problems with a whole file (missing, empty, not JSON, not UTF-8 in a JSON document) always
+stop the run: skipping a file silently would change the dataset too much.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from minigpt.config import PrepareParams, Source
+from minigpt.errors import MiniGPTError
+from minigpt.language import is_spanish
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Example:
+    instruction: str
+    input: str
+    output: str
+    source: str
+    category: str = ""
+
+
+class RecordError(ValueError):
+    """One record cannot be used; `skip` mode counts it, `fail` mode reports it."""
+
+
+@dataclass
+class ErrorPolicy:
+    on_error: str
+    skipped: Counter = field(default_factory=Counter)
+
+    def handle(self, location: str, error: RecordError) -> None:
+        if self.on_error == "fail":
+            raise MiniGPTError(f"{location}: {error} (set prepare.on_error: skip to skip such records)")
+        self.skipped[str(error).split(":")[0]] += 1
+
+
+# --------------------------------------------------------------------------- file readers
+
+def _read_jsonl(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            location = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                policy.handle(location, RecordError(f"invalid UTF-8: byte {error.start} of the line"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                policy.handle(location, RecordError(f"malformed JSON: {error.msg} at column {error.colno}"))
+                continue
+            yield location, record
+
+
+def _read_json(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise MiniGPTError(f"{path}:{line}: invalid UTF-8 (byte {error.start} of the file)") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise MiniGPTError(f"{path}:{error.lineno}: malformed JSON: {error.msg} at column {error.colno}") from None
+    if not isinstance(document, list):
+        raise MiniGPTError(f"{path}: expected a JSON array of records, got a {type(document).__name__}")
+    for number, record in enumerate(document, start=1):
+        yield f"{path}: record {number}", record
+
+
+def _read_parquet(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
+    import pyarrow.parquet  # imported here: only Parquet sources need it
+
+    try:
+        rows = pyarrow.parquet.read_table(path).to_pylist()
+    except Exception as error:  # pyarrow raises several unrelated types for bad files
+        raise MiniGPTError(f"{path}: not a readable Parquet file ({error})") from None
+    for number, record in enumerate(rows, start=1):
+        yield f"{path}: row {number}", record
+
+
+_FILE_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet}
+
+
+def _local_records(pattern: str, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
+    paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    if not paths:
+        raise MiniGPTError(f"no file matches {pattern!r}")
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise MiniGPTError(f"{path}: file not found")
+        reader = _FILE_READERS.get(path.suffix.lower())
+        if reader is None:
+            raise MiniGPTError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
+        if path.stat().st_size == 0:
+            raise MiniGPTError(f"{path}: file is empty")
+        yield from reader(path, policy)
+
+
+def _hub_records(source: Source) -> Iterator[tuple[str, Record]]:
+    try:
+        import datasets
+
+        rows = datasets.load_dataset(source.hub, split=source.split, revision=source.revision)
+    except Exception as error:  # offline, unknown id, bad revision: all need the same advice
+        raise MiniGPTError(
+            f"source {source.label!r}: could not load {source.hub!r} (revision {source.revision}, "
+            f"split {source.split}) from the Hugging Face Hub: {type(error).__name__}: {error}\n"
+            "Without access to the hub, download the dataset on another machine, copy it into "
+            "data/raw/ and point the source at it with 'path:' (JSON, JSONL or Parquet) instead of 'hub:'."
+        ) from None
+    for number, record in enumerate(rows, start=1):
+        yield f"{source.hub}@{source.revision} ({source.split}) row {number}", record
+
+
+# --------------------------------------------------------------------------- record converters
+
+def _text_field(record: Record, key: str, required: bool) -> str:
+    value = record.get(key)
+    if value is None:
+        if required:
+            raise RecordError(f"missing field: {key!r}")
+        return ""
+    if not isinstance(value, str):
+        raise RecordError(f"wrong type: field {key!r} should be a string, got {type(value).__name__}")
+    return value
+
+
+def _require_object(record: Any) -> Record:
+    if not isinstance(record, dict):
+        raise RecordError(f"wrong type: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _alpaca_example(record: Any, source: str) -> Example:
+    record = _require_object(record)
+    return Example(
+        instruction=_text_field(record, "instruction", required=True),
+        input=_text_field(record, "input", required=False),
+        output=_text_field(record, "output", required=True),
+        source=source,
+    )
+
+
+def _project_example(record: Any, source: str) -> Example:
+    record = _require_object(record)
+    return Example(
+        instruction=_text_field(record, "instruction", required=True),
+        input=_text_field(record, "input", required=False),
+        output=_text_field(record, "output", required=True),
+        source=_text_field(record, "source", required=False) or source,
+        category=_text_field(record, "category", required=False),
+    )
+
+
+@dataclass(frozen=True)
+class _Message:
+    message_id: str
+    parent_id: str | None
+    role: str
+    text: str
+    lang: str
+    rank: float | None
+    usable: bool
+
+
+def _oasst_message(record: Any) -> _Message:
+    record = _require_object(record)
+    for key in ("message_id", "role", "text", "lang"):
+        _text_field(record, key, required=True)
+    parent_id = record.get("parent_id")
+    if parent_id is not None and not isinstance(parent_id, str):
+        raise RecordError(f"wrong type: field 'parent_id' should be a string or null, got {type(parent_id).__name__}")
+    rank = record.get("rank")
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, float))):
+        raise RecordError(f"wrong type: field 'rank' should be a number or null, got {type(rank).__name__}")
+    if rank is not None and rank != rank:  # NaN, as Parquet/pandas write a missing rank
+        rank = None
+    return _Message(
+        message_id=record["message_id"], parent_id=parent_id, role=record["role"], text=record["text"],
+        lang=record["lang"], rank=rank,
+        usable=not record.get("deleted", False) and record.get("review_result", True) is not False,
+    )
+
+
+def _oasst_examples(messages: list[_Message], source: str) -> Iterator[Example]:
+    """Spanish conversation openers paired with their best-ranked assistant reply.
+
+    Only root prompts are used: later prompter turns depend on a conversation that a
+    single-turn example cannot show. Deleted or review-failed messages are dropped; among
+    replies, rank 0 is best and unranked replies come after ranked ones.
+    """
+    replies: dict[str, list[_Message]] = {}
+    for message in messages:
+        if message.role == "assistant" and message.usable and message.lang == "es" and message.parent_id:
+            replies.setdefault(message.parent_id, []).append(message)
+    for message in messages:
+        if message.role == "prompter" and message.parent_id is None and message.usable and message.lang == "es":
+            candidates = replies.get(message.message_id)
+            if candidates:
+                best = min(candidates, key=lambda reply: (reply.rank is None, reply.rank or 0))
+                yield Example(instruction=message.text, input="", output=best.text, source=source)
+
+
+def read_source(source: Source, policy: ErrorPolicy) -> list[Example]:
+    """All usable examples of one source, in source order."""
+    records = _hub_records(source) if source.hub else _local_records(source.path, policy)
+    if source.kind == "oasst":
+        messages = []
+        for location, record in records:
+            try:
+                messages.append(_oasst_message(record))
+            except RecordError as error:
+                policy.handle(location, error)
+        return list(_oasst_examples(messages, source.label))
+    convert = _alpaca_example if source.kind == "alpaca" else _project_example
+    examples = []
+    for location, record in records:
+        try:
+            examples.append(convert(record, source.label))
+        except RecordError as error:
+            policy.handle(location, error)
+    return examples
+
+
+# --------------------------------------------------------------------------- cleaning
+
+# Invisible format characters that carry no meaning in training text. The zero-width
+# joiner (U+200D) is kept: emoji sequences need it.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200e\u200f\u2060\ufeff\u202a\u202b\u202c\u202d\u202e"
+                                    "\u2066\u2067\u2068\u2069"))
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SPECIAL_SPACE = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+_LINE_SEPARATOR = re.compile(r"\r\n?|[\u2028\u2029\x85]")
+_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
+_BLANK_LINES = re.compile(r"\n{3,}")
+_LEADING_BLANK_LINES = re.compile(r"^(?:[ \t]*\n)+")
+
+
+def normalize_whitespace(text: str) -> str:
+    """Plain spaces and \\n line ends, no trailing spaces, at most one blank line in a row.
+
+    Leading indentation inside the text is kept (code needs it); a one-line text is stripped.
+    """
+    text = _LINE_SEPARATOR.sub("\n", text)
+    text = _SPECIAL_SPACE.sub(" ", text)
+    text = _TRAILING_SPACE.sub("", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    text = _LEADING_BLANK_LINES.sub("", text).rstrip()
+    return text if "\n" in text else text.strip()
+
+
+def clean_text(text: str, changes: Counter) -> str:
+    """Apply every text rule, counting in `changes` which ones altered something."""
+    for rule, apply in _TEXT_RULES:
+        cleaned = apply(text)
+        if cleaned != text:
+            changes[rule] += 1
+            text = cleaned
+    return text
+
+
+_TEXT_RULES: list[tuple[str, Callable[[str], str]]] = [
+    ("unicode_nfc", lambda text: unicodedata.normalize("NFC", text)),
+    ("control_characters", lambda text: _CONTROL.sub("", text.translate(_INVISIBLE))),
+    ("whitespace", normalize_whitespace),
+]
+
+
+def clean_example(example: Example, changes: Counter) -> Example:
+    """Clean every text field; an example counts once per rule however many fields changed."""
+    per_example: Counter = Counter()
+    cleaned = Example(
+        instruction=clean_text(example.instruction, per_example),
+        input=clean_text(example.input, per_example),
+        output=clean_text(example.output, per_example),
+        source=example.source,
+        category=example.category.strip(),
+    )
+    changes.update(per_example.keys())
+    return cleaned
+
+
+_PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+")
+
+
+def normalize_key(*texts: str) -> str:
+    """Case-, accent-, punctuation- and spacing-insensitive key for de-duplication and the split."""
+    joined = " ".join(texts).casefold()
+    decomposed = unicodedata.normalize("NFKD", joined)
+    no_accents = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return _PUNCTUATION_OR_SPACE.sub(" ", no_accents).strip()
+
+
+# --------------------------------------------------------------------------- categories, split
+
+def _keyword_pattern(keywords: list[str]) -> re.Pattern | None:
+    """Keywords match at the start of a word ("program" matches "programación")."""
+    stems = [re.escape(normalize_key(keyword)) for keyword in keywords if normalize_key(keyword)]
+    return re.compile(r"\b(?:" + "|".join(stems) + ")") if stems else None
+
+
+class CategoryRules:
+    """Labels examples: a source's own label if it is a known category, else the first
+    category whose keywords occur in the instruction or input, else the default."""
+
+    def __init__(self, rules: dict[str, list[str]], default: str):
+        self.patterns = [(name, _keyword_pattern(keywords)) for name, keywords in rules.items()]
+        self.known = set(rules) | {default}
+        self.default = default
+
+    def assign(self, example: Example) -> tuple[str, str]:
+        """(category, origin) where origin is 'source', 'rules' or 'default'."""
+        if example.category in self.known:
+            return example.category, "source"
+        text = normalize_key(example.instruction, example.input)
+        for name, pattern in self.patterns:
+            if pattern is not None and pattern.search(text):
+                return name, "rules"
+        return self.default, "default"
+
+
+def _hash_fraction(key: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}\x00{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_key(example: Example, split_by: str) -> str:
+    """The text that decides the split: the normalised prompt or instruction."""
+    return normalize_key(example.instruction, example.input) if split_by == "prompt" else normalize_key(example.instruction)
+
+
+def assign_split(example: Example, params: PrepareParams) -> str:
+    """'train' or 'validation' from a hash of the split key alone.
+
+    The choice depends on nothing but the example's own text, so adding or removing a
+    source never moves another example between splits, and equal keys always share a split.
+    """
+    key = split_key(example, params.split_by)
+    return "validation" if _hash_fraction(key, params.split_seed) < params.validation_fraction else "train"
+
+
+def example_id(example: Example) -> str:
+    return hashlib.sha256(normalize_key(example.instruction, example.input, example.output).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the prepare step
+
+@dataclass
+class PreparedData:
+    splits: dict[str, list[Record]]
+    stats: dict[str, Any]
+
+
+def prepare(params: PrepareParams) -> PreparedData:
+    """Read every source, clean, filter, de-duplicate, label and split; count each step."""
+    policy = ErrorPolicy(params.on_error)
+    rules = CategoryRules(params.categories, params.default_category)
+    changes: Counter = Counter()
+    dropped: Counter = Counter()
+    per_source: dict[str, dict[str, int]] = {}
+    origins: Counter = Counter()
+    seen_exact: set[tuple[str, str, str]] = set()
+    seen_normalized: set[str] = set()
+    splits: dict[str, list[Record]] = {"train": [], "validation": []}
+
+    for source in params.sources:
+        skipped_before = sum(policy.skipped.values())
+        examples = read_source(source, policy)
+        counts = per_source.setdefault(source.label, {"read": 0, "kept": 0, "skipped_records": 0})
+        counts["read"] += len(examples)
+        counts["skipped_records"] += sum(policy.skipped.values()) - skipped_before
+        for raw in examples:
+            example = clean_example(raw, changes)
+            reason = _drop_reason(example, params, seen_exact, seen_normalized)
+            if reason:
+                dropped[reason] += 1
+                continue
+            category, origin = rules.assign(example)
+            origins[origin] += 1
+            row = asdict(example) | {"category": category}
+            splits[assign_split(example, params)].append({"id": example_id(example), **row})
+            counts["kept"] += 1
+
+    kept = sum(len(rows) for rows in splits.values())
+    if kept == 0:
+        raise MiniGPTError("no example survived cleaning: check prepare.sources and the filters in params.yaml "
+                           f"(dropped: {dict(dropped) or 'none'}, skipped records: {dict(policy.skipped) or 'none'})")
+    stats = {
+        "examples": {
+            "read": sum(counts["read"] for counts in per_source.values()),
+            "kept": kept,
+            "train": len(splits["train"]),
+            "validation": len(splits["validation"]),
+        },
+        "sources": per_source,
+        "skipped_records": dict(sorted(policy.skipped.items())),
+        "cleaning": {rule: changes[rule] for rule, _ in _TEXT_RULES},
+        "dropped": {reason: dropped[reason] for reason in DROP_REASONS},
+        "category_origin": {origin: origins[origin] for origin in ("source", "rules", "default")},
+        "categories": {
+            name: {split: sum(row["category"] == name for row in rows) for split, rows in splits.items()}
+            for name in sorted({row["category"] for rows in splits.values() for row in rows})
+        },
+    }
+    return PreparedData(splits=splits, stats=stats)
+
+
+DROP_REASONS = ("empty", "too_long", "not_spanish", "exact_duplicate", "normalized_duplicate")
+
+
+def _drop_reason(example: Example, params: PrepareParams, seen_exact: set, seen_normalized: set) -> str | None:
+    """Why the example is dropped, or None; remembers kept examples for de-duplication."""
+    if not example.instruction or not example.output:
+        return "empty"
+    if len(example.instruction) + len(example.input) + len(example.output) > params.max_chars:
+        return "too_long"
+    text = "\n".join((example.instruction, example.input, example.output))
+    if not is_spanish(text, params.spanish_threshold, params.spanish_min_evidence):
+        return "not_spanish"
+    exact = (example.instruction, example.input, example.output)
+    if exact in seen_exact:
+        return "exact_duplicate"
+    normalized = normalize_key(*exact)
+    if normalized in seen_normalized:
+        return "normalized_duplicate"
+    seen_exact.add(exact)
+    seen_normalized.add(normalized)
+    return None

@@ -1,0 +1,34 @@
+"""PNG charts written by the stages (PNGs render offline, unlike `dvc plots show` HTML)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from minigpt.files import atomic_file  # noqa: E402
+
+
+def grouped_bars(path: str | Path, values: dict[str, dict[str, float]], title: str, ylabel: str) -> None:
+    """One group of bars per outer key, one bar per inner key, each labelled with its value."""
+    groups = list(values)
+    series = list(dict.fromkeys(name for group in values.values() for name in group))
+    width = 0.8 / max(len(series), 1)
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(groups) * max(len(series), 1)), 4.5))
+    for index, name in enumerate(series):
+        positions = [group_index + (index - (len(series) - 1) / 2) * width for group_index in range(len(groups))]
+        heights = [values[group].get(name, 0.0) for group in groups]
+        bars = axes.bar(positions, heights, width, label=name)
+        axes.bar_label(bars, fmt="%.2f", fontsize=8)
+    axes.set_xticks(range(len(groups)), groups)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.legend()
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=110)
+    plt.close(figure)

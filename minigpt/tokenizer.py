@@ -1,0 +1,121 @@
+"""The byte-level BPE tokenizer: training, saving in Hugging Face format, and efficiency.
+
+Byte-level BPE never meets an unknown character (every byte has a token), so any text,
+code or emoji round-trips exactly. Training text is rendered with the instruction template,
+so its markers ("### Instrucción:") become a few tokens each.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from minigpt import template
+from minigpt.errors import MiniGPTError
+from minigpt.files import atomic_directory, read_jsonl
+
+Encoder = Callable[[list[str]], list[int]]  # texts -> token count of each
+
+
+def expand_files(patterns: Iterable[str]) -> list[Path]:
+    """Files matched by each glob pattern, in order; a pattern that matches nothing is an error."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise MiniGPTError(f"no file matches {pattern!r}")
+        paths.extend(Path(match) for match in matches)
+    return paths
+
+
+def plain_text(row: dict) -> str:
+    """An example as plain text, without template markers (for fair efficiency comparisons)."""
+    return "\n".join(part for part in (row["instruction"], row.get("input", ""), row["output"]) if part)
+
+
+def read_documents(path: Path, render: Callable[[dict], str]) -> list[str]:
+    """Texts of a corpus file: blank-line separated documents of a .txt, or `render`ed JSONL rows."""
+    if path.suffix == ".jsonl":
+        return [render(row) for row in read_jsonl(path)]
+    if path.suffix == ".txt":
+        return [doc for doc in path.read_text(encoding="utf-8").split("\n\n") if doc.strip()]
+    raise MiniGPTError(f"{path}: unsupported corpus file (use .txt documents or .jsonl instructions)")
+
+
+def render_training_example(row: dict) -> str:
+    return template.render_example(row["instruction"], row.get("input", ""), row["output"])
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(template.SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def save_pretrained(tokenizer: Tokenizer, directory: str | Path, model_max_length: int) -> None:
+    """Save as a Hugging Face tokenizer directory with the project's chat template (atomically)."""
+    from transformers import PreTrainedTokenizerFast
+
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=template.EOS_TOKEN,
+        bos_token=template.EOS_TOKEN,
+        pad_token=template.PAD_TOKEN,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,  # decoding must return the exact text
+        chat_template=template.chat_template(),
+    )
+    with atomic_directory(directory) as tmp:
+        wrapped.save_pretrained(tmp)
+
+
+def load_encoder(path: str | Path) -> Encoder:
+    """A token counter for a tokenizer directory: tokenizer.json, GPT-2-style vocab.json +
+    merges.txt, or anything `AutoTokenizer` loads."""
+    path = Path(path)
+    if (path / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    elif (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+        from tokenizers import ByteLevelBPETokenizer
+
+        tokenizer = ByteLevelBPETokenizer(str(path / "vocab.json"), str(path / "merges.txt"))
+    elif path.is_dir():
+        from transformers import AutoTokenizer
+
+        hf = AutoTokenizer.from_pretrained(path)
+        return lambda texts: [len(ids) for ids in hf(texts, add_special_tokens=False)["input_ids"]]
+    else:
+        raise MiniGPTError(f"reference tokenizer {path}: directory not found")
+    return lambda texts: [len(encoding.ids) for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+def efficiency(count_tokens: Encoder, texts: Sequence[str]) -> dict[str, float | int]:
+    """Characters per token and tokens per whitespace-separated word over `texts`."""
+    tokens = sum(count_tokens(list(texts)))
+    chars = sum(len(text) for text in texts)
+    words = sum(len(text.split()) for text in texts)
+    return {
+        "chars_per_token": round(chars / tokens, 4) if tokens else 0.0,
+        "tokens_per_word": round(tokens / words, 4) if words else 0.0,
+        "tokens": tokens,
+        "chars": chars,
+    }
+
+
+def iter_training_texts(train_rows: list[dict], extra_files: list[Path]) -> Iterator[str]:
+    for row in train_rows:
+        yield render_training_example(row)
+    for path in extra_files:
+        yield from read_documents(path, render_training_example)

@@ -1,0 +1,35 @@
+"""Stage `prepare`: instruction sources -> data/processed/{train,validation}.jsonl + metrics/data.json."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from minigpt.config import load_params
+from minigpt.data import prepare
+from minigpt.errors import run_main
+from minigpt.files import write_json, write_jsonl
+
+OUTPUT_DIR = Path("data/processed")
+METRICS_FILE = Path("metrics/data.json")
+
+
+def main() -> None:
+    params = load_params().prepare
+    for source in params.sources:
+        if source.path and not Path(source.path).resolve().is_relative_to(Path("data/raw").resolve()):
+            print(f"note: {source.path} is outside data/raw/: add it to the deps of 'prepare' in dvc.yaml "
+                  "so that dvc repro notices when it changes", file=sys.stderr)
+    started = time.perf_counter()
+    result = prepare(params)
+    for split, rows in result.splits.items():
+        write_jsonl(OUTPUT_DIR / f"{split}.jsonl", rows)
+    write_json(METRICS_FILE, result.stats)
+    counts = result.stats["examples"]
+    print(f"prepare: {counts['read']} read, {counts['kept']} kept -> {counts['train']} train / "
+          f"{counts['validation']} validation in {time.perf_counter() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,56 @@
+"""Stage `tokenizer`: train split (+ extra corpus files) -> models/tokenizer + metrics/tokenizer.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from minigpt.config import load_params
+from minigpt.errors import MiniGPTError, run_main
+from minigpt.files import read_jsonl, write_json
+from minigpt.plots import grouped_bars
+from minigpt.tokenizer import (efficiency, expand_files, iter_training_texts, load_encoder, plain_text,
+                               read_documents, save_pretrained, train_bpe)
+
+DATA_DIR = Path("data/processed")
+OUTPUT_DIR = Path("models/tokenizer")
+METRICS_FILE = Path("metrics/tokenizer.json")
+PLOT_FILE = Path("plots/tokenizer_comparison.png")
+OURS = "minigpt"
+
+
+def main() -> None:
+    params = load_params().tokenizer
+    train_file, validation_file = DATA_DIR / "train.jsonl", DATA_DIR / "validation.jsonl"
+    if not train_file.is_file() or not validation_file.is_file():
+        raise MiniGPTError(f"{DATA_DIR} has no train/validation split: run 'dvc repro prepare' first")
+    train_rows = read_jsonl(train_file)
+    if not train_rows:
+        raise MiniGPTError(f"{train_file} is empty: check prepare.sources, then run 'dvc repro prepare'")
+
+    started = time.perf_counter()
+    tokenizer = train_bpe(iter_training_texts(train_rows, expand_files(params.extra_files)),
+                          params.vocab_size, params.min_frequency)
+    trained_in = time.perf_counter() - started
+    save_pretrained(tokenizer, OUTPUT_DIR, params.model_max_length)
+
+    eval_sets = {"validation": [plain_text(row) for row in read_jsonl(validation_file)]}
+    for name, pattern in params.eval_files.items():
+        eval_sets[name] = [text for path in expand_files([pattern]) for text in read_documents(path, plain_text)]
+    encoders = {OURS: load_encoder(OUTPUT_DIR)}
+    encoders.update({name: load_encoder(path) for name, path in params.reference_tokenizers.items()})
+    scores = {
+        set_name: {name: efficiency(encode, texts) for name, encode in encoders.items()}
+        for set_name, texts in eval_sets.items()
+    }
+    write_json(METRICS_FILE, {"vocab_size": tokenizer.get_vocab_size(), "eval": scores})
+    grouped_bars(PLOT_FILE, {set_name: {name: score["chars_per_token"] for name, score in by_tokenizer.items()}
+                             for set_name, by_tokenizer in scores.items()},
+                 title="Tokenizer efficiency (higher is better)", ylabel="characters per token")
+    summary = ", ".join(f"{name} {score['chars_per_token']:.2f}" for name, score in scores["validation"].items())
+    print(f"tokenizer: vocab {tokenizer.get_vocab_size()} trained in {trained_in:.1f}s; "
+          f"validation chars/token: {summary}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,92 @@
+"""params.yaml is validated once, with messages that name the key at fault."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from minigpt.config import load_params
+from minigpt.errors import MiniGPTError
+from tests.conftest import REPO
+
+
+def write_params(tmp_path, data) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def error_for(tmp_path, data) -> str:
+    with pytest.raises(MiniGPTError) as caught:
+        load_params(write_params(tmp_path, data))
+    return str(caught.value)
+
+
+def test_the_repository_params_are_valid(repo_params):
+    assert repo_params.prepare.sources[0].path.startswith("data/raw/")
+    assert 0 < repo_params.prepare.validation_fraction < 1
+    assert repo_params.tokenizer.vocab_size > 256
+
+
+def test_unknown_key_is_named(tmp_path, default_params):
+    default_params["prepare"]["max_char"] = 10
+    message = error_for(tmp_path, default_params)
+    assert "prepare.max_char" in message and "Extra inputs are not permitted" in message
+
+
+def test_unknown_section_is_named(tmp_path, default_params):
+    default_params["tokeniser"] = {}
+    assert "tokeniser" in error_for(tmp_path, default_params)
+
+
+def test_wrong_type_is_named_with_the_value(tmp_path, default_params):
+    default_params["tokenizer"]["vocab_size"] = "32000"
+    message = error_for(tmp_path, default_params)
+    assert "tokenizer.vocab_size" in message and "'32000'" in message
+
+
+@pytest.mark.parametrize("key, value", [("validation_fraction", 1.5), ("validation_fraction", 0),
+                                        ("max_chars", -1), ("on_error", "ignore"), ("split_by", "output")])
+def test_impossible_prepare_values_are_named(tmp_path, default_params, key, value):
+    default_params["prepare"][key] = value
+    assert f"prepare.{key}" in error_for(tmp_path, default_params)
+
+
+def test_a_source_needs_exactly_one_location(tmp_path, default_params):
+    default_params["prepare"]["sources"] = [{"kind": "alpaca", "path": "a.json", "hub": "org/data", "revision": "v1"}]
+    message = error_for(tmp_path, default_params)
+    assert "prepare.sources[0]" in message and "exactly one of 'path'" in message
+
+
+def test_a_hub_source_must_pin_a_revision(tmp_path, default_params):
+    default_params["prepare"]["sources"] = [{"kind": "alpaca", "hub": "bertin-project/alpaca-spanish"}]
+    assert "pinned 'revision'" in error_for(tmp_path, default_params)
+
+
+def test_unknown_source_kind_is_named(tmp_path, default_params):
+    default_params["prepare"]["sources"][0]["kind"] = "csv"
+    message = error_for(tmp_path, default_params)
+    assert "prepare.sources[0].kind" in message and "'alpaca', 'oasst' or 'jsonl'" in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path, default_params):
+    default_params["prepare"]["max_chars"] = 0
+    default_params["tokenizer"]["min_frequency"] = 0
+    message = error_for(tmp_path, default_params)
+    assert "2 invalid value(s)" in message and "prepare.max_chars" in message and "tokenizer.min_frequency" in message
+
+
+def test_missing_and_malformed_files_are_clear(tmp_path):
+    with pytest.raises(MiniGPTError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("prepare: [unclosed", encoding="utf-8")
+    with pytest.raises(MiniGPTError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_every_stage_in_dvc_yaml_has_a_params_section(repo_params):
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name, stage in stages.items():
+        for section in stage.get("params", []):
+            assert hasattr(repo_params, section), f"stage {name} declares unknown params section {section}"

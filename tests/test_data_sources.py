@@ -1,0 +1,184 @@
+"""Source readers: alpaca (JSON, JSONL, Parquet, hub), oasst trees, the project's JSONL, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minigpt.config import Source
+from minigpt.data import ErrorPolicy, Example, read_source
+from minigpt.errors import MiniGPTError
+from tests.conftest import example
+
+ALPACA = [
+    {"instruction": "¿Qué es un átomo?", "input": "", "output": "La unidad más pequeña de un elemento."},
+    {"instruction": "Resume el texto.", "input": "El sol sale por el este.", "output": "El sol sale por el este.",
+     "extra": "ignored"},
+    {"instruction": "Di hola.", "output": "Hola."},  # no input field at all
+]
+EXPECTED_ALPACA = [
+    Example("¿Qué es un átomo?", "", "La unidad más pequeña de un elemento.", "alpaca-es"),
+    Example("Resume el texto.", "El sol sale por el este.", "El sol sale por el este.", "alpaca-es"),
+    Example("Di hola.", "", "Hola.", "alpaca-es"),
+]
+
+
+def read(kind: str, path, on_error: str = "fail", **source) -> tuple[list[Example], ErrorPolicy]:
+    policy = ErrorPolicy(on_error)
+    return read_source(Source(kind=kind, path=str(path), **source), policy), policy
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "json", "parquet"])
+def test_alpaca_reads_every_file_format_the_same(tmp_path, suffix):
+    path = tmp_path / f"alpaca.{suffix}"
+    if suffix == "jsonl":
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ALPACA), encoding="utf-8")
+    elif suffix == "json":
+        path.write_text(json.dumps(ALPACA, ensure_ascii=False), encoding="utf-8")
+    else:
+        import pyarrow
+        import pyarrow.parquet
+
+        rows = [row | {"input": row.get("input", "")} for row in ALPACA]
+        pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), path)
+    examples, _ = read("alpaca", path, name="alpaca-es")
+    assert examples == EXPECTED_ALPACA
+
+
+def test_project_jsonl_keeps_its_category_and_source(write_jsonl):
+    path = write_jsonl("kit.jsonl", [example("Traduce: hola.", "Hello.", category="traducción", source="tatoeba"),
+                                     example("¿Qué es el agua?", "Un líquido.")])
+    examples, _ = read("jsonl", path)
+    assert examples[0].category == "traducción" and examples[0].source == "tatoeba"
+    assert examples[1].category == "" and examples[1].source == str(path)
+
+
+def test_globs_read_every_matching_file_in_order(write_jsonl, tmp_path):
+    write_jsonl("part-2.jsonl", [example("Segunda pregunta.", "Dos.")])
+    write_jsonl("part-1.jsonl", [example("Primera pregunta.", "Uno.")])
+    examples, _ = read("jsonl", tmp_path / "part-*.jsonl")
+    assert [e.output for e in examples] == ["Uno.", "Dos."]
+
+
+def oasst_message(message_id, parent_id, role, text, lang="es", rank=None, deleted=False, review_result=True):
+    return {"message_id": message_id, "parent_id": parent_id, "role": role, "text": text, "lang": lang,
+            "rank": rank, "deleted": deleted, "review_result": review_result}
+
+
+def test_oasst_keeps_spanish_root_prompts_with_their_best_ranked_reply(write_jsonl):
+    path = write_jsonl("oasst.jsonl", [
+        oasst_message("p1", None, "prompter", "¿Qué es la fotosíntesis?"),
+        oasst_message("a1", "p1", "assistant", "Respuesta de rango 1.", rank=1),
+        oasst_message("a2", "p1", "assistant", "Respuesta de rango 0.", rank=0),
+        oasst_message("a3", "p1", "assistant", "Respuesta sin rango."),
+        oasst_message("p2", "a2", "prompter", "¿Y en las algas?"),  # follow-up: needs context
+        oasst_message("a4", "p2", "assistant", "También."),
+        oasst_message("p3", None, "prompter", "What is water?", lang="en"),
+        oasst_message("a5", "p3", "assistant", "A liquid.", lang="en"),
+        oasst_message("p4", None, "prompter", "¿Mensaje borrado?", deleted=True),
+        oasst_message("a6", "p4", "assistant", "No debe aparecer."),
+        oasst_message("p5", None, "prompter", "¿Cuál es la capital de Chile?"),
+        oasst_message("a7", "p5", "assistant", "Respuesta rechazada.", rank=0, review_result=False),
+        oasst_message("a8", "p5", "assistant", "Santiago de Chile.", rank=1),
+        oasst_message("p6", None, "prompter", "¿Sin respuesta?"),
+    ])
+    examples, _ = read("oasst", path, name="oasst")
+    assert [(e.instruction, e.output) for e in examples] == [
+        ("¿Qué es la fotosíntesis?", "Respuesta de rango 0."),
+        ("¿Cuál es la capital de Chile?", "Santiago de Chile."),
+    ]
+
+
+def test_oasst_treats_a_nan_rank_as_unranked(write_jsonl):
+    path = write_jsonl("oasst.jsonl", [
+        oasst_message("p1", None, "prompter", "¿Hola?"),
+        '{"message_id": "a1", "parent_id": "p1", "role": "assistant", "text": "Sin rango.", "lang": "es", "rank": NaN}',
+        oasst_message("a2", "p1", "assistant", "Con rango.", rank=3),
+    ])
+    examples, _ = read("oasst", path)
+    assert examples[0].output == "Con rango."
+
+
+BAD_LINES = [
+    ('{"instruction": "Hola", "output": ', "malformed JSON"),
+    ('{"instruction": "Hola", "output": 5}', "wrong type: field 'output' should be a string, got int"),
+    ('{"instruction": "Hola"}', "missing field: 'output'"),
+    ('["Hola", "Adiós"]', "wrong type: expected a JSON object, got list"),
+]
+
+
+@pytest.mark.parametrize("line, message", BAD_LINES)
+def test_a_bad_record_stops_the_run_naming_file_and_line(write_jsonl, line, message):
+    path = write_jsonl("bad.jsonl", [example("Primera.", "Uno."), "", line])
+    with pytest.raises(MiniGPTError) as caught:
+        read("alpaca", path)
+    assert f"{path}:3: {message}" in str(caught.value)
+    assert "on_error: skip" in str(caught.value)
+
+
+def test_skip_mode_counts_bad_records_and_keeps_the_rest(write_jsonl):
+    path = write_jsonl("bad.jsonl", [example("Primera.", "Uno."), *[line for line, _ in BAD_LINES],
+                                     example("Última.", "Dos.")])
+    examples, policy = read("alpaca", path, on_error="skip")
+    assert [e.output for e in examples] == ["Uno.", "Dos."]
+    assert policy.skipped == {"malformed JSON": 1, "wrong type": 2, "missing field": 1}
+
+
+def test_non_utf8_bytes_are_reported_or_skipped(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(example("Primera.", "Uno.")).encode() + b"\n"
+                     + '{"instruction": "¿Qué año?", "output": "Año 2000."}\n'.encode("latin-1"))
+    with pytest.raises(MiniGPTError, match=rf"{path}:2: invalid UTF-8"):
+        read("alpaca", path)
+    examples, policy = read("alpaca", path, on_error="skip")
+    assert len(examples) == 1 and policy.skipped == {"invalid UTF-8": 1}
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_whole_file_problems_always_stop_the_run(tmp_path, on_error):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(MiniGPTError, match="file is empty"):
+        read("alpaca", empty, on_error=on_error)
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"instruction": "a",\n  "output": }\n]', encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=rf"{broken}:3: malformed JSON"):
+        read("alpaca", broken, on_error=on_error)
+    not_a_list = tmp_path / "object.json"
+    not_a_list.write_text('{"instruction": "a", "output": "b"}', encoding="utf-8")
+    with pytest.raises(MiniGPTError, match="expected a JSON array"):
+        read("alpaca", not_a_list, on_error=on_error)
+    with pytest.raises(MiniGPTError, match="no file matches"):
+        read("alpaca", tmp_path / "missing-*.jsonl", on_error=on_error)
+    with pytest.raises(MiniGPTError, match="file not found"):
+        read("alpaca", tmp_path / "missing.jsonl", on_error=on_error)
+    fake_parquet = tmp_path / "fake.parquet"
+    fake_parquet.write_text("not parquet", encoding="utf-8")
+    with pytest.raises(MiniGPTError, match="not a readable Parquet file"):
+        read("alpaca", fake_parquet, on_error=on_error)
+
+
+def test_an_unreachable_hub_dataset_says_which_source_and_how_to_use_a_local_file(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the real `datasets` code path, failing fast
+    source = Source(kind="alpaca", hub="bertin-project/alpaca-spanish", revision="main", name="alpaca-es")
+    with pytest.raises(MiniGPTError) as caught:
+        read_source(source, ErrorPolicy("fail"))
+    message = str(caught.value)
+    assert "source 'alpaca-es'" in message and "bertin-project/alpaca-spanish" in message
+    assert "'path:'" in message and "data/raw/" in message
+
+
+def test_hub_rows_go_through_the_same_converter(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, split, revision):
+        calls.append((name, split, revision))
+        return ALPACA
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    source = Source(kind="alpaca", hub="org/alpaca-es", revision="abc123", split="train", name="alpaca-es")
+    assert read_source(source, ErrorPolicy("fail")) == EXPECTED_ALPACA
+    assert calls == [("org/alpaca-es", "train", "abc123")]
