@@ -82,6 +82,10 @@ def _format_location(location: tuple) -> str:
     return text
 
 
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     """Read and validate the whole params file; raise MiniGPTError naming every bad key."""
     path = Path(path)
@@ -96,7 +100,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     except ValidationError as error:
         problems = [
             f"  {_format_location(item['loc']) or '(top level)'}: {item['msg']}"
-            + (f" (got {item['input']!r})" if item["type"] != "missing" else "")
+            + (f" (got {_shorten(repr(item['input']))})" if item["type"] != "missing" else "")
             for item in error.errors()
         ]
         raise MiniGPTError(f"{path} has {len(problems)} invalid value(s):\n" + "\n".join(problems)) from None

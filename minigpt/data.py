@@ -15,7 +15,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -36,7 +36,11 @@ class Example:
 
 
 class RecordError(ValueError):
-    """One record cannot be used; `skip` mode counts it, `fail` mode reports it."""
+    """One record cannot be used; `skip` mode counts it by `kind`, `fail` mode reports it."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
 
 
 @dataclass
@@ -47,7 +51,7 @@ class ErrorPolicy:
     def handle(self, location: str, error: RecordError) -> None:
         if self.on_error == "fail":
             raise MiniGPTError(f"{location}: {error} (set prepare.on_error: skip to skip such records)")
-        self.skipped[str(error).split(":")[0]] += 1
+        self.skipped[error.kind] += 1
 
 
 # --------------------------------------------------------------------------- file readers
@@ -59,14 +63,14 @@ def _read_jsonl(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                policy.handle(location, RecordError(f"invalid UTF-8: byte {error.start} of the line"))
+                policy.handle(location, RecordError("invalid UTF-8", f"byte {error.start} of the line"))
                 continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                policy.handle(location, RecordError(f"malformed JSON: {error.msg} at column {error.colno}"))
+                policy.handle(location, RecordError("malformed JSON", f"{error.msg} at column {error.colno}"))
                 continue
             yield location, record
 
@@ -140,16 +144,16 @@ def _text_field(record: Record, key: str, required: bool) -> str:
     value = record.get(key)
     if value is None:
         if required:
-            raise RecordError(f"missing field: {key!r}")
+            raise RecordError("missing field", repr(key))
         return ""
     if not isinstance(value, str):
-        raise RecordError(f"wrong type: field {key!r} should be a string, got {type(value).__name__}")
+        raise RecordError("wrong type", f"field {key!r} should be a string, got {type(value).__name__}")
     return value
 
 
 def _require_object(record: Any) -> Record:
     if not isinstance(record, dict):
-        raise RecordError(f"wrong type: expected a JSON object, got {type(record).__name__}")
+        raise RecordError("wrong type", f"expected a JSON object, got {type(record).__name__}")
     return record
 
 
@@ -164,14 +168,10 @@ def _alpaca_example(record: Any, source: str) -> Example:
 
 
 def _project_example(record: Any, source: str) -> Example:
-    record = _require_object(record)
-    return Example(
-        instruction=_text_field(record, "instruction", required=True),
-        input=_text_field(record, "input", required=False),
-        output=_text_field(record, "output", required=True),
-        source=_text_field(record, "source", required=False) or source,
-        category=_text_field(record, "category", required=False),
-    )
+    """The alpaca fields plus the project's optional `source` and `category` labels."""
+    example = _alpaca_example(record, source)
+    return replace(example, source=_text_field(record, "source", required=False) or source,
+                   category=_text_field(record, "category", required=False))
 
 
 @dataclass(frozen=True)
@@ -191,10 +191,10 @@ def _oasst_message(record: Any) -> _Message:
         _text_field(record, key, required=True)
     parent_id = record.get("parent_id")
     if parent_id is not None and not isinstance(parent_id, str):
-        raise RecordError(f"wrong type: field 'parent_id' should be a string or null, got {type(parent_id).__name__}")
+        raise RecordError("wrong type", f"field 'parent_id' should be a string or null, got {type(parent_id).__name__}")
     rank = record.get("rank")
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, float))):
-        raise RecordError(f"wrong type: field 'rank' should be a number or null, got {type(rank).__name__}")
+        raise RecordError("wrong type", f"field 'rank' should be a number or null, got {type(rank).__name__}")
     if rank is not None and rank != rank:  # NaN, as Parquet/pandas write a missing rank
         rank = None
     return _Message(

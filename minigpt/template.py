@@ -48,11 +48,11 @@ def render_example(instruction: str, input: str, output: str) -> str:
     return render_prompt(instruction, input) + output + EOS_TOKEN
 
 
-def render_conversation(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> str:
+def render_conversation(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
     """Render chat messages ({"role": "user"|"assistant", "content", optional "input"}).
 
-    Same semantics as the Jinja chat template: user turns open a prompt, assistant turns
-    close it with the answer and the end-of-text marker.
+    Same semantics (and defaults) as `tokenizer.apply_chat_template`: user turns open a
+    prompt, assistant turns close it with the answer and the end-of-text marker.
     """
     text = ""
     for message in messages:

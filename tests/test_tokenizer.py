@@ -53,7 +53,7 @@ def test_special_tokens_are_single_tokens(hf_tokenizer):
 @pytest.mark.parametrize("messages", CONVERSATIONS)
 def test_apply_chat_template_gives_the_training_format(hf_tokenizer, messages):
     rendered = hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    assert rendered == template.render_conversation(messages)
+    assert rendered == template.render_conversation(messages, add_generation_prompt=True)
 
 
 def test_training_text_includes_rendered_examples_and_corpus_documents(tmp_path):
