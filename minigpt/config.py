@@ -70,9 +70,60 @@ class TokenizerParams(Section):
     reference_tokenizers: dict[str, str] = {}
 
 
+class ModelParams(Section):
+    """The GPT's shape, shared by `pretrain` and `train` (one model, two phases)."""
+
+    n_layer: int = Field(ge=1)
+    n_head: int = Field(ge=1)
+    n_embd: int = Field(ge=8)
+    block_size: int = Field(ge=8)
+    dropout: float = Field(ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ModelParams":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class LoopParams(Section):
+    """One run of the training loop: how long, how big a step, how fast, how often to report."""
+
+    epochs: float = Field(gt=0)
+    micro_batch_size: int = Field(ge=1)
+    batch_tokens: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    min_lr_ratio: float = Field(ge=0, le=1)
+    warmup_steps: int = Field(ge=0)
+    weight_decay: float = Field(ge=0)
+    beta1: float = Field(ge=0, lt=1)
+    beta2: float = Field(ge=0, lt=1)
+    grad_clip: float = Field(ge=0)
+    log_every: int = Field(ge=1)
+    eval_every: int = Field(ge=1)
+    eval_rows: int = Field(ge=0)
+    checkpoint_every: int = Field(ge=1)
+    keep_checkpoints: int = Field(ge=1)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    compile: bool = False
+    seed: int = 0
+
+
+class PretrainParams(LoopParams):
+    files: list[str] = []
+
+
+class TrainParams(LoopParams):
+    train_on_prompt: bool = False
+    init_from: Literal["scratch", "pretrained"] = "scratch"
+
+
 class Params(Section):
     prepare: PrepareParams
     tokenizer: TokenizerParams
+    model: ModelParams
+    pretrain: PretrainParams
+    train: TrainParams
 
 
 def _format_location(location: tuple) -> str:

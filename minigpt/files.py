@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -76,3 +77,11 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSONL file written by `write_jsonl` (project outputs, trusted format)."""
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def warn_if_untracked(patterns: Iterable[str], stage: str, tracked_dir: str) -> None:
+    """Note input files outside the directory that dvc.yaml declares as the stage's dependency."""
+    for pattern in patterns:
+        if not Path(pattern).resolve().is_relative_to(Path(tracked_dir).resolve()):
+            print(f"note: {pattern} is outside {tracked_dir}/: add it to the deps of '{stage}' in dvc.yaml "
+                  "so that dvc repro notices when it changes", file=sys.stderr)

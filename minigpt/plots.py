@@ -12,6 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from minigpt.files import atomic_file  # noqa: E402
 
 
+def _save(figure, path: str | Path) -> None:
+    figure.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=110)
+    plt.close(figure)
+
+
 def grouped_bars(path: str | Path, values: dict[str, dict[str, float]], title: str, ylabel: str) -> None:
     """One group of bars per outer key, one bar per inner key, each labelled with its value."""
     groups = list(values)
@@ -28,7 +35,18 @@ def grouped_bars(path: str | Path, values: dict[str, dict[str, float]], title: s
     axes.set_title(title)
     axes.legend()
     axes.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=110)
-    plt.close(figure)
+    _save(figure, path)
+
+
+def line_charts(path: str | Path, panels: dict[str, dict[str, tuple[list[float], list[float]]]], xlabel: str) -> None:
+    """Side-by-side panels (title -> {series name -> (xs, ys)}), one line per series."""
+    figure, axes_list = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for axes, (title, series) in zip(axes_list[0], panels.items()):
+        for name, (xs, ys) in series.items():
+            axes.plot(xs, ys, label=name, marker="o" if len(xs) < 30 else None, markersize=3)
+        axes.set_title(title)
+        axes.set_xlabel(xlabel)
+        axes.grid(alpha=0.3)
+        if len(series) > 1:
+            axes.legend()
+    _save(figure, path)

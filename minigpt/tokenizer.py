@@ -81,6 +81,15 @@ def save_pretrained(tokenizer: Tokenizer, directory: str | Path, model_max_lengt
         wrapped.save_pretrained(tmp)
 
 
+def load_tokenizer(directory: str | Path):
+    """The project's tokenizer from a stage output, with a clear message when it is missing."""
+    from transformers import AutoTokenizer
+
+    if not (Path(directory) / "tokenizer.json").is_file():
+        raise MiniGPTError(f"no tokenizer in {directory}: run 'dvc repro tokenizer' first")
+    return AutoTokenizer.from_pretrained(directory)
+
+
 def load_encoder(path: str | Path) -> Encoder:
     """A token counter for a tokenizer directory: tokenizer.json, GPT-2-style vocab.json +
     merges.txt, or anything `AutoTokenizer` loads."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 from minigpt.config import load_params
 from minigpt.data import prepare
 from minigpt.errors import run_main
-from minigpt.files import write_json, write_jsonl
+from minigpt.files import warn_if_untracked, write_json, write_jsonl
 
 OUTPUT_DIR = Path("data/processed")
 METRICS_FILE = Path("metrics/data.json")
@@ -17,10 +16,7 @@ METRICS_FILE = Path("metrics/data.json")
 
 def main() -> None:
     params = load_params().prepare
-    for source in params.sources:
-        if source.path and not Path(source.path).resolve().is_relative_to(Path("data/raw").resolve()):
-            print(f"note: {source.path} is outside data/raw/: add it to the deps of 'prepare' in dvc.yaml "
-                  "so that dvc repro notices when it changes", file=sys.stderr)
+    warn_if_untracked([source.path for source in params.sources if source.path], "prepare", "data/raw")
     started = time.perf_counter()
     result = prepare(params)
     for split, rows in result.splits.items():

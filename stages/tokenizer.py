@@ -7,7 +7,7 @@ from pathlib import Path
 
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
-from minigpt.files import read_jsonl, write_json
+from minigpt.files import read_jsonl, warn_if_untracked, write_json
 from minigpt.plots import grouped_bars
 from minigpt.tokenizer import (efficiency, expand_files, iter_training_texts, load_encoder, plain_text,
                                read_documents, save_pretrained, train_bpe)
@@ -21,6 +21,7 @@ OURS = "minigpt"
 
 def main() -> None:
     params = load_params().tokenizer
+    warn_if_untracked(params.extra_files, "tokenizer", "data/corpus")
     train_file, validation_file = DATA_DIR / "train.jsonl", DATA_DIR / "validation.jsonl"
     if not train_file.is_file() or not validation_file.is_file():
         raise MiniGPTError(f"{DATA_DIR} has no train/validation split: run 'dvc repro prepare' first")

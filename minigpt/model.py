@@ -1,0 +1,210 @@
+"""The GPT-2 decoder used for training, and its Hugging Face export and import.
+
+A lean module in the style of nanoGPT: fused QKV projection, PyTorch SDPA attention (flash
+attention on a GPU), pre-LayerNorm blocks, tanh-approximated GELU and a language-model head
+tied to the token embedding. It has exactly GPT-2's parameters and arithmetic, so it
+exports to `GPT2LMHeadModel` weight for weight (a test checks the logits match), and users
+get a plain Hugging Face model while training runs on the lean module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = -100  # target positions that carry no loss
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, time, channels = x.shape
+        q, k, v = (part.view(batch, time, self.n_head, channels // self.n_head).transpose(1, 2)
+                   for part in self.c_attn(x).split(channels, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(batch, time, channels)))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled down by the depth they accumulate over.
+        for name, parameter in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        return sum(parameter.numel() for parameter in self.parameters())  # the tied head counts once
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                loss_reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits for every position, and the cross-entropy against `targets` if given
+        (positions whose target is IGNORE_INDEX carry no loss)."""
+        positions = torch.arange(idx.shape[1], device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(positions))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction=loss_reduction)
+        return logits, loss
+
+
+def flops_per_token(config: GPTConfig, num_parameters: int) -> float:
+    """Training FLOPs per token: 6 per weight (forward + backward) plus attention scores
+    (PaLM, appendix B). Position embeddings are a lookup, not a matmul."""
+    weights = num_parameters - config.block_size * config.n_embd
+    return 6 * weights + 12 * config.n_layer * config.n_embd * config.block_size
+
+
+# --------------------------------------------------------------------------- Hugging Face format
+
+# Hugging Face's GPT-2 stores these projections as Conv1D, i.e. transposed nn.Linear weights.
+_TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def _hf_name(name: str) -> str:
+    return name if name.startswith("lm_head") else f"transformer.{name}"
+
+
+def hf_config(config: GPTConfig, eos_token_id: int, pad_token_id: int):
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+        n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
+        resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+        layer_norm_epsilon=1e-5, tie_word_embeddings=True,
+        bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+    )
+
+
+def to_hf(model: GPT, eos_token_id: int, pad_token_id: int):
+    """A `GPT2LMHeadModel` with this model's weights (float32, on the CPU)."""
+    from transformers import AutoModelForCausalLM
+
+    hf_model = AutoModelForCausalLM.from_config(hf_config(model.config, eos_token_id, pad_token_id),
+                                                attn_implementation="sdpa")
+    state = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu", torch.float32)
+        state[_hf_name(name)] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor.clone()
+    missing, unexpected = hf_model.load_state_dict(state, strict=False)
+    if unexpected or [key for key in missing if key != "lm_head.weight"]:
+        raise RuntimeError(f"GPT-2 export mismatch: missing {missing}, unexpected {unexpected}")
+    hf_model.tie_weights()
+    return hf_model
+
+
+def from_hf(directory: str | Path) -> GPT:
+    """Load a Hugging Face GPT-2 directory (as written by `save_hf`) into the lean module."""
+    from transformers import AutoModelForCausalLM
+
+    hf_model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    cfg = hf_model.config
+    if cfg.model_type != "gpt2":
+        raise ValueError(f"{directory}: expected a GPT-2 model, found model_type {cfg.model_type!r}")
+    model = GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.n_positions, n_layer=cfg.n_layer,
+                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.resid_pdrop))
+    hf_state = hf_model.state_dict()
+    state = {}
+    for name in model.state_dict():
+        tensor = hf_state[_hf_name(name)]
+        state[name] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor
+    model.load_state_dict(state)
+    return model
+
+
+def build_config(n_layer: int, n_head: int, n_embd: int, block_size: int, dropout: float, tokenizer) -> GPTConfig:
+    """The model shape from params, sized to the tokenizer; the context must fit the tokenizer's limit."""
+    from minigpt.errors import MiniGPTError
+
+    if block_size > tokenizer.model_max_length:
+        raise MiniGPTError(f"model.block_size ({block_size}) is above the tokenizer's limit "
+                           f"(tokenizer.model_max_length = {tokenizer.model_max_length})")
+    return GPTConfig(vocab_size=len(tokenizer), block_size=block_size, n_layer=n_layer, n_head=n_head,
+                     n_embd=n_embd, dropout=dropout)
+
+
+def save_hf(model: GPT, directory: str | Path, tokenizer) -> None:
+    """Write a complete Hugging Face model directory (weights, config, generation config,
+    tokenizer with its chat template), atomically."""
+    from transformers import GenerationConfig
+
+    from minigpt.files import atomic_directory
+
+    hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    hf_model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
+        do_sample=False, max_new_tokens=256)
+    with atomic_directory(directory) as tmp:
+        hf_model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)

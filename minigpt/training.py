@@ -1,0 +1,467 @@
+"""The one training loop, used by `pretrain` and `train`: packing, loss mask, accelerate,
+mixed precision, checkpoints and resume, telemetry.
+
+Data: every sequence (an instruction example, or a chunk of a document) ends with
+`<|endoftext|>`; sequences are packed whole into rows of `block_size + 1` tokens by
+best-fit decreasing, so little is padding and no answer is cut from its prompt. Each token
+carries a flag saying whether it is a training target (response tokens, or every token when
+the prompt loss is on); padding never is.
+
+Steps: one optimizer step sees `batch_tokens` tokens (rows × block size), split into
+micro-batches and ranks. The loss is the sum over target tokens divided by the number of
+target tokens in the whole step, so every target token weighs the same however rows are
+split. Rows are visited in a fresh permutation each epoch, drawn from the seed; the data
+position and the dropout RNG are functions of the step, so restoring the step restores both.
+
+Checkpoints hold the model, the optimizer, the gradient scaler, the step and the metric
+history; they are written atomically, the newest `keep_checkpoints` are kept, a corrupt one
+is skipped in favour of the one before, and one made with other params is ignored.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from minigpt import template
+from minigpt.config import LoopParams
+from minigpt.errors import MiniGPTError
+from minigpt.files import atomic_file
+from minigpt.model import GPT, IGNORE_INDEX, flops_per_token
+
+TokenSequence = tuple[list[int], list[bool]]  # token ids, and whether each is a training target
+
+
+# --------------------------------------------------------------------------- sequences and packing
+
+def encode_instructions(rows: Sequence[dict], tokenizer, train_on_prompt: bool) -> list[TokenSequence]:
+    """Token ids of each example: its prompt, then its answer and <|endoftext|>.
+
+    Prompt and answer are tokenized separately, exactly as at generation time, where the
+    prompt is tokenized alone and the model continues it.
+    """
+    prompts = tokenizer([template.render_prompt(row["instruction"], row.get("input", "")) for row in rows],
+                        add_special_tokens=False)["input_ids"]
+    answers = tokenizer([row["output"] for row in rows], add_special_tokens=False)["input_ids"]
+    eos = tokenizer.convert_tokens_to_ids(template.EOS_TOKEN)
+    return [(prompt + answer + [eos], [train_on_prompt] * len(prompt) + [True] * (len(answer) + 1))
+            for prompt, answer in zip(prompts, answers)]
+
+
+def encode_documents(texts: Sequence[str], tokenizer, row_length: int) -> list[TokenSequence]:
+    """Plain text for pretraining: each document + <|endoftext|>, cut into row-sized chunks."""
+    eos = tokenizer.convert_tokens_to_ids(template.EOS_TOKEN)
+    sequences = []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        ids = ids + [eos]
+        for start in range(0, len(ids), row_length):
+            chunk = ids[start:start + row_length]
+            if len(chunk) > 1:
+                sequences.append((chunk, [True] * len(chunk)))
+    return sequences
+
+
+@dataclass
+class PackedRows:
+    tokens: torch.Tensor  # [rows, row_length] token ids
+    targets: torch.Tensor  # [rows, row_length] bool: the token is predicted with loss
+    stats: dict[str, Any]
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(self.tokens.numpy().tobytes())
+        digest.update(self.targets.numpy().tobytes())
+        return digest.hexdigest()
+
+
+def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> PackedRows:
+    """Best-fit decreasing: each sequence goes into the fullest row it still fits in.
+
+    A sequence longer than a row is cut to the row (counted as truncated) if some target
+    survives the cut, and dropped otherwise (counted as dropped).
+    """
+    kept: list[TokenSequence] = []
+    truncated = dropped = 0
+    for ids, targets in sequences:
+        if len(ids) > row_length:
+            ids, targets = ids[:row_length], targets[:row_length]
+            if not any(targets[1:]):
+                dropped += 1
+                continue
+            truncated += 1
+        kept.append((ids, targets))
+    if not kept:
+        raise MiniGPTError("no sequence fits in a row: raise model.block_size or check the data")
+
+    order = sorted(range(len(kept)), key=lambda index: (-len(kept[index][0]), index))
+    rows: list[list[int]] = []  # indices of the sequences in each row
+    space: list[tuple[int, int]] = []  # (free tokens, row number), sorted
+    for index in order:
+        length = len(kept[index][0])
+        slot = bisect.bisect_left(space, (length, -1))
+        if slot < len(space):
+            free, row = space.pop(slot)
+        else:
+            free, row = row_length, len(rows)
+            rows.append([])
+        rows[row].append(index)
+        if free - length > 0:
+            bisect.insort(space, (free - length, row))
+
+    tokens = torch.full((len(rows), row_length), pad_id, dtype=torch.long)
+    flags = torch.zeros((len(rows), row_length), dtype=torch.bool)
+    for row, members in enumerate(rows):
+        cursor = 0
+        for index in members:
+            ids, targets = kept[index]
+            tokens[row, cursor:cursor + len(ids)] = torch.tensor(ids)
+            flags[row, cursor:cursor + len(ids)] = torch.tensor(targets)
+            cursor += len(ids)
+    used = sum(len(ids) for ids, _ in kept)
+    stats = {"sequences": len(kept), "truncated": truncated, "dropped_too_long": dropped, "rows": len(rows),
+             "padding_fraction": round(1 - used / tokens.numel(), 4),
+             "target_tokens": int(flags[:, 1:].sum())}
+    return PackedRows(tokens, flags, stats)
+
+
+# --------------------------------------------------------------------------- schedule and optimizer
+
+def learning_rate(step: int, total_steps: int, params: LoopParams) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio × learning_rate at the last step."""
+    if step < params.warmup_steps:
+        return params.learning_rate * (step + 1) / params.warmup_steps
+    progress = (step - params.warmup_steps) / max(1, total_steps - params.warmup_steps)
+    floor = params.learning_rate * params.min_lr_ratio
+    return floor + (params.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: torch.nn.Module, params: LoopParams, fused: bool) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases, LayerNorms or embeddings' scale)."""
+    decayed = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    plain = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decayed, "weight_decay": params.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=params.learning_rate, betas=(params.beta1, params.beta2), fused=fused)
+
+
+# --------------------------------------------------------------------------- hardware
+
+# Dense bf16 (fp16 where the chip has no bf16) tensor-core peaks in FLOP/s, for MFU.
+PEAK_FLOPS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("A100", 312e12), ("L40S", 362e12),
+              ("L4", 121e12), ("A10", 125e12), ("T4", 65e12), ("V100", 125e12), ("RTX 4090", 165e12)]
+
+
+def device_peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_FLOPS if key in name), None)
+
+
+def resolve_precision(precision: str) -> str:
+    """accelerate's mixed_precision for a params value: bf16 where supported, else fp16, CPU fp32."""
+    if precision == "auto":
+        if not torch.cuda.is_available():
+            return "no"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision != "fp32" and not torch.cuda.is_available():
+        raise MiniGPTError(f"precision {precision} needs a GPU: use precision auto or fp32 on a CPU")
+    return {"fp32": "no"}.get(precision, precision)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+class CheckpointStore:
+    def __init__(self, directory: Path, keep: int):
+        self.directory = directory
+        self.keep = keep
+
+    def paths(self) -> list[Path]:
+        return sorted(self.directory.glob("step-*.pt"))
+
+    def save(self, state: dict[str, Any]) -> Path:
+        path = self.directory / f"step-{state['step']:08d}.pt"
+        with atomic_file(path, "wb") as handle:
+            torch.save(state, handle)
+        for old in self.paths()[:-self.keep]:
+            old.unlink()
+        return path
+
+    def load_latest(self, fingerprint: str) -> dict[str, Any] | None:
+        """The newest readable checkpoint made with the same params and data, if any."""
+        for path in reversed(self.paths()):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as error:  # truncated or corrupt: fall back to the previous one
+                print(f"checkpoint {path} is unreadable ({type(error).__name__}); trying the previous one")
+                continue
+            if state.get("fingerprint") != fingerprint:
+                print(f"checkpoint {path} was made with other params or data: starting afresh")
+                return None
+            return state
+        return None
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# Params that change how a run is reported, not what it computes: a run may resume across them.
+REPORTING_PARAMS = {"log_every", "eval_every", "eval_rows", "checkpoint_every", "keep_checkpoints", "compile"}
+
+
+# --------------------------------------------------------------------------- telemetry
+
+class Telemetry:
+    """Metric history for one run: printed, kept for checkpoints, mirrored to dvclive if installed."""
+
+    def __init__(self, live_dir: Path | None, history: list[dict], enabled: bool):
+        self.history = list(history)
+        self.enabled = enabled
+        self.live = None
+        if not enabled or live_dir is None:
+            return
+        try:
+            from dvclive import Live
+        except ImportError:
+            print("dvclive is not installed: metrics are kept in the checkpoints and metrics files only")
+            return
+        shutil.rmtree(live_dir, ignore_errors=True)  # rebuilt from the history: no steps logged twice
+        self.live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)
+        for entry in self.history:
+            self._to_live(entry)
+
+    def _to_live(self, entry: dict) -> None:
+        self.live.step = entry["step"]
+        for name, value in entry.items():
+            if name != "step":
+                self.live.log_metric(name, value)
+        self.live.make_summary()
+
+    def log(self, step: int, **metrics: float) -> None:
+        if not self.enabled:
+            return
+        entry = {"step": step, **{name: round(float(value), 6) for name, value in metrics.items()}}
+        self.history.append(entry)
+        if self.live is not None:
+            self._to_live(entry)
+        print(" ".join(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}"
+                       for name, value in entry.items()), flush=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.end()
+
+
+# --------------------------------------------------------------------------- the loop
+
+@dataclass
+class RunResult:
+    model: GPT  # unwrapped, on the training device
+    steps: int
+    tokens: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    is_main_process: bool = True
+
+
+def _row_order(rows: int, step: int, rows_per_step: int, seed: int) -> torch.Tensor:
+    """Row indices of one global step: epochs are consecutive permutations drawn from the seed."""
+    first, last = step * rows_per_step, (step + 1) * rows_per_step
+    indices = []
+    for epoch in range(first // rows, (last - 1) // rows + 1):
+        permutation = torch.randperm(rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        start, stop = max(first - epoch * rows, 0), min(last - epoch * rows, rows)
+        indices.append(permutation[start:stop])
+    return torch.cat(indices)
+
+
+def _batch(data: PackedRows, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens, targets = data.tokens[indices], data.targets[indices]
+    labels = torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX)
+    return tokens[:, :-1].to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams, checkpoint_dir: Path,
+        live_dir: Path | None) -> RunResult:
+    """Train `model` on `train_rows`, resuming from `checkpoint_dir` when a matching checkpoint exists."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=resolve_precision(params.precision))
+    world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
+    block = model.config.block_size
+    rows_per_micro = params.micro_batch_size * world
+    if params.batch_tokens % (rows_per_micro * block):
+        raise MiniGPTError(
+            f"batch_tokens ({params.batch_tokens}) must be a multiple of micro_batch_size × block_size × processes "
+            f"= {params.micro_batch_size} × {block} × {world} = {rows_per_micro * block}")
+    rows_per_step = params.batch_tokens // block
+    accumulation = rows_per_step // rows_per_micro
+    total_steps = max(1, math.ceil(params.epochs * len(train_rows) / rows_per_step))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    run_id = fingerprint(model.config, {k: v for k, v in params.model_dump().items() if k not in REPORTING_PARAMS},
+                         train_rows.fingerprint())
+    store = CheckpointStore(checkpoint_dir, params.keep_checkpoints)
+    state = store.load_latest(run_id)
+    model.to(device)
+    optimizer = make_optimizer(model, params, fused=device.type == "cuda")
+    start_step, history, tokens_seen, elapsed = 0, [], 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, history, tokens_seen, elapsed = state["step"], state["history"], state["tokens"], state["seconds"]
+        if accelerator.is_main_process:
+            print(f"resuming from step {start_step} of {total_steps}")
+
+    raw_model = model
+    compiled = torch.compile(model) if params.compile else model
+    compiled, optimizer = accelerator.prepare(compiled, optimizer)
+    if state is not None and state.get("scaler") and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
+    telemetry = Telemetry(live_dir, history, enabled=accelerator.is_main_process)
+    peak = device_peak_flops(device)
+    flops = flops_per_token(model.config, raw_model.num_parameters())
+    if accelerator.is_main_process:
+        print(f"training {raw_model.num_parameters():,} parameters for {total_steps} steps of "
+              f"{rows_per_step} rows × {block} tokens ({accumulation} micro-batches × {world} processes) "
+              f"on {device} with precision {accelerator.mixed_precision}", flush=True)
+
+    loss_sum = torch.zeros((), device=device)
+    target_count = 0
+    interval_started, interval_tokens = time.perf_counter(), 0
+    compiled.train()
+    for step in range(start_step, total_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total_steps, params)
+        torch.manual_seed(params.seed * 1_000_003 + step * world + rank)
+        indices = _row_order(len(train_rows), step, rows_per_step, params.seed)
+        step_targets = int(train_rows.targets[indices, 1:].sum())
+        for micro in range(accumulation):
+            first = (micro * world + rank) * params.micro_batch_size
+            inputs, labels = _batch(train_rows, indices[first:first + params.micro_batch_size], device)
+            sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(compiled)
+            with sync:
+                _, loss = compiled(inputs, labels, loss_reduction="sum")
+                accelerator.backward(loss * world / step_targets)
+            loss_sum += loss.detach()
+        target_count += step_targets
+        grad_norm = accelerator.clip_grad_norm_(compiled.parameters(), params.grad_clip) if params.grad_clip else None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        tokens_seen += rows_per_step * block
+        interval_tokens += rows_per_step * block
+
+        last = done == total_steps
+        report = done % params.log_every == 0 or done % params.checkpoint_every == 0 or done % params.eval_every == 0
+        if not (report or last):
+            continue
+        train_loss = accelerator.reduce(loss_sum, "sum").item() / target_count
+        if not math.isfinite(train_loss):
+            latest = store.paths()[-1].name if store.paths() else "none"
+            raise MiniGPTError(f"training diverged: the loss is {train_loss} at step {done}. The last good checkpoint "
+                               f"({latest}) is kept in {checkpoint_dir}; lower the learning rate or raise warmup_steps")
+        now = time.perf_counter()
+        elapsed += now - interval_started
+        tokens_per_second = interval_tokens / (now - interval_started)
+        metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "tokens_per_second": tokens_per_second}
+        if grad_norm is not None:
+            metrics["grad_norm"] = float(grad_norm)
+        if peak:
+            metrics["mfu"] = flops * tokens_per_second / (peak * world)
+        telemetry.log(done, **metrics)
+        loss_sum.zero_()
+        target_count = 0
+
+        if done % params.checkpoint_every == 0 or last:  # save before evaluating: a crash there loses nothing
+            if accelerator.is_main_process:
+                store.save({"step": done, "model": accelerator.get_state_dict(compiled), "fingerprint": run_id,
+                            "optimizer": optimizer.state_dict(), "history": telemetry.history, "tokens": tokens_seen,
+                            "seconds": elapsed,
+                            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None})
+            accelerator.wait_for_everyone()
+        if done % params.eval_every == 0 or last:
+            telemetry.log(done, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
+            compiled.train()
+        interval_started, interval_tokens = time.perf_counter(), 0
+
+    telemetry.close()
+    tokens_per_second = tokens_seen / elapsed if elapsed else 0.0
+    summary = {"parameters": raw_model.num_parameters(), "steps": total_steps, "tokens": tokens_seen,
+               "train_seconds": round(elapsed, 2), "tokens_per_second": round(tokens_per_second, 1),
+               "mfu": round(flops * tokens_per_second / (peak * world), 4) if peak else None,
+               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "processes": world, "precision": accelerator.mixed_precision}
+    return RunResult(model=raw_model, steps=total_steps, tokens=tokens_seen, seconds=elapsed,
+                     history=telemetry.history, summary=summary, is_main_process=accelerator.is_main_process)
+
+
+@torch.no_grad()
+def evaluate_loss(model, rows: PackedRows, params: LoopParams, accelerator) -> float:
+    """Mean loss per target token over (the first eval_rows of) `rows`, shared across ranks."""
+    model.eval()
+    count = len(rows) if params.eval_rows == 0 else min(params.eval_rows, len(rows))
+    world, rank = accelerator.num_processes, accelerator.process_index
+    total = torch.zeros((), device=accelerator.device)
+    targets = torch.zeros((), device=accelerator.device)
+    for start in range(rank * params.micro_batch_size, count, world * params.micro_batch_size):
+        indices = torch.arange(start, min(start + params.micro_batch_size, count))
+        inputs, labels = _batch(rows, indices, accelerator.device)
+        _, loss = model(inputs, labels, loss_reduction="sum")
+        total += loss.float()
+        targets += (labels != IGNORE_INDEX).sum()
+    total, targets = accelerator.reduce(total, "sum"), accelerator.reduce(targets, "sum")
+    return (total / targets).item()
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """Where one stage's training run writes: model, checkpoints, dvclive logs, metrics, curves."""
+
+    model_dir: Path
+    checkpoint_dir: Path
+    live_dir: Path | None  # None: no dvclive logs
+    metrics_file: Path
+    plot_file: Path
+
+
+def last_value(history: list[dict], key: str) -> float | None:
+    return next((entry[key] for entry in reversed(history) if key in entry), None)
+
+
+def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams,
+                   outputs: RunOutputs, tokenizer) -> None:
+    """Run the loop, then (on the main process) export the model and write metrics and curves."""
+    from minigpt.files import write_json
+    from minigpt.model import save_hf
+    from minigpt.plots import line_charts
+
+    result = run(model, train_rows, val_rows, params, outputs.checkpoint_dir, outputs.live_dir)
+    if not result.is_main_process:
+        return
+    save_hf(result.model, outputs.model_dir, tokenizer)
+    write_json(outputs.metrics_file, {
+        "enabled": True, "train_loss": last_value(result.history, "train/loss"), "val_loss": last_value(result.history, "val/loss"),
+        **result.summary, "packing": {"train": train_rows.stats, "validation": val_rows.stats}})
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        points = [(entry["step"], entry[key]) for entry in result.history if key in entry]
+        return [step for step, _ in points], [value for _, value in points]
+
+    line_charts(outputs.plot_file, {"loss per target token": {"train": series("train/loss"), "validation": series("val/loss")},
+                                    "learning rate": {"lr": series("lr")}}, xlabel="step")

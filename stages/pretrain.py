@@ -1,0 +1,52 @@
+"""Stage `pretrain` (optional): plain Spanish text in pretrain.files -> models/pretrained (Hugging Face).
+
+With no files listed it only records that pretraining is off; `train` then starts from
+scratch unless train.init_from asks for these weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minigpt.config import load_params
+from minigpt.errors import MiniGPTError, run_main
+from minigpt.files import atomic_directory, warn_if_untracked, write_json
+from minigpt.model import GPT, build_config
+from minigpt.tokenizer import expand_files, load_tokenizer, plain_text, read_documents
+from minigpt.training import RunOutputs, encode_documents, pack, train_and_save
+
+TOKENIZER_DIR = Path("models/tokenizer")
+OUTPUTS = RunOutputs(model_dir=Path("models/pretrained"), checkpoint_dir=Path("models/checkpoints/pretrain"),
+                     live_dir=None, metrics_file=Path("metrics/pretrain.json"),
+                     plot_file=Path("models/pretrained/training_curves.png"))
+VALIDATION_EVERY = 50  # every 50th document is held out to measure the loss
+
+
+def main() -> None:
+    params = load_params()
+    if not params.pretrain.files:
+        with atomic_directory(OUTPUTS.model_dir) as tmp:
+            (tmp / "README.md").write_text("Pretraining is off: list plain-text files in pretrain.files "
+                                           "(params.yaml) to pretrain the model before instruction tuning.\n")
+        OUTPUTS.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        write_json(OUTPUTS.metrics_file, {"enabled": False})
+        print("pretrain: no files listed in pretrain.files, nothing to do")
+        return
+    warn_if_untracked(params.pretrain.files, "pretrain", "data/corpus")
+    tokenizer = load_tokenizer(TOKENIZER_DIR)
+    config = build_config(**params.model.model_dump(), tokenizer=tokenizer)
+    documents = [text for path in expand_files(params.pretrain.files)
+                 for text in read_documents(path, plain_text)]
+    if len(documents) < 2:
+        raise MiniGPTError("pretrain.files hold fewer than 2 documents: nothing to train and validate on")
+    held_out = documents[::VALIDATION_EVERY]
+    kept = [text for index, text in enumerate(documents) if index % VALIDATION_EVERY]
+    row_length = config.block_size + 1
+    train_rows = pack(encode_documents(kept, tokenizer, row_length), row_length, tokenizer.pad_token_id)
+    val_rows = pack(encode_documents(held_out, tokenizer, row_length), row_length, tokenizer.pad_token_id)
+    print(f"pretraining on {len(kept)} documents ({len(train_rows)} rows), {len(held_out)} held out")
+    train_and_save(GPT(config), train_rows, val_rows, params.pretrain, OUTPUTS, tokenizer)
+
+
+if __name__ == "__main__":
+    run_main(main)

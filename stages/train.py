@@ -1,0 +1,60 @@
+"""Stage `train`: data/processed + models/tokenizer (+ models/pretrained) -> models/minigpt (Hugging Face)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minigpt.config import load_params
+from minigpt.errors import MiniGPTError, run_main
+from minigpt.files import read_jsonl
+from minigpt.model import GPT, build_config, from_hf
+from minigpt.tokenizer import load_tokenizer
+from minigpt.training import RunOutputs, encode_instructions, pack, train_and_save
+
+DATA_DIR = Path("data/processed")
+TOKENIZER_DIR = Path("models/tokenizer")
+PRETRAINED_DIR = Path("models/pretrained")
+OUTPUTS = RunOutputs(model_dir=Path("models/minigpt"), checkpoint_dir=Path("models/checkpoints/train"),
+                     live_dir=Path("dvclive/train"), metrics_file=Path("metrics/train.json"),
+                     plot_file=Path("plots/training_curves.png"))
+
+
+def read_split(name: str) -> list[dict]:
+    path = DATA_DIR / f"{name}.jsonl"
+    if not path.is_file():
+        raise MiniGPTError(f"{path} not found: run 'dvc repro prepare' first")
+    rows = read_jsonl(path)
+    if not rows:
+        raise MiniGPTError(f"{path} is empty: check prepare.sources and prepare.validation_fraction, "
+                           "then run 'dvc repro prepare'")
+    return rows
+
+
+def main() -> None:
+    params = load_params()
+    tokenizer = load_tokenizer(TOKENIZER_DIR)
+    config = build_config(**params.model.model_dump(), tokenizer=tokenizer)
+    if params.train.init_from == "pretrained":
+        if not (PRETRAINED_DIR / "config.json").is_file():
+            raise MiniGPTError("train.init_from is 'pretrained' but models/pretrained holds no model: "
+                               "list text files in pretrain.files and run 'dvc repro pretrain'")
+        model = from_hf(PRETRAINED_DIR)
+        if model.config != config:
+            raise MiniGPTError(f"models/pretrained has shape {model.config}, but params.yaml asks for {config}: "
+                               "rerun 'dvc repro pretrain'")
+    else:
+        model = GPT(config)
+
+    row_length = config.block_size + 1
+    train_rows, val_rows = (
+        pack(encode_instructions(read_split(split), tokenizer, params.train.train_on_prompt), row_length,
+             tokenizer.pad_token_id)
+        for split in ("train", "validation"))
+    print(f"packed {train_rows.stats['sequences']} examples into {len(train_rows)} rows "
+          f"({train_rows.stats['padding_fraction']:.1%} padding, {train_rows.stats['truncated']} truncated, "
+          f"{train_rows.stats['dropped_too_long']} too long)")
+    train_and_save(model, train_rows, val_rows, params.train, OUTPUTS, tokenizer)
+
+
+if __name__ == "__main__":
+    run_main(main)
