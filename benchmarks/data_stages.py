@@ -52,7 +52,7 @@ def main() -> None:
         (workdir / "data" / "raw").mkdir(parents=True)
         (workdir / "data" / "raw" / "kit.jsonl").write_text("".join(lines), encoding="utf-8")
         params["prepare"]["sources"] = [{"kind": "jsonl", "path": "data/raw/kit.jsonl"}]
-        params["prepare"]["validation_fraction"] = 0.05
+        params["prepare"].update(validation_fraction=0.05, split_by="prompt")  # few wordings, many inputs
         params["tokenizer"].update(
             vocab_size=args.vocab_size,
             extra_files=[str(kit / "corpus-es" / "*.txt")],

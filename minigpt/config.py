@@ -28,7 +28,8 @@ class Source(Section):
     kind: Literal["alpaca", "oasst", "jsonl"]
     path: Optional[str] = None
     hub: Optional[str] = None
-    split: str = "train"
+    config: Optional[str] = None  # a hub dataset's configuration (subset) name
+    split: Optional[str] = None
     revision: Optional[str] = None
     name: Optional[str] = None
 
@@ -39,13 +40,17 @@ class Source(Section):
         if self.hub is not None and not self.revision:
             raise ValueError(f"hub dataset {self.hub!r} needs a pinned 'revision' (a commit hash or tag) "
                              "so that runs are reproducible")
-        if self.path is not None and self.kind == "jsonl" and self.path.endswith(".parquet"):
-            raise ValueError("kind 'jsonl' reads JSON Lines; use kind 'alpaca' for Parquet files")
+        if self.path is not None and (self.config, self.split, self.revision) != (None, None, None):
+            raise ValueError("'config', 'split' and 'revision' apply to hub datasets only, not to 'path'")
         return self
 
     @property
+    def hub_split(self) -> str:
+        return self.split or "train"
+
+    @property
     def label(self) -> str:
-        return self.name or self.path or f"{self.hub}@{self.revision}:{self.split}"
+        return self.name or self.path or f"{self.hub}@{self.revision}:{self.hub_split}"
 
 
 class PrepareParams(Section):

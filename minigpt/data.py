@@ -9,18 +9,19 @@ stop the run: skipping a file silently would change the dataset too much.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import re
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from minigpt.config import PrepareParams, Source
 from minigpt.errors import MiniGPTError
+from minigpt.files import expand_files
 from minigpt.language import is_spanish
 
 Record = dict[str, Any]
@@ -56,36 +57,52 @@ class ErrorPolicy:
 
 # --------------------------------------------------------------------------- file readers
 
+# json.loads raises JSONDecodeError for bad syntax, but plain ValueError for numbers too long
+# to convert and RecursionError for absurdly deep nesting: all three are malformed input.
+_JSON_ERRORS = (ValueError, RecursionError)
+
+
+def _json_error(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at column {error.colno}"
+    return f"{type(error).__name__}: {str(error)[:120]}"
+
+
 def _read_jsonl(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
+    records = 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             location = f"{path}:{number}"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a leading BOM is not data
             except UnicodeDecodeError as error:
                 policy.handle(location, RecordError("invalid UTF-8", f"byte {error.start} of the line"))
                 continue
             if not line.strip():
                 continue
+            records += 1
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as error:
-                policy.handle(location, RecordError("malformed JSON", f"{error.msg} at column {error.colno}"))
+            except _JSON_ERRORS as error:
+                policy.handle(location, RecordError("malformed JSON", _json_error(error)))
                 continue
             yield location, record
+    if records == 0:
+        raise MiniGPTError(f"{path}: file is empty (no records)")
 
 
 def _read_json(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise MiniGPTError(f"{path}:{line}: invalid UTF-8 (byte {error.start} of the file)") from None
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise MiniGPTError(f"{path}:{error.lineno}: malformed JSON: {error.msg} at column {error.colno}") from None
+    except _JSON_ERRORS as error:
+        line = f":{error.lineno}" if isinstance(error, json.JSONDecodeError) else ""
+        raise MiniGPTError(f"{path}{line}: malformed JSON: {_json_error(error)}") from None
     if not isinstance(document, list):
         raise MiniGPTError(f"{path}: expected a JSON array of records, got a {type(document).__name__}")
     for number, record in enumerate(document, start=1):
@@ -107,13 +124,7 @@ _FILE_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_p
 
 
 def _local_records(pattern: str, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
-    paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-    if not paths:
-        raise MiniGPTError(f"no file matches {pattern!r}")
-    for name in paths:
-        path = Path(name)
-        if not path.is_file():
-            raise MiniGPTError(f"{path}: file not found")
+    for path in expand_files([pattern]):
         reader = _FILE_READERS.get(path.suffix.lower())
         if reader is None:
             raise MiniGPTError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
@@ -126,16 +137,16 @@ def _hub_records(source: Source) -> Iterator[tuple[str, Record]]:
     try:
         import datasets
 
-        rows = datasets.load_dataset(source.hub, split=source.split, revision=source.revision)
+        rows = datasets.load_dataset(source.hub, source.config, split=source.hub_split, revision=source.revision)
     except Exception as error:  # offline, unknown id, bad revision: all need the same advice
         raise MiniGPTError(
             f"source {source.label!r}: could not load {source.hub!r} (revision {source.revision}, "
-            f"split {source.split}) from the Hugging Face Hub: {type(error).__name__}: {error}\n"
+            f"split {source.hub_split}) from the Hugging Face Hub: {type(error).__name__}: {error}\n"
             "Without access to the hub, download the dataset on another machine, copy it into "
             "data/raw/ and point the source at it with 'path:' (JSON, JSONL or Parquet) instead of 'hub:'."
         ) from None
     for number, record in enumerate(rows, start=1):
-        yield f"{source.hub}@{source.revision} ({source.split}) row {number}", record
+        yield f"{source.hub}@{source.revision} ({source.hub_split}) row {number}", record
 
 
 # --------------------------------------------------------------------------- record converters
@@ -148,6 +159,10 @@ def _text_field(record: Record, key: str, required: bool) -> str:
         return ""
     if not isinstance(value, str):
         raise RecordError("wrong type", f"field {key!r} should be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a JSON escape such as "\ud800": no character, and unwritable
+        raise RecordError("invalid UTF-8", f"field {key!r} contains a lone surrogate") from None
     return value
 
 
@@ -223,25 +238,22 @@ def _oasst_examples(messages: list[_Message], source: str) -> Iterator[Example]:
                 yield Example(instruction=message.text, input="", output=best.text, source=source)
 
 
-def read_source(source: Source, policy: ErrorPolicy) -> list[Example]:
-    """All usable examples of one source, in source order."""
+def read_source(source: Source, policy: ErrorPolicy) -> tuple[list[Example], int]:
+    """All usable examples of one source, in source order, and the number of records read."""
     records = _hub_records(source) if source.hub else _local_records(source.path, policy)
     if source.kind == "oasst":
-        messages = []
-        for location, record in records:
-            try:
-                messages.append(_oasst_message(record))
-            except RecordError as error:
-                policy.handle(location, error)
-        return list(_oasst_examples(messages, source.label))
-    convert = _alpaca_example if source.kind == "alpaca" else _project_example
-    examples = []
+        convert = _oasst_message
+    else:
+        convert = partial(_alpaca_example if source.kind == "alpaca" else _project_example, source=source.label)
+    converted, count = [], 0
     for location, record in records:
+        count += 1
         try:
-            examples.append(convert(record, source.label))
+            converted.append(convert(record))
         except RecordError as error:
             policy.handle(location, error)
-    return examples
+    examples = list(_oasst_examples(converted, source.label)) if source.kind == "oasst" else converted
+    return examples, count
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -250,9 +262,9 @@ def read_source(source: Source, policy: ErrorPolicy) -> list[Example]:
 # joiner (U+200D) is kept: emoji sequences need it.
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200e\u200f\u2060\ufeff\u202a\u202b\u202c\u202d\u202e"
                                     "\u2066\u2067\u2068\u2069"))
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")  # line-ish ones are left to whitespace
 _SPECIAL_SPACE = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
-_LINE_SEPARATOR = re.compile(r"\r\n?|[\u2028\u2029\x85]")
+_LINE_SEPARATOR = re.compile(r"\r\n?|[\u2028\u2029\x85\x0b\x0c]")
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n{3,}")
 _LEADING_BLANK_LINES = re.compile(r"^(?:[ \t]*\n)+")
@@ -281,10 +293,11 @@ def clean_text(text: str, changes: Counter) -> str:
     return text
 
 
+# NFC comes last: removing an invisible character can bring a letter and its accent together.
 _TEXT_RULES: list[tuple[str, Callable[[str], str]]] = [
-    ("unicode_nfc", lambda text: unicodedata.normalize("NFC", text)),
     ("control_characters", lambda text: _CONTROL.sub("", text.translate(_INVISIBLE))),
     ("whitespace", normalize_whitespace),
+    ("unicode_nfc", lambda text: unicodedata.normalize("NFC", text)),
 ]
 
 
@@ -302,23 +315,33 @@ def clean_example(example: Example, changes: Counter) -> Example:
     return cleaned
 
 
-_PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+")
+_TYPOGRAPHIC = re.compile(r"[¿¡«»“”‘’…]")
+_SENTENCE_PUNCTUATION = re.compile(r"[.,;:?!]+(?=\s|$)")
+_SPACES = re.compile(r"\s+")
 
 
 def normalize_key(*texts: str) -> str:
-    """Case-, accent-, punctuation- and spacing-insensitive key for de-duplication and the split."""
+    """Key for de-duplication and the split: ignores case, accents, spacing, typographic
+    marks and sentence punctuation, but keeps digits, operators and code symbols, so that
+    "2 + 2" and "2 × 2" stay different."""
     joined = " ".join(texts).casefold()
     decomposed = unicodedata.normalize("NFKD", joined)
     no_accents = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return _PUNCTUATION_OR_SPACE.sub(" ", no_accents).strip()
+    no_marks = _SENTENCE_PUNCTUATION.sub("", _TYPOGRAPHIC.sub("", no_accents))
+    return _SPACES.sub(" ", no_marks).strip()
 
 
 # --------------------------------------------------------------------------- categories, split
 
 def _keyword_pattern(keywords: list[str]) -> re.Pattern | None:
-    """Keywords match at the start of a word ("program" matches "programación")."""
-    stems = [re.escape(normalize_key(keyword)) for keyword in keywords if normalize_key(keyword)]
-    return re.compile(r"\b(?:" + "|".join(stems) + ")") if stems else None
+    """Keywords match whole words; a trailing * matches any word that starts with the keyword
+    ("program*" matches "programación", "resta" does not match "restaurante")."""
+    alternatives = []
+    for keyword in keywords:
+        stem = normalize_key(keyword.rstrip("*"))
+        if stem:
+            alternatives.append(re.escape(stem) + ("" if keyword.endswith("*") else r"\b"))
+    return re.compile(r"\b(?:" + "|".join(alternatives) + ")") if alternatives else None
 
 
 class CategoryRules:
@@ -387,10 +410,11 @@ def prepare(params: PrepareParams) -> PreparedData:
 
     for source in params.sources:
         skipped_before = sum(policy.skipped.values())
-        examples = read_source(source, policy)
-        counts = per_source.setdefault(source.label, {"read": 0, "kept": 0, "skipped_records": 0})
-        counts["read"] += len(examples)
+        examples, records = read_source(source, policy)
+        counts = per_source.setdefault(source.label, {"records": 0, "skipped_records": 0, "examples": 0, "kept": 0})
+        counts["records"] += records
         counts["skipped_records"] += sum(policy.skipped.values()) - skipped_before
+        counts["examples"] += len(examples)
         for raw in examples:
             example = clean_example(raw, changes)
             reason = _drop_reason(example, params, seen_exact, seen_normalized)
@@ -409,7 +433,7 @@ def prepare(params: PrepareParams) -> PreparedData:
                            f"(dropped: {dict(dropped) or 'none'}, skipped records: {dict(policy.skipped) or 'none'})")
     stats = {
         "examples": {
-            "read": sum(counts["read"] for counts in per_source.values()),
+            "read": sum(counts["examples"] for counts in per_source.values()),
             "kept": kept,
             "train": len(splits["train"]),
             "validation": len(splits["validation"]),

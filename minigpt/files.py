@@ -8,6 +8,7 @@ place only once it is complete (a rename within one directory is atomic on POSIX
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from minigpt.errors import MiniGPTError
 
 
 @contextlib.contextmanager
@@ -85,3 +88,22 @@ def warn_if_untracked(patterns: Iterable[str], stage: str, tracked_dir: str) -> 
         if not Path(pattern).resolve().is_relative_to(Path(tracked_dir).resolve()):
             print(f"note: {pattern} is outside {tracked_dir}/: add it to the deps of '{stage}' in dvc.yaml "
                   "so that dvc repro notices when it changes", file=sys.stderr)
+
+
+def expand_files(patterns: Iterable[str]) -> list[Path]:
+    """The files each pattern names, in order: a glob's matches sorted, or the path itself.
+
+    A glob that matches nothing, or a plain path that is not a file, is an error.
+    """
+    paths: list[Path] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise MiniGPTError(f"no file matches {pattern!r}")
+            paths.extend(Path(match) for match in matches)
+        elif Path(pattern).is_file():
+            paths.append(Path(pattern))
+        else:
+            raise MiniGPTError(f"{pattern}: file not found")
+    return paths

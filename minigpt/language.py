@@ -28,8 +28,9 @@ not because any our those does doing being
 """.split())
 
 # A word listed in both languages would be evidence for neither.
-_SPANISH -= _ENGLISH
-_ENGLISH -= _SPANISH
+_SHARED = _SPANISH & _ENGLISH
+_SPANISH -= _SHARED
+_ENGLISH -= _SHARED
 
 _WORD = re.compile(r"[^\W\d_]+")
 

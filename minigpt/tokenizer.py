@@ -7,46 +7,46 @@ so its markers ("### Instrucción:") become a few tokens each.
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from minigpt import template
+from minigpt.config import Source
+from minigpt.data import ErrorPolicy, read_source
 from minigpt.errors import MiniGPTError
-from minigpt.files import atomic_directory, read_jsonl
+from minigpt.files import atomic_directory
 
 Encoder = Callable[[list[str]], list[int]]  # texts -> token count of each
 
 
-def expand_files(patterns: Iterable[str]) -> list[Path]:
-    """Files matched by each glob pattern, in order; a pattern that matches nothing is an error."""
-    paths: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern))
-        if not matches:
-            raise MiniGPTError(f"no file matches {pattern!r}")
-        paths.extend(Path(match) for match in matches)
-    return paths
-
-
-def plain_text(row: dict) -> str:
+def plain_text(instruction: str, input: str, output: str) -> str:
     """An example as plain text, without template markers (for fair efficiency comparisons)."""
-    return "\n".join(part for part in (row["instruction"], row.get("input", ""), row["output"]) if part)
+    return "\n".join(part for part in (instruction, input, output) if part)
 
 
-def read_documents(path: Path, render: Callable[[dict], str]) -> list[str]:
-    """Texts of a corpus file: blank-line separated documents of a .txt, or `render`ed JSONL rows."""
+def training_text(instruction: str, input: str, output: str) -> str:
+    """An example as the model sees it, minus the end-of-text marker: special tokens are
+    added by id, so BPE must not learn merges for their spelling."""
+    return template.render_prompt(instruction, input) + output
+
+
+def read_documents(path: Path, render: Callable[[str, str, str], str]) -> list[str]:
+    """Texts of a file: blank-line separated documents of a .txt, or `render`ed examples of
+    a .jsonl in the project's format (checked like a `prepare` source)."""
     if path.suffix == ".jsonl":
-        return [render(row) for row in read_jsonl(path)]
-    if path.suffix == ".txt":
-        return [doc for doc in path.read_text(encoding="utf-8").split("\n\n") if doc.strip()]
-    raise MiniGPTError(f"{path}: unsupported corpus file (use .txt documents or .jsonl instructions)")
-
-
-def render_training_example(row: dict) -> str:
-    return template.render_example(row["instruction"], row.get("input", ""), row["output"])
+        examples, _ = read_source(Source(kind="jsonl", path=str(path)), ErrorPolicy("fail"))
+        return [render(example.instruction, example.input, example.output) for example in examples]
+    if path.suffix != ".txt":
+        raise MiniGPTError(f"{path}: unsupported corpus file (use .txt documents or .jsonl instructions)")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise MiniGPTError(f"{path}:{line}: invalid UTF-8 (byte {error.start} of the file)") from None
+    return [document for document in text.replace("\r\n", "\n").split("\n\n") if document.strip()]
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:
@@ -123,8 +123,7 @@ def efficiency(count_tokens: Encoder, texts: Sequence[str]) -> dict[str, float |
     }
 
 
-def iter_training_texts(train_rows: list[dict], extra_files: list[Path]) -> Iterator[str]:
-    for row in train_rows:
-        yield render_training_example(row)
-    for path in extra_files:
-        yield from read_documents(path, render_training_example)
+def iter_training_texts(files: Iterable[Path]) -> Iterator[str]:
+    """Training text of every file: examples in the instruction format, corpora as documents."""
+    for path in files:
+        yield from read_documents(path, training_text)

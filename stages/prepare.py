@@ -8,7 +8,7 @@ from pathlib import Path
 from minigpt.config import load_params
 from minigpt.data import prepare
 from minigpt.errors import run_main
-from minigpt.files import warn_if_untracked, write_json, write_jsonl
+from minigpt.files import atomic_directory, warn_if_untracked, write_json, write_jsonl
 
 OUTPUT_DIR = Path("data/processed")
 METRICS_FILE = Path("metrics/data.json")
@@ -19,8 +19,9 @@ def main() -> None:
     warn_if_untracked([source.path for source in params.sources if source.path], "prepare", "data/raw")
     started = time.perf_counter()
     result = prepare(params)
-    for split, rows in result.splits.items():
-        write_jsonl(OUTPUT_DIR / f"{split}.jsonl", rows)
+    with atomic_directory(OUTPUT_DIR) as tmp:  # both splits appear together, or neither does
+        for split, rows in result.splits.items():
+            write_jsonl(tmp / f"{split}.jsonl", rows)
     write_json(METRICS_FILE, result.stats)
     counts = result.stats["examples"]
     print(f"prepare: {counts['read']} read, {counts['kept']} kept -> {counts['train']} train / "

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
-from minigpt.files import atomic_directory, warn_if_untracked, write_json
+from minigpt.files import atomic_directory, expand_files, warn_if_untracked, write_json
 from minigpt.model import GPT, build_config
-from minigpt.tokenizer import expand_files, load_tokenizer, plain_text, read_documents
+from minigpt.tokenizer import load_tokenizer, plain_text, read_documents
 from minigpt.training import RunOutputs, encode_documents, pack, train_and_save
 
 TOKENIZER_DIR = Path("models/tokenizer")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
-from minigpt.files import read_jsonl, warn_if_untracked, write_json
+from minigpt.files import expand_files, warn_if_untracked, write_json
 from minigpt.plots import grouped_bars
-from minigpt.tokenizer import (efficiency, expand_files, iter_training_texts, load_encoder, plain_text,
-                               read_documents, save_pretrained, train_bpe)
+from minigpt.tokenizer import (efficiency, iter_training_texts, load_encoder, plain_text, read_documents,
+                               save_pretrained, train_bpe)
 
 DATA_DIR = Path("data/processed")
 OUTPUT_DIR = Path("models/tokenizer")
@@ -25,21 +25,19 @@ def main() -> None:
     train_file, validation_file = DATA_DIR / "train.jsonl", DATA_DIR / "validation.jsonl"
     if not train_file.is_file() or not validation_file.is_file():
         raise MiniGPTError(f"{DATA_DIR} has no train/validation split: run 'dvc repro prepare' first")
-    train_rows = read_jsonl(train_file)
-    if not train_rows:
-        raise MiniGPTError(f"{train_file} is empty: check prepare.sources, then run 'dvc repro prepare'")
+    # Every input is read and checked before anything is written.
+    corpus_files = [train_file, *expand_files(params.extra_files)]
+    eval_sets = {"validation": read_documents(validation_file, plain_text)}
+    for name, pattern in params.eval_files.items():
+        eval_sets[name] = [text for path in expand_files([pattern]) for text in read_documents(path, plain_text)]
+    references = {name: load_encoder(path) for name, path in params.reference_tokenizers.items()}
 
     started = time.perf_counter()
-    tokenizer = train_bpe(iter_training_texts(train_rows, expand_files(params.extra_files)),
-                          params.vocab_size, params.min_frequency)
+    tokenizer = train_bpe(iter_training_texts(corpus_files), params.vocab_size, params.min_frequency)
     trained_in = time.perf_counter() - started
     save_pretrained(tokenizer, OUTPUT_DIR, params.model_max_length)
 
-    eval_sets = {"validation": [plain_text(row) for row in read_jsonl(validation_file)]}
-    for name, pattern in params.eval_files.items():
-        eval_sets[name] = [text for path in expand_files([pattern]) for text in read_documents(path, plain_text)]
-    encoders = {OURS: load_encoder(OUTPUT_DIR)}
-    encoders.update({name: load_encoder(path) for name, path in params.reference_tokenizers.items()})
+    encoders = {OURS: load_encoder(OUTPUT_DIR), **references}
     scores = {
         set_name: {name: efficiency(encode, texts) for name, encode in encoders.items()}
         for set_name, texts in eval_sets.items()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
+
+import pytest
 
 from minigpt.data import CategoryRules, Example, clean_example, clean_text, normalize_key, prepare
 from minigpt.language import is_spanish, spanish_score
@@ -46,7 +49,20 @@ def test_an_example_counts_once_per_rule_however_many_fields_changed():
 
 def test_normalised_key_ignores_case_accents_punctuation_and_spacing():
     assert normalize_key("¿Qué  es la ENERGÍA?") == normalize_key("que es la energia") == "que es la energia"
-    assert normalize_key("niño") == "nino"
+    assert normalize_key("«Niño», dijo…") == normalize_key("nino dijo") == "nino dijo"
+
+
+@pytest.mark.parametrize("first, second", [("¿Cuánto es 2 + 2?", "¿Cuánto es 2 × 2?"), ("print(3 + 3)", "print(3 * 2)"),
+                                           ("'a' < 'b'", "'a' <= 'b'"), ("15 °C", "-15 °C"), ("3.5", "35")])
+def test_normalised_key_keeps_what_changes_the_meaning(first, second):
+    assert normalize_key(first) != normalize_key(second)
+
+
+def test_line_break_controls_become_line_breaks_and_nfc_comes_last():
+    assert cleaned("a\x85b\x0bc\x0cd")[0] == "a\nb\nc\nd"
+    text, changes = cleaned("cafe\u00ad\u0301 con leche")  # a soft hyphen between letter and accent
+    assert text == "café con leche" and unicodedata.is_normalized("NFC", text)
+    assert changes == {"control_characters": 1, "unicode_nfc": 1}
 
 
 def test_language_check_accepts_spanish_rejects_english_and_skips_short_texts():
@@ -80,10 +96,11 @@ def test_prepare_counts_cleaning_changes(write_jsonl, prepare_params):
     rows = [example("  ¿Qué es el agua?  ", "Es un líquido\u00a0transparente."),
             example("¿Qué es el ca\u0301lcio?", "Es un elemento químico.")]
     params = prepare_params([{"kind": "jsonl", "path": str(write_jsonl("raw.jsonl", rows))}])
-    assert prepare(params).stats["cleaning"] == {"unicode_nfc": 1, "control_characters": 0, "whitespace": 1}
+    assert prepare(params).stats["cleaning"] == {"control_characters": 0, "whitespace": 1, "unicode_nfc": 1}
 
 
-RULES = {"programación": ["python", "program", "código"], "ciencia": ["átomo", "químic"], "traducción": ["traduce"]}
+RULES = {"programación": ["python", "program*", "código"], "ciencia": ["átomo", "químic*"],
+         "matemáticas": ["resta", "media"], "traducción": ["traduce"]}
 
 
 def test_categories_come_from_known_source_labels_then_keywords_then_the_default():
@@ -95,6 +112,9 @@ def test_categories_come_from_known_source_labels_then_keywords_then_the_default
     assert label(Example("Explica esto.", "print('hola')  # código", "x", "s")) == ("programación", "rules")
     assert label(Example("Cuenta un chiste.", "", "x", "s", category="humor")) == ("general", "default")
     assert label(Example("Lee el reprograma.", "", "x", "s")) == ("general", "default")  # start of a word only
+    assert label(Example("Elige un restaurante a medianoche.", "", "x", "s")) == ("general", "default")  # whole words
+    assert label(Example("Resta 3 a 5.", "", "x", "s")) == ("matemáticas", "rules")
+    assert label(Example("Un ácido QUÍMICAMENTE puro.", "", "x", "s")) == ("ciencia", "rules")  # prefix with *
 
 
 def test_rule_order_decides_between_matching_categories():

@@ -26,7 +26,8 @@ EXPECTED_ALPACA = [
 
 def read(kind: str, path, on_error: str = "fail", **source) -> tuple[list[Example], ErrorPolicy]:
     policy = ErrorPolicy(on_error)
-    return read_source(Source(kind=kind, path=str(path), **source), policy), policy
+    examples, _ = read_source(Source(kind=kind, path=str(path), **source), policy)
+    return examples, policy
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "json", "parquet"])
@@ -174,11 +175,53 @@ def test_hub_rows_go_through_the_same_converter(monkeypatch):
 
     calls = []
 
-    def fake_load_dataset(name, split, revision):
-        calls.append((name, split, revision))
+    def fake_load_dataset(name, config, split, revision):
+        calls.append((name, config, split, revision))
         return ALPACA
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    source = Source(kind="alpaca", hub="org/alpaca-es", revision="abc123", split="train", name="alpaca-es")
-    assert read_source(source, ErrorPolicy("fail")) == EXPECTED_ALPACA
-    assert calls == [("org/alpaca-es", "train", "abc123")]
+    source = Source(kind="alpaca", hub="org/alpaca-es", revision="abc123", name="alpaca-es")
+    assert read_source(source, ErrorPolicy("fail")) == (EXPECTED_ALPACA, 3)
+    assert calls == [("org/alpaca-es", None, "train", "abc123")]
+
+
+def test_a_leading_byte_order_mark_is_not_data(tmp_path):
+    rows = [example("Primera.", "Uno."), example("Segunda.", "Dos.")]
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(row) + "\n" for row in rows).encode())
+    as_array = tmp_path / "bom.json"
+    as_array.write_bytes(b"\xef\xbb\xbf" + json.dumps(rows).encode())
+    for path in (jsonl, as_array):
+        examples, _ = read("alpaca", path)
+        assert [e.output for e in examples] == ["Uno.", "Dos."]
+
+
+@pytest.mark.parametrize("line", ['{"instruction": "a", "output": ' + "1" * 5000 + '}',
+                                  "[" * 100_000 + "]" * 100_000])
+def test_pathological_json_is_malformed_json_not_a_crash(write_jsonl, line):
+    path = write_jsonl("odd.jsonl", [line])
+    with pytest.raises(MiniGPTError, match=rf"{path}:1: malformed JSON"):
+        read("alpaca", path)
+
+
+def test_lone_surrogates_are_invalid_utf8_records(write_jsonl):
+    path = write_jsonl("surrogate.jsonl", ['{"instruction": "hola \\ud800", "output": "x"}', example("Bien.", "Sí.")])
+    with pytest.raises(MiniGPTError, match=rf"{path}:1: invalid UTF-8: field 'instruction' contains a lone surrogate"):
+        read("alpaca", path)
+    examples, policy = read("alpaca", path, on_error="skip")
+    assert len(examples) == 1 and policy.skipped == {"invalid UTF-8": 1}
+
+
+def test_a_jsonl_file_of_blank_lines_is_empty(write_jsonl):
+    path = write_jsonl("blank.jsonl", ["", "   ", ""])
+    with pytest.raises(MiniGPTError, match="file is empty"):
+        read("alpaca", path)
+
+
+def test_oasst_counts_records_read_apart_from_examples_built(write_jsonl):
+    path = write_jsonl("oasst.jsonl", [oasst_message("p1", None, "prompter", "¿Hola?"),
+                                       oasst_message("a1", "p1", "assistant", "Hola."),
+                                       oasst_message("a2", "p1", "assistant", "Buenas.", rank=1)])
+    policy = ErrorPolicy("fail")
+    examples, records = read_source(Source(kind="oasst", path=str(path)), policy)
+    assert (len(examples), records) == (1, 3)

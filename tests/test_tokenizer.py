@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from transformers import AutoTokenizer
 
 from minigpt import template
 from minigpt.errors import MiniGPTError
-from minigpt.tokenizer import (efficiency, expand_files, iter_training_texts, load_encoder, read_documents,
+from minigpt.files import expand_files
+from minigpt.tokenizer import (efficiency, iter_training_texts, load_encoder, plain_text, read_documents,
                                save_pretrained, train_bpe)
 from tests.conftest import SHARED_DATA, needs_shared_data, spanish_examples
 from tests.test_template import CONVERSATIONS
@@ -23,10 +26,13 @@ ROUND_TRIP = [
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
-    rows = [{"instruction": e["instruction"], "input": "", "output": e["output"]} for e in spanish_examples(200)]
-    corpus = tmp_path_factory.mktemp("corpus") / "texto.txt"
+    data = tmp_path_factory.mktemp("corpus")
+    examples = data / "train.jsonl"
+    examples.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(200)),
+                        encoding="utf-8")
+    corpus = data / "texto.txt"
     corpus.write_text("Primer documento del corpus.\nSegunda línea.\n\nSegundo documento: ¿qué tal?\n", encoding="utf-8")
-    tokenizer = train_bpe(iter_training_texts(rows, [corpus]), vocab_size=600, min_frequency=2)
+    tokenizer = train_bpe(iter_training_texts([examples, corpus]), vocab_size=600, min_frequency=2)
     directory = tmp_path_factory.mktemp("tokenizer") / "tokenizer"
     save_pretrained(tokenizer, directory, model_max_length=512)
     return directory
@@ -57,10 +63,28 @@ def test_apply_chat_template_gives_the_training_format(hf_tokenizer, messages):
 
 
 def test_training_text_includes_rendered_examples_and_corpus_documents(tmp_path):
+    examples = tmp_path / "train.jsonl"
+    examples.write_text(json.dumps({"instruction": "I", "input": "", "output": "O"}) + "\n", encoding="utf-8")
     corpus = tmp_path / "a.txt"
-    corpus.write_text("Uno.\n\nDos\ncon dos líneas.\n\n\n", encoding="utf-8")
-    texts = list(iter_training_texts([{"instruction": "I", "input": "", "output": "O"}], [corpus]))
-    assert texts == [template.render_example("I", "", "O"), "Uno.", "Dos\ncon dos líneas."]
+    corpus.write_text("Uno.\r\n\r\nDos\ncon dos líneas.\n\n\n", encoding="utf-8")
+    texts = list(iter_training_texts([examples, corpus]))
+    assert texts == [template.render_prompt("I") + "O", "Uno.", "Dos\ncon dos líneas."]
+
+
+def test_special_tokens_are_not_spelled_out_in_the_vocabulary(hf_tokenizer):
+    pieces = [token for token in hf_tokenizer.get_vocab() if token not in template.SPECIAL_TOKENS]
+    assert not [token for token in pieces if "endoftext" in token or "<|" in token or "|>" in token]
+
+
+def test_bad_corpus_files_name_the_file_and_line(tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a"}\n', encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=rf"{broken}:2: missing field: 'output'"):
+        read_documents(broken, plain_text)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Primera línea\n".encode() + "Año\n".encode("latin-1"))
+    with pytest.raises(MiniGPTError, match=rf"{latin1}:2: invalid UTF-8"):
+        read_documents(latin1, plain_text)
 
 
 def test_efficiency_counts_characters_words_and_tokens():
@@ -89,7 +113,9 @@ def test_gpt2_reference_files_from_the_data_kit():
 def test_corpus_files_must_exist_and_be_known_types(tmp_path):
     with pytest.raises(MiniGPTError, match="no file matches"):
         expand_files([str(tmp_path / "*.txt")])
+    with pytest.raises(MiniGPTError, match="file not found"):
+        expand_files([str(tmp_path / "missing.txt")])
     odd = tmp_path / "corpus.csv"
     odd.write_text("a,b", encoding="utf-8")
     with pytest.raises(MiniGPTError, match="unsupported corpus file"):
-        read_documents(odd, str)
+        read_documents(odd, plain_text)

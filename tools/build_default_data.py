@@ -163,20 +163,20 @@ def roman(rng: random.Random) -> Row:
             f"{to_roman(number)} equivale a {number}.")
 
 
-UNIT_CONVERSIONS = [  # (from, to, factor, category)
-    ("kilómetros", "metros", 1000, "matemáticas"), ("metros", "centímetros", 100, "matemáticas"),
-    ("kilogramos", "gramos", 1000, "matemáticas"), ("litros", "mililitros", 1000, "matemáticas"),
-    ("horas", "minutos", 60, "matemáticas"), ("minutos", "segundos", 60, "matemáticas"),
-    ("días", "horas", 24, "matemáticas"), ("semanas", "días", 7, "matemáticas"),
-    ("centímetros", "milímetros", 10, "matemáticas"), ("toneladas", "kilogramos", 1000, "matemáticas"),
+UNIT_CONVERSIONS = [  # (from, to, factor, "¿Cuántos/Cuántas" for the target unit)
+    ("kilómetros", "metros", 1000, "Cuántos"), ("metros", "centímetros", 100, "Cuántos"),
+    ("kilogramos", "gramos", 1000, "Cuántos"), ("litros", "mililitros", 1000, "Cuántos"),
+    ("horas", "minutos", 60, "Cuántos"), ("minutos", "segundos", 60, "Cuántos"),
+    ("días", "horas", 24, "Cuántas"), ("semanas", "días", 7, "Cuántos"),
+    ("centímetros", "milímetros", 10, "Cuántos"), ("toneladas", "kilogramos", 1000, "Cuántos"),
 ]
 
 
 def conversion(rng: random.Random) -> Row:
-    source, target, factor, _ = rng.choice(UNIT_CONVERSIONS)
+    source, target, factor, how_many = rng.choice(UNIT_CONVERSIONS)
     amount = rng.randint(2, 60)
     if rng.random() < 0.5:
-        return (f"¿Cuántos {target} son {amount} {source}?", "",
+        return (f"¿{how_many} {target} son {amount} {source}?", "",
                 f"{amount} {source} son {amount * factor} {target}, porque {amount} × {factor} = {amount * factor}.")
     return (f"Convierte {amount * factor} {target} a {source}.", "",
             f"{amount * factor} {target} son {amount} {source}, porque {amount * factor} / {factor} = {amount}.")
@@ -224,17 +224,16 @@ def element_fact(rng: random.Random) -> Row:
 
 
 PLANETS = ["Mercurio", "Venus", "la Tierra", "Marte", "Júpiter", "Saturno", "Urano", "Neptuno"]
-ORDINALS = ["primer", "segundo", "tercer", "cuarto", "quinto", "sexto", "séptimo", "octavo"]
+ORDINALS = ["primer", "segundo", "tercer", "cuarto", "quinto", "sexto", "séptimo", "octavo"]  # before a noun
 
 
 def planet(rng: random.Random) -> Row:
     index = rng.randrange(len(PLANETS))
     name = PLANETS[index]
+    answer = f"{name[0].upper() + name[1:]} ocupa el {ORDINALS[index]} lugar contando desde el Sol."
     if rng.random() < 0.5:
-        return (f"¿Qué planeta es el {ORDINALS[index]} más cercano al Sol?", "",
-                f"{name[0].upper() + name[1:]} es el {ORDINALS[index]} planeta más cercano al Sol.")
-    return (f"¿Qué posición ocupa {name} en el sistema solar, contando desde el Sol?", "",
-            f"{name[0].upper() + name[1:]} es el {ORDINALS[index]} planeta contando desde el Sol.")
+        return f"¿Qué planeta ocupa el {ORDINALS[index]} lugar contando desde el Sol?", "", answer
+    return f"¿Qué lugar ocupa {name} en el sistema solar, contando desde el Sol?", "", answer
 
 
 def temperature(rng: random.Random) -> Row:
@@ -267,7 +266,7 @@ COUNTRIES = [  # (country as used after "de", capital, continent)
     ("Senegal", "Dakar", "África"), ("Etiopía", "Adís Abeba", "África"), ("Japón", "Tokio", "Asia"),
     ("China", "Pekín", "Asia"), ("Corea del Sur", "Seúl", "Asia"), ("la India", "Nueva Delhi", "Asia"),
     ("Tailandia", "Bangkok", "Asia"), ("Vietnam", "Hanói", "Asia"), ("Indonesia", "Yakarta", "Asia"),
-    ("Filipinas", "Manila", "Asia"), ("Australia", "Camberra", "Oceanía"), ("Nueva Zelanda", "Wellington", "Oceanía"),
+    ("Filipinas", "Manila", "Asia"), ("Australia", "Canberra", "Oceanía"), ("Nueva Zelanda", "Wellington", "Oceanía"),
     ("Canadá", "Ottawa", "América"), ("México", "Ciudad de México", "América"), ("Cuba", "La Habana", "América"),
     ("Colombia", "Bogotá", "América"), ("Venezuela", "Caracas", "América"), ("Ecuador", "Quito", "América"),
     ("Perú", "Lima", "América"), ("Chile", "Santiago de Chile", "América"), ("Argentina", "Buenos Aires", "América"),
@@ -286,7 +285,8 @@ def capital(rng: random.Random) -> Row:
         return f"¿Cuál es la capital de {country}?", "", f"La capital de {country} es {city}."
     if kind == 1:
         return f"¿De qué país es capital {city}?", "", f"{city} es la capital de {country}, en {continent}."
-    return f"¿En qué continente está {country}?", "", f"{sentence_country} está en {continent}."
+    verb = "están" if country.startswith("los ") else "está"
+    return f"¿En qué continente {verb} {country}?", "", f"{sentence_country} {verb} en {continent}."
 
 
 EVENTS = [  # (question about the year, answer sentence with the year)
@@ -563,19 +563,21 @@ def clock(rng: random.Random) -> Row:
             f"{activity[0].upper()}{activity[1:]} termina a las {end // 60}:{end % 60:02d}.")
 
 
-ITEMS = [("cuadernos", 250), ("bolígrafos", 120), ("barras de pan", 95), ("cafés", 140), ("kilos de manzanas", 230),
-         ("entradas de cine", 750), ("botellas de agua", 60), ("billetes de autobús", 150), ("yogures", 45)]
+ITEMS = [  # (item, price in cents, "cada uno/una")
+    ("cuadernos", 250, "uno"), ("bolígrafos", 120, "uno"), ("barras de pan", 95, "una"), ("cafés", 140, "uno"),
+    ("kilos de manzanas", 230, "uno"), ("entradas de cine", 750, "una"), ("botellas de agua", 60, "una"),
+    ("billetes de autobús", 150, "uno"), ("yogures", 45, "uno")]
 
 
 def shopping(rng: random.Random) -> Row:
-    item, price = rng.choice(ITEMS)
+    item, price, each = rng.choice(ITEMS)
     quantity = rng.randint(2, 8)
     total = quantity * price
     if rng.random() < 0.5:
-        return (f"Compro {quantity} {item} a {euros(price)} cada uno. ¿Cuánto pago en total?", "",
+        return (f"Compro {quantity} {item} a {euros(price)} cada {each}. ¿Cuánto pago en total?", "",
                 f"Pagas {euros(total)}, porque {quantity} × {euros(price)} = {euros(total)}.")
-    paid = next(note for note in (500, 1000, 2000, 5000, 10000) if note >= total)
-    return (f"Compro {quantity} {item} a {euros(price)} cada uno y pago con un billete de {paid // 100} €. "
+    paid = next(note for note in (500, 1000, 2000, 5000, 10000) if note > total)
+    return (f"Compro {quantity} {item} a {euros(price)} cada {each} y pago con un billete de {paid // 100} €. "
             "¿Cuánto me tienen que devolver?", "",
             f"El total es {euros(total)}, así que te devuelven {euros(paid - total)}.")
 
