@@ -112,6 +112,7 @@ class LoopParams(Section):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     compile: bool = False
     seed: int = 0
+    launcher: str = Field(default="python", min_length=1)  # how dvc.yaml starts the stage script
 
 
 class PretrainParams(LoopParams):

@@ -208,3 +208,9 @@ def save_hf(model: GPT, directory: str | Path, tokenizer) -> None:
     with atomic_directory(directory) as tmp:
         hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+
+def init_model(config: GPTConfig, seed: int) -> GPT:
+    """A freshly initialised model; the same seed always gives the same weights."""
+    torch.manual_seed(seed)
+    return GPT(config)

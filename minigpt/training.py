@@ -218,7 +218,7 @@ def fingerprint(*parts: Any) -> str:
 
 
 # Params that change how a run is reported, not what it computes: a run may resume across them.
-REPORTING_PARAMS = {"log_every", "eval_every", "eval_rows", "checkpoint_every", "keep_checkpoints", "compile"}
+REPORTING_PARAMS = {"log_every", "eval_every", "eval_rows", "checkpoint_every", "keep_checkpoints", "compile", "launcher"}
 
 
 # --------------------------------------------------------------------------- telemetry
@@ -341,6 +341,12 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
               f"{rows_per_step} rows × {block} tokens ({accumulation} micro-batches × {world} processes) "
               f"on {device} with precision {accelerator.mixed_precision}", flush=True)
 
+    evaluated = {entry["step"] for entry in telemetry.history if "val/loss" in entry}
+    if state is not None and start_step not in evaluated and (start_step % params.eval_every == 0
+                                                              or start_step == total_steps):
+        telemetry.log(start_step, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
+        # (checkpoints are written before evaluating, so a resumed run owes the evaluation)
+
     loss_sum = torch.zeros((), device=device)
     target_count = 0
     interval_started, interval_tokens = time.perf_counter(), 0
@@ -445,7 +451,7 @@ def last_value(history: list[dict], key: str) -> float | None:
 
 
 def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams,
-                   outputs: RunOutputs, tokenizer) -> None:
+                   outputs: RunOutputs, tokenizer, extra_metrics: dict[str, Any] | None = None) -> None:
     """Run the loop, then (on the main process) export the model and write metrics and curves."""
     from minigpt.files import write_json
     from minigpt.model import save_hf
@@ -456,7 +462,7 @@ def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, par
         return
     save_hf(result.model, outputs.model_dir, tokenizer)
     write_json(outputs.metrics_file, {
-        "enabled": True, "train_loss": last_value(result.history, "train/loss"), "val_loss": last_value(result.history, "val/loss"),
+        **(extra_metrics or {}), "train_loss": last_value(result.history, "train/loss"), "val_loss": last_value(result.history, "val/loss"),
         **result.summary, "packing": {"train": train_rows.stats, "validation": val_rows.stats}})
 
     def series(key: str) -> tuple[list[float], list[float]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import atomic_directory, expand_files, warn_if_untracked, write_json
-from minigpt.model import GPT, build_config
+from minigpt.model import build_config, init_model
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents
 from minigpt.training import RunOutputs, encode_documents, pack, train_and_save
 
@@ -45,7 +45,8 @@ def main() -> None:
     train_rows = pack(encode_documents(kept, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     val_rows = pack(encode_documents(held_out, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     print(f"pretraining on {len(kept)} documents ({len(train_rows)} rows), {len(held_out)} held out")
-    train_and_save(GPT(config), train_rows, val_rows, params.pretrain, OUTPUTS, tokenizer)
+    train_and_save(init_model(config, params.pretrain.seed), train_rows, val_rows, params.pretrain, OUTPUTS, tokenizer,
+                   extra_metrics={"enabled": True})
 
 
 if __name__ == "__main__":

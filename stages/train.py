@@ -7,7 +7,7 @@ from pathlib import Path
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import read_jsonl
-from minigpt.model import GPT, build_config, from_hf
+from minigpt.model import build_config, from_hf, init_model
 from minigpt.tokenizer import load_tokenizer
 from minigpt.training import RunOutputs, encode_instructions, pack, train_and_save
 
@@ -43,7 +43,7 @@ def main() -> None:
             raise MiniGPTError(f"models/pretrained has shape {model.config}, but params.yaml asks for {config}: "
                                "rerun 'dvc repro pretrain'")
     else:
-        model = GPT(config)
+        model = init_model(config, params.train.seed)
 
     row_length = config.block_size + 1
     train_rows, val_rows = (

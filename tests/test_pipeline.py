@@ -12,41 +12,29 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_repository, run_command, update_params
 
 pytestmark = pytest.mark.slow
 
-
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    # The venv's bin first, so `python` in dvc.yaml commands is this interpreter.
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+SMALL_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
+SHORT_TRAINING = {"epochs": 0.3, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 10, "checkpoint_every": 10}
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *args], cwd, check)
+    return run_command([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """A copy of the repository's files (as git sees them), as a fresh clone would have them."""
-    target = tmp_path_factory.mktemp("clone") / "minigpt-es"
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout
-    for name in filter(None, listed.split("\0")):
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    target = copy_repository(tmp_path_factory.mktemp("clone") / "minigpt-es")
+    update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING)  # the pipeline's shape, in seconds
     for generated in ("metrics", "plots", "dvc.lock"):  # start as a user whose clone has no results yet
         path = target / generated
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    run(["git", "init", "-q"], target)
-    run(["git", "add", "-A"], target)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "clone"], target)
+    run_command(["git", "init", "-q"], target)
+    run_command(["git", "add", "-A"], target)
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "clone"], target)
     return target
 
 
@@ -66,10 +54,22 @@ def test_repro_builds_every_output(workspace, first_run):
     tokenizer = json.loads((workspace / "metrics" / "tokenizer.json").read_text(encoding="utf-8"))
     assert tokenizer["eval"]["validation"]["minigpt"]["chars_per_token"] > 2.5
     assert (workspace / "plots" / "tokenizer_comparison.png").read_bytes().startswith(b"\x89PNG")
+    assert "Running stage 'train'" in first_run.stdout
+    assert (workspace / "models" / "minigpt" / "model.safetensors").is_file()
+    train = json.loads((workspace / "metrics" / "train.json").read_text(encoding="utf-8"))
+    assert train["val_loss"] < 8 and train["parameters"] > 0
+    assert (workspace / "dvclive" / "train" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    assert (workspace / "plots" / "training_curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_dvc_plots_draw_the_training_curves(workspace, first_run):
+    plots = json.loads(dvc("plots", "show", "--json", cwd=workspace).stdout)["data"]
+    assert {"train_loss", "learning_rate"} <= set(plots)
+    assert any(row["filename"] == "val/loss.tsv" for row in plots["train_loss"][0]["content"]["data"]["values"])
 
 
 def test_outputs_are_git_ignored_and_metrics_are_not(workspace, first_run):
-    status = run(["git", "status", "--porcelain", "--untracked-files=all"], workspace).stdout
+    status = run_command(["git", "status", "--porcelain", "--untracked-files=all"], workspace).stdout
     assert "data/processed" not in status and "models/" not in status
     assert "metrics/data.json" in status and "dvc.lock" in status
 
@@ -95,6 +95,7 @@ def test_a_tokenizer_param_reruns_only_the_tokenizer(workspace, first_run):
         params_file.write_text(original.replace("vocab_size: 4096", "vocab_size: 2000"), encoding="utf-8")
         rerun = dvc("repro", cwd=workspace)
         assert "Running stage 'tokenizer'" in rerun.stdout and "Running stage 'prepare'" not in rerun.stdout
+        assert "Running stage 'train'" in rerun.stdout  # it depends on the tokenizer
         assert json.loads((workspace / "metrics" / "tokenizer.json").read_text())["vocab_size"] == 2000
     finally:
         params_file.write_text(original, encoding="utf-8")
@@ -106,7 +107,7 @@ def test_a_bad_param_fails_with_a_message_not_a_traceback(workspace, first_run):
     original = params_file.read_text(encoding="utf-8")
     try:
         params_file.write_text(original.replace("validation_fraction: 0.1", "validation_fraction: 2"), encoding="utf-8")
-        result = run([sys.executable, "stages/prepare.py"], workspace, check=False)
+        result = run_command([sys.executable, "stages/prepare.py"], workspace, check=False)
         assert result.returncode == 1
         assert "prepare.validation_fraction" in result.stderr and "Traceback" not in result.stderr
     finally:
@@ -115,5 +116,5 @@ def test_a_bad_param_fails_with_a_message_not_a_traceback(workspace, first_run):
 
 def test_tokenizer_stage_says_which_stage_to_run_first(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    result = run([sys.executable, str(REPO / "stages" / "tokenizer.py")], tmp_path, check=False)
+    result = run_command([sys.executable, str(REPO / "stages" / "tokenizer.py")], tmp_path, check=False)
     assert result.returncode == 1 and "dvc repro prepare" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,170 @@
+"""Training throughput: the project's real training loop against plain Hugging Face GPT-2,
+side by side in one run, on synthetic tokens.
+
+    python benchmarks/train_step.py                      # the default (CPU-sized) model
+    python benchmarks/train_step.py --shape seed         # 12 × 12 × 768, context 512, vocab 32k (GPU)
+    python benchmarks/train_step.py --shape seed --out results.json
+
+Rows: `minigpt` runs `minigpt.training.run` (lean module, fused AdamW, bf16 autocast on a GPU,
+torch.compile if --compile) and reads tokens/s from its own telemetry, past the first
+(warm-up / compile) interval. `hf-reference` is the reference project's style: HF GPT-2 with
+eager attention, unfused AdamW and fp16 autocast with a gradient scaler (fp32 on a CPU).
+`hf-tuned` is HF GPT-2 with SDPA, fused AdamW, bf16 and torch.compile (GPU only). MFU uses
+the same FLOP count for all rows and the device's bf16 peak (measured with --measure-peak,
+else from minigpt.training.PEAK_FLOPS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from minigpt.config import LoopParams  # noqa: E402
+from minigpt.model import GPT, GPTConfig, flops_per_token, hf_config  # noqa: E402
+from minigpt.training import PackedRows, device_peak_flops, run  # noqa: E402
+
+SHAPES = {
+    "default": GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=128),
+    "seed": GPTConfig(vocab_size=32_000, block_size=512, n_layer=12, n_head=12, n_embd=768),
+}
+
+
+def synthetic_rows(config: GPTConfig, rows: int) -> PackedRows:
+    tokens = torch.randint(0, config.vocab_size, (rows, config.block_size + 1), generator=torch.Generator().manual_seed(0))
+    return PackedRows(tokens, torch.ones_like(tokens, dtype=torch.bool), {})
+
+
+def measure_peak_flops(device: torch.device) -> float:
+    """bf16 matmul FLOP/s actually reached on this GPU (best of a few large products)."""
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    best = 0.0
+    for _ in range(5):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        torch.cuda.synchronize()
+        best = max(best, 20 * 2 * 8192**3 / (time.perf_counter() - started))
+    return best
+
+
+def project_step(config: GPTConfig, rows_per_step: int, micro: int, steps: int, compile_model: bool) -> float:
+    """Tokens/s of the project's training loop, from its own telemetry (first interval dropped)."""
+    log_every = max(1, steps // 5)
+    params = LoopParams(epochs=1.0, micro_batch_size=micro, batch_tokens=rows_per_step * config.block_size,
+                        learning_rate=6e-4, min_lr_ratio=0.1, warmup_steps=10, weight_decay=0.1, beta1=0.9,
+                        beta2=0.95, grad_clip=1.0, log_every=log_every, eval_every=10**9, eval_rows=micro,
+                        checkpoint_every=10**9, keep_checkpoints=1, precision="auto", compile=compile_model, seed=0)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as scratch:
+        result = run(GPT(config), synthetic_rows(config, rows_per_step * steps), synthetic_rows(config, micro),
+                     params, Path(scratch), None)
+    speeds = [entry["tokens_per_second"] for entry in result.history if "tokens_per_second" in entry]
+    return statistics.median(speeds[1:] if len(speeds) > 1 else speeds)
+
+
+def hf_step(config: GPTConfig, rows_per_step: int, micro: int, steps: int, tuned: bool, device: torch.device) -> float:
+    """Tokens/s of a plain Hugging Face GPT-2 training loop."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    hf_cfg = hf_config(config, eos_token_id=0, pad_token_id=1)
+    model = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa" if tuned else "eager").to(device)
+    cuda = device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-4, fused=tuned and cuda)
+    dtype = torch.bfloat16 if tuned else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and not tuned)
+    forward = torch.compile(model) if tuned and cuda else model
+    data = synthetic_rows(config, rows_per_step).tokens[:, :-1].to(device)
+    accumulation = rows_per_step // micro
+
+    def step() -> None:
+        for start in range(0, rows_per_step, micro):
+            batch = data[start:start + micro]
+            with torch.autocast(device.type, dtype=dtype, enabled=cuda):
+                loss = forward(input_ids=batch, labels=batch).loss / accumulation
+            scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(max(2, steps // 5)):  # warm-up (and compilation)
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    return steps * rows_per_step * config.block_size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=SHAPES, default="default")
+    parser.add_argument("--rows", type=int, default=32, help="rows per optimizer step")
+    parser.add_argument("--micro", type=int, default=None, help="rows per forward pass (default: --rows)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the project's model (GPU)")
+    parser.add_argument("--measure-peak", action="store_true", help="measure the bf16 matmul peak (GPU)")
+    parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out: minigpt hf-reference hf-tuned")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    config, micro = SHAPES[args.shape], args.micro or args.rows
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    peak = measure_peak_flops(device) if args.measure_peak and device.type == "cuda" else device_peak_flops(device)
+    with torch.device("meta"):  # count parameters without allocating them
+        flops = flops_per_token(config, GPT(config).num_parameters())
+
+    results = {}
+    runners = {
+        "minigpt": lambda: project_step(config, args.rows, micro, args.steps, args.compile),
+        "hf-reference": lambda: hf_step(config, args.rows, micro, args.steps, tuned=False, device=device),
+        "hf-tuned": lambda: hf_step(config, args.rows, micro, args.steps, tuned=True, device=device),
+    }
+    if device.type != "cuda":
+        args.skip.append("hf-tuned")  # bf16 + compile: a GPU configuration
+    for name, runner in runners.items():
+        if name in args.skip:
+            continue
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        tokens_per_second = runner()
+        results[name] = {
+            "tokens_per_second": round(tokens_per_second),
+            "mfu": round(flops * tokens_per_second / peak, 4) if peak else None,
+            "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
+        }
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"\n{args.shape} shape ({config}), {args.rows} rows × {config.block_size} tokens per step, "
+          f"{device_name}, peak {peak / 1e12:.0f} TFLOP/s" if peak else f"\n{args.shape} shape, {device_name}")
+    print("\n| run | tokens/s | vs hf-reference | MFU | peak memory |\n|---|---:|---:|---:|---:|")
+    base = results.get("hf-reference", {}).get("tokens_per_second")
+    for name, row in results.items():
+        ratio = f"{row['tokens_per_second'] / base:.2f}×" if base else "-"
+        mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
+        memory = f"{row['peak_memory_gib']} GiB" if row["peak_memory_gib"] is not None else "-"
+        print(f"| {name} | {row['tokens_per_second']:,} | {ratio} | {mfu} | {memory} |")
+    if args.out:
+        args.out.write_text(json.dumps({"shape": args.shape, "device": device_name, "peak_flops": peak,
+                                        "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

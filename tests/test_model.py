@@ -1,0 +1,66 @@
+"""The lean GPT: GPT-2's shape and parameter count, and a lossless Hugging Face round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from minigpt.config import ModelParams
+from minigpt.model import GPT, GPTConfig, flops_per_token, from_hf, save_hf, to_hf
+
+TINY = GPTConfig(vocab_size=320, block_size=32, n_layer=2, n_head=4, n_embd=64)
+
+
+def test_the_seed_shape_has_the_reference_parameter_count():
+    seed = GPTConfig(vocab_size=32_000, block_size=512, n_layer=12, n_head=12, n_embd=768)
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        model = GPT(seed)
+    assert model.num_parameters() == 110_025_216
+    assert model.lm_head.weight is model.wte.weight
+    assert flops_per_token(seed, model.num_parameters()) == pytest.approx(6 * 109_632_000 + 12 * 12 * 768 * 512)
+
+
+def test_heads_must_divide_the_width():
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(vocab_size=100, block_size=16, n_layer=1, n_head=5, n_embd=64)
+    with pytest.raises(ValueError, match="n_embd .* must be divisible by n_head"):
+        ModelParams(n_layer=1, n_head=5, n_embd=64, block_size=16, dropout=0.0)
+
+
+def test_loss_ignores_masked_targets_and_sums_on_request():
+    torch.manual_seed(0)
+    model = GPT(TINY).eval()
+    idx = torch.randint(0, TINY.vocab_size, (2, 8))
+    targets = idx.roll(-1, dims=1)
+    masked = targets.clone()
+    masked[:, :4] = -100
+    logits, mean_loss = model(idx, masked)
+    _, sum_loss = model(idx, masked, loss_reduction="sum")
+    expected = torch.nn.functional.cross_entropy(logits[:, 4:].reshape(-1, TINY.vocab_size), targets[:, 4:].reshape(-1))
+    assert mean_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert sum_loss.item() == pytest.approx(expected.item() * 8, rel=1e-5)
+
+
+class FakeTokenizer:
+    eos_token_id, pad_token_id = 0, 1
+
+    def save_pretrained(self, directory):
+        pass
+
+
+def test_export_gives_the_same_logits_and_loads_with_auto_classes(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(TINY).eval()
+    idx = torch.randint(0, TINY.vocab_size, (3, 20))
+    hf_model = to_hf(model, eos_token_id=0, pad_token_id=1).eval()
+    assert type(hf_model).__name__ == "GPT2LMHeadModel"
+    torch.testing.assert_close(hf_model(idx).logits, model(idx)[0], atol=1e-5, rtol=1e-5)
+
+    save_hf(model, tmp_path / "model", FakeTokenizer())
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model").eval()
+    torch.testing.assert_close(loaded(idx).logits, model(idx)[0], atol=1e-5, rtol=1e-5)
+    assert loaded.generation_config.eos_token_id == 0 and loaded.config.bos_token_id == 0
+    back = from_hf(tmp_path / "model").eval()
+    assert back.config == TINY
+    torch.testing.assert_close(back(idx)[0], model(idx)[0], atol=1e-6, rtol=1e-6)

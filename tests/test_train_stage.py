@@ -1,0 +1,124 @@
+"""The `pretrain` and `train` stage scripts on a copy of the repository, with a tiny model."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import copy_repository, run_command, update_params
+
+pytestmark = pytest.mark.slow
+
+TINY_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
+SHORT_TRAINING = {"epochs": 0.5, "micro_batch_size": 8, "batch_tokens": 512, "log_every": 5, "eval_every": 20,
+                  "eval_rows": 32, "checkpoint_every": 10}
+
+
+def stage(name: str, workspace: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return run_command([sys.executable, f"stages/{name}.py"], workspace, check, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A workspace where prepare and tokenizer have run, to copy for each training test."""
+    workspace = copy_repository(tmp_path_factory.mktemp("prepared") / "repo")
+    update_params(workspace, model=TINY_MODEL, train=SHORT_TRAINING, pretrain=SHORT_TRAINING)
+    stage("prepare", workspace)
+    stage("tokenizer", workspace)
+    stage("pretrain", workspace)
+    return workspace
+
+
+@pytest.fixture
+def workspace(prepared, tmp_path) -> Path:
+    return Path(subprocess.run(["cp", "-a", str(prepared), str(tmp_path / "repo")], check=True).args[-1])
+
+
+def weights(workspace: Path) -> dict[str, torch.Tensor]:
+    return load_file(workspace / "models" / "minigpt" / "model.safetensors")
+
+
+def test_train_writes_a_hugging_face_model_that_answers(workspace):
+    result = stage("train", workspace)
+    assert "packed" in result.stdout and "padding" in result.stdout
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    directory = workspace / "models" / "minigpt"
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(directory), AutoTokenizer.from_pretrained(directory)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "¿Cuál es la capital de Francia?"}],
+                                           tokenize=False, add_generation_prompt=True)
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    answer = generator(prompt, min_new_tokens=4, max_new_tokens=8, do_sample=False,
+                       return_full_text=False)[0]["generated_text"]
+    assert isinstance(answer, str) and answer
+    metrics = json.loads((workspace / "metrics" / "train.json").read_text(encoding="utf-8"))
+    assert metrics["steps"] > 0 and metrics["tokens_per_second"] > 0 and metrics["device"] == "cpu"
+    assert 0 <= metrics["packing"]["train"]["padding_fraction"] < 0.5
+    assert metrics["val_loss"] < metrics["packing"]["train"]["rows"] * 100  # a number, not NaN
+
+
+def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(workspace, tmp_path):
+    update_params(workspace, train={"epochs": 2.0})
+    reference = Path(subprocess.run(["cp", "-a", str(workspace), str(tmp_path / "reference")], check=True).args[-1])
+    stage("train", reference)
+
+    checkpoints = workspace / "models" / "checkpoints" / "train"
+    process = subprocess.Popen([sys.executable, "stages/train.py"], cwd=workspace, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob("step-*.pt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(checkpoints.glob("step-*.pt")), "no checkpoint was written before the kill"
+    assert not (workspace / "models" / "minigpt").exists()  # nothing half-written
+
+    resumed = stage("train", workspace)
+    assert "resuming from step" in resumed.stdout
+    for name, tensor in weights(reference).items():
+        torch.testing.assert_close(weights(workspace)[name], tensor, rtol=0, atol=0)
+
+
+def test_pretraining_initialises_instruction_tuning(workspace):
+    corpus = workspace / "data" / "corpus" / "textos.txt"
+    corpus.write_text("\n\n".join(f"El documento número {i} habla de la historia de España y de su lengua."
+                                  for i in range(120)), encoding="utf-8")
+    update_params(workspace, pretrain={"files": ["data/corpus/*.txt"]}, train={"init_from": "pretrained"})
+    stage("pretrain", workspace)
+    assert (workspace / "models" / "pretrained" / "model.safetensors").is_file()
+    assert json.loads((workspace / "metrics" / "pretrain.json").read_text())["enabled"] is True
+    result = stage("train", workspace)
+    assert "training" in result.stdout
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"model": {"block_size": 4096}}, "model.block_size (4096) is above the tokenizer's limit"),
+    ({"train": {"batch_tokens": 1000}}, "batch_tokens (1000) must be a multiple of"),
+    ({"train": {"init_from": "pretrained"}}, "pretrain.files"),
+    ({"model": {"n_head": 3}}, "n_embd (32) must be divisible by n_head (3)"),
+    ({"train": {"learning_rate": "fast"}}, "train.learning_rate"),
+])
+def test_bad_params_fail_at_start_naming_the_key(workspace, sections, message):
+    update_params(workspace, **sections)
+    result = stage("train", workspace, check=False)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_inputs_say_which_stage_to_run(workspace):
+    (workspace / "models" / "tokenizer" / "tokenizer.json").unlink()
+    result = stage("train", workspace, check=False)
+    assert result.returncode == 1 and "dvc repro tokenizer" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_empty_split_says_which_stage_to_run(workspace):
+    (workspace / "data" / "processed" / "validation.jsonl").write_text("", encoding="utf-8")
+    result = stage("train", workspace, check=False)
+    assert result.returncode == 1 and "validation.jsonl is empty" in result.stderr and "dvc repro prepare" in result.stderr

@@ -1,0 +1,183 @@
+"""The training loop: packing and the loss mask, schedule, checkpoints, resume, divergence, ranks."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minigpt import template
+from minigpt.config import LoopParams
+from minigpt.errors import MiniGPTError
+from minigpt.model import GPT, GPTConfig
+from minigpt.training import (CheckpointStore, PackedRows, encode_documents, encode_instructions, learning_rate, pack,
+                              run)
+from tests.conftest import REPO, spanish_examples
+
+TINY = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
+LOOP = dict(epochs=1.0, micro_batch_size=4, batch_tokens=128, learning_rate=1e-2, min_lr_ratio=0.1, warmup_steps=2,
+            weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, log_every=2, eval_every=4, eval_rows=0,
+            checkpoint_every=4, keep_checkpoints=2, precision="auto", compile=False, seed=7)
+
+
+def loop_params(**overrides) -> LoopParams:
+    return LoopParams.model_validate(LOOP | overrides)
+
+
+class CharTokenizer:
+    """A tiny stand-in with the tokenizer interface the loop uses: one id per character."""
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [[2 + ord(char) % 60 for char in text] for text in texts]}
+
+    def convert_tokens_to_ids(self, token):
+        return {template.EOS_TOKEN: 0, template.PAD_TOKEN: 1}[token]
+
+
+def random_rows(count: int, seed: int = 0) -> PackedRows:
+    generator = torch.Generator().manual_seed(seed)
+    sequences = [(torch.randint(2, 64, (int(length),), generator=generator).tolist() + [0], [True] * (int(length) + 1))
+                 for length in torch.randint(3, 16, (count,), generator=generator)]
+    return pack(sequences, TINY.block_size + 1, pad_id=1)
+
+
+def test_only_answer_tokens_are_targets_unless_the_prompt_loss_is_on():
+    rows = [{"instruction": "Di hola.", "input": "", "output": "Hola."}]
+    (ids, targets), = encode_instructions(rows, CharTokenizer(), train_on_prompt=False)
+    prompt = len(template.render_prompt("Di hola."))
+    assert ids[-1] == 0 and len(ids) == prompt + len("Hola.") + 1
+    assert targets == [False] * prompt + [True] * (len("Hola.") + 1)
+    (_, all_targets), = encode_instructions(rows, CharTokenizer(), train_on_prompt=True)
+    assert all(all_targets)
+
+
+def test_packing_fills_rows_whole_and_never_leaves_a_row_without_targets():
+    rows = spanish_examples(60)
+    packed = pack(encode_instructions(rows, CharTokenizer(), train_on_prompt=False), 1000, pad_id=1)
+    assert packed.stats["sequences"] == 60 and packed.stats["truncated"] == 0
+    assert packed.targets[:, 1:].any(dim=1).all()  # the loss mask of every row has a target
+    assert packed.stats["padding_fraction"] < 0.1
+    assert int(packed.targets.sum()) == sum(len(row["output"]) + 1 for row in rows)
+    pads = packed.tokens == 1
+    assert not (packed.targets & pads).any()
+
+
+def test_over_long_sequences_are_cut_or_dropped_and_counted():
+    sequences = [([5] * 10 + [6] * 10, [False] * 10 + [True] * 10),  # answer survives the cut
+                 ([5] * 30, [False] * 29 + [True]),                    # only the prompt would fit
+                 ([7] * 5, [True] * 5)]
+    packed = pack(sequences, 16, pad_id=1)
+    assert (packed.stats["truncated"], packed.stats["dropped_too_long"], packed.stats["sequences"]) == (1, 1, 2)
+    with pytest.raises(MiniGPTError, match="no sequence fits"):
+        pack([([5] * 30, [False] * 29 + [True])], 16, pad_id=1)
+
+
+def test_documents_are_cut_into_row_sized_chunks_with_an_end_marker():
+    sequences = encode_documents(["a" * 40], CharTokenizer(), row_length=16)
+    assert [len(ids) for ids, _ in sequences] == [16, 16, 9] and sequences[-1][0][-1] == 0
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    params = loop_params(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    rates = [learning_rate(step, 100, params) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert learning_rate(100, 100, params) == pytest.approx(0.1)
+
+
+def test_a_run_learns_and_resumes_exactly_where_it_stopped(tmp_path):
+    train, val = random_rows(96), random_rows(16, seed=1)
+    torch.manual_seed(0)
+    full = run(GPT(TINY), train, val, loop_params(epochs=2.0), tmp_path / "full", None)
+    losses = [entry["train/loss"] for entry in full.history if "train/loss" in entry]
+    assert losses[-1] < losses[0]
+
+    interrupted = tmp_path / "interrupted"
+    torch.manual_seed(0)
+    run(GPT(TINY), train, val, loop_params(epochs=2.0, keep_checkpoints=100), interrupted, None)
+    for path in CheckpointStore(interrupted, 100).paths()[1:]:
+        path.unlink()  # as if killed right after the first checkpoint (step 4)
+    resumed = run(GPT(TINY), train, val, loop_params(epochs=2.0), interrupted, None)  # other initial weights
+    for name, tensor in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=0)
+    assert resumed.steps == full.steps
+
+    def without_speed(history):
+        return [{key: value for key, value in entry.items() if key != "tokens_per_second"} for entry in history]
+
+    assert without_speed(resumed.history) == without_speed(full.history)
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    store = CheckpointStore(tmp_path, keep=3)
+    for step in (4, 8):
+        store.save({"step": step, "fingerprint": "same", "model": {"w": torch.ones(2) * step}})
+    (tmp_path / "step-00000008.pt").write_bytes(b"not a checkpoint")
+    assert store.load_latest("same")["step"] == 4
+    assert store.load_latest("other params") is None
+    for step in (12, 16, 20):
+        store.save({"step": step, "fingerprint": "same"})
+    assert [path.name for path in store.paths()] == ["step-00000012.pt", "step-00000016.pt", "step-00000020.pt"]
+
+
+class DivergingGPT(GPT):
+    """Returns a NaN loss from its 11th forward pass on: step 5, after the checkpoint and evaluation at step 4."""
+
+    calls = 0
+
+    def forward(self, idx, targets=None, loss_reduction="mean"):
+        logits, loss = super().forward(idx, targets, loss_reduction)
+        DivergingGPT.calls += 1
+        return logits, (loss * float("nan") if DivergingGPT.calls > 10 and loss is not None else loss)
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    DivergingGPT.calls = 0
+    with pytest.raises(MiniGPTError, match=r"training diverged: the loss is nan at step 6.*step-00000004\.pt"):
+        run(DivergingGPT(TINY), random_rows(64), random_rows(8), loop_params(log_every=2, checkpoint_every=4),
+            tmp_path, None)
+    saved = CheckpointStore(tmp_path, 2).paths()
+    assert [path.name for path in saved] == ["step-00000004.pt"]
+    weights = torch.load(saved[0], weights_only=True)["model"]
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+
+
+def test_dvclive_is_optional(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dvclive", None)  # `import dvclive` now fails
+    result = run(GPT(TINY), random_rows(32), random_rows(8), loop_params(), tmp_path / "ckpt", tmp_path / "live")
+    assert result.history and not (tmp_path / "live").exists()
+
+
+def test_dvclive_logs_every_metric_once(tmp_path):
+    result = run(GPT(TINY), random_rows(64), random_rows(8), loop_params(), tmp_path / "ckpt", tmp_path / "live")
+    metrics = tmp_path / "live" / "plots" / "metrics"
+    lines = (metrics / "train" / "loss.tsv").read_text().splitlines()
+    logged = [entry["step"] for entry in result.history if "train/loss" in entry]
+    assert lines[0] == "step\tloss" and [int(line.split("\t")[0]) for line in lines[1:]] == logged
+    assert logged == sorted(set(logged)) and logged[-1] == result.steps
+    assert (metrics / "val" / "loss.tsv").is_file() and (metrics / "lr.tsv").is_file()
+
+
+def test_batch_tokens_must_split_evenly(tmp_path):
+    with pytest.raises(MiniGPTError, match=r"batch_tokens \(100\) must be a multiple of"):
+        run(GPT(TINY), random_rows(16), random_rows(4), loop_params(batch_tokens=100), tmp_path, None)
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_and_only_rank_zero_writes(tmp_path):
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(REPO / "tests" / "two_ranks.py"), str(tmp_path / "checkpoints"), str(tmp_path)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "rank-0.txt").read_text() == (tmp_path / "rank-1.txt").read_text()
+    assert "× 2 processes" in result.stdout
+    step_lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert len(step_lines) == len(set(step_lines)) > 0  # telemetry printed once, by rank 0
+    total = int(re.search(r"for (\d+) steps", result.stdout).group(1))
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["step-00000004.pt",
+                                                                                 f"step-{total:08d}.pt"]
