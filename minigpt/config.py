@@ -124,12 +124,33 @@ class TrainParams(LoopParams):
     init_from: Literal["scratch", "pretrained"] = "scratch"
 
 
+class EvaluateParams(Section):
+    generate_examples: int = Field(ge=0)  # validation examples answered by generation; 0 = all
+    batch_size: int = Field(ge=1)
+    max_new_tokens: int = Field(ge=1)
+    do_sample: bool = False
+    temperature: float = Field(gt=0)
+    top_p: float = Field(gt=0, le=1)
+    top_k: int = Field(ge=0)
+    repetition_penalty: float = Field(gt=0)
+    seed: int = 0
+    multiple_choice: dict[str, str] = {}
+
+    def generation(self):
+        from minigpt.generation import GenerationSettings
+
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                                  temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                                  repetition_penalty=self.repetition_penalty, seed=self.seed)
+
+
 class Params(Section):
     prepare: PrepareParams
     tokenizer: TokenizerParams
     model: ModelParams
     pretrain: PretrainParams
     train: TrainParams
+    evaluate: EvaluateParams
 
 
 def _format_location(location: tuple) -> str:

@@ -46,12 +46,13 @@ class RecordError(ValueError):
 
 @dataclass
 class ErrorPolicy:
-    on_error: str
+    on_error: str  # "fail" or "skip"
+    hint: str = ""  # appended to the error in fail mode: how to skip instead, where that is possible
     skipped: Counter = field(default_factory=Counter)
 
     def handle(self, location: str, error: RecordError) -> None:
         if self.on_error == "fail":
-            raise MiniGPTError(f"{location}: {error} (set prepare.on_error: skip to skip such records)")
+            raise MiniGPTError(f"{location}: {error}{self.hint}")
         self.skipped[error.kind] += 1
 
 
@@ -123,7 +124,8 @@ def _read_parquet(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record
 _FILE_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet}
 
 
-def _local_records(pattern: str, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
+def read_records(pattern: str, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
+    """(location, record) for every record of the files a path or glob names."""
     for path in expand_files([pattern]):
         reader = _FILE_READERS.get(path.suffix.lower())
         if reader is None:
@@ -240,7 +242,7 @@ def _oasst_examples(messages: list[_Message], source: str) -> Iterator[Example]:
 
 def read_source(source: Source, policy: ErrorPolicy) -> tuple[list[Example], int]:
     """All usable examples of one source, in source order, and the number of records read."""
-    records = _hub_records(source) if source.hub else _local_records(source.path, policy)
+    records = _hub_records(source) if source.hub else read_records(source.path, policy)
     if source.kind == "oasst":
         convert = _oasst_message
     else:
@@ -398,7 +400,7 @@ class PreparedData:
 
 def prepare(params: PrepareParams) -> PreparedData:
     """Read every source, clean, filter, de-duplicate, label and split; count each step."""
-    policy = ErrorPolicy(params.on_error)
+    policy = ErrorPolicy(params.on_error, hint=" (set prepare.on_error: skip to skip such records)")
     rules = CategoryRules(params.categories, params.default_category)
     changes: Counter = Counter()
     dropped: Counter = Counter()

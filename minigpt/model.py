@@ -9,6 +9,7 @@ get a plain Hugging Face model while training runs on the lean module.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +105,10 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 loss_reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits for every position, and the cross-entropy against `targets` if given
-        (positions whose target is IGNORE_INDEX carry no loss)."""
+        """(logits, None) without targets; (None, cross-entropy) with them (positions whose
+        target is IGNORE_INDEX carry no loss). Training never gets the logits back: returning
+        them would keep a [batch, time, vocab] tensor alive (and accelerate casts outputs to
+        fp32), and keeping them inside the graph lets torch.compile fuse head and loss."""
         positions = torch.arange(idx.shape[1], device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(positions))
         for block in self.h:
@@ -113,9 +116,10 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
+        # Under autocast cross_entropy runs in fp32 (it is on autocast's fp32 list).
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=IGNORE_INDEX, reduction=loss_reduction)
-        return logits, loss
+        return None, loss
 
 
 def flops_per_token(config: GPTConfig, num_parameters: int) -> float:
@@ -202,15 +206,19 @@ def save_hf(model: GPT, directory: str | Path, tokenizer) -> None:
     from minigpt.files import atomic_directory
 
     hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    # max_length, not max_new_tokens: generation must stop within the position embeddings.
     hf_model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
-        do_sample=False, max_new_tokens=256)
+        do_sample=False, max_length=model.config.block_size)
     with atomic_directory(directory) as tmp:
         hf_model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        limited = copy.deepcopy(tokenizer)  # its model_max_length is this model's context
+        limited.model_max_length = model.config.block_size
+        limited.save_pretrained(tmp)
 
 
 def init_model(config: GPTConfig, seed: int) -> GPT:
     """A freshly initialised model; the same seed always gives the same weights."""
     torch.manual_seed(seed)
     return GPT(config)
+

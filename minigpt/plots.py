@@ -50,3 +50,17 @@ def line_charts(path: str | Path, panels: dict[str, dict[str, tuple[list[float],
         if len(series) > 1:
             axes.legend()
     _save(figure, path)
+
+
+def histogram(path: str | Path, values: list[float], title: str, xlabel: str, bins: int = 10) -> None:
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.hist(values, bins=bins, range=(0, 1), edgecolor="white")
+    if values:
+        mean = sum(values) / len(values)
+        axes.axvline(mean, color="black", linestyle="--", label=f"mean {mean:.3f}")
+        axes.legend()
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("answers")
+    axes.grid(axis="y", alpha=0.3)
+    _save(figure, path)

@@ -158,8 +158,10 @@ def make_optimizer(model: torch.nn.Module, params: LoopParams, fused: bool) -> t
 # --------------------------------------------------------------------------- hardware
 
 # Dense bf16 (fp16 where the chip has no bf16) tensor-core peaks in FLOP/s, for MFU.
-PEAK_FLOPS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("A100", 312e12), ("L40S", 362e12),
-              ("L4", 121e12), ("A10", 125e12), ("T4", 65e12), ("V100", 125e12), ("RTX 4090", 165e12)]
+# Matched by substring in order, so specific names come before their prefixes.
+PEAK_FLOPS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("A100", 312e12),
+              ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("A10G", 70e12), ("A10", 125e12), ("T4", 65e12),
+              ("V100", 125e12), ("RTX 4090", 165e12)]
 
 
 def device_peak_flops(device: torch.device) -> float | None:
@@ -174,7 +176,7 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         if not torch.cuda.is_available():
             return "no"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     if precision != "fp32" and not torch.cuda.is_available():
         raise MiniGPTError(f"precision {precision} needs a GPU: use precision auto or fp32 on a CPU")
     return {"fp32": "no"}.get(precision, precision)
@@ -190,16 +192,15 @@ class CheckpointStore:
     def paths(self) -> list[Path]:
         return sorted(self.directory.glob("step-*.pt"))
 
-    def save(self, state: dict[str, Any]) -> Path:
+    def save(self, state: dict[str, Any]) -> None:
         path = self.directory / f"step-{state['step']:08d}.pt"
         with atomic_file(path, "wb") as handle:
             torch.save(state, handle)
         for old in self.paths()[:-self.keep]:
             old.unlink()
-        return path
 
-    def load_latest(self, fingerprint: str) -> dict[str, Any] | None:
-        """The newest readable checkpoint made with the same params and data, if any."""
+    def load_latest(self, fingerprint: str) -> tuple[dict[str, Any] | None, bool]:
+        """(the newest readable checkpoint of this run or None, whether another run's are here)."""
         for path in reversed(self.paths()):
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
@@ -207,14 +208,33 @@ class CheckpointStore:
                 print(f"checkpoint {path} is unreadable ({type(error).__name__}); trying the previous one")
                 continue
             if state.get("fingerprint") != fingerprint:
-                print(f"checkpoint {path} was made with other params or data: starting afresh")
-                return None
-            return state
-        return None
+                print(f"checkpoint {path} was made with other params, data, weights or code: starting afresh")
+                return None, True
+            return state, False
+        return None, False
+
+    def clear(self) -> None:
+        for path in self.paths():
+            path.unlink()
 
 
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def code_fingerprint() -> str:
+    """The source of the model and of this loop: other code is another run."""
+    from minigpt import model as model_module
+
+    return fingerprint(Path(model_module.__file__).read_text(), Path(__file__).read_text())
 
 
 # Params that change how a run is reported, not what it computes: a run may resume across them.
@@ -270,8 +290,6 @@ class Telemetry:
 class RunResult:
     model: GPT  # unwrapped, on the training device
     steps: int
-    tokens: int
-    seconds: float
     history: list[dict] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     is_main_process: bool = True
@@ -288,10 +306,10 @@ def _row_order(rows: int, step: int, rows_per_step: int, seed: int) -> torch.Ten
     return torch.cat(indices)
 
 
-def _batch(data: PackedRows, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(data: PackedRows, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels (targets, or IGNORE_INDEX) of the given rows, on the rows' device."""
     tokens, targets = data.tokens[indices], data.targets[indices]
-    labels = torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX)
-    return tokens[:, :-1].to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    return tokens[:, :-1], torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX)
 
 
 def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams, checkpoint_dir: Path,
@@ -314,10 +332,14 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    # A run is its params, data, starting weights and code: a checkpoint of anything else is stale.
     run_id = fingerprint(model.config, {k: v for k, v in params.model_dump().items() if k not in REPORTING_PARAMS},
-                         train_rows.fingerprint())
+                         train_rows.fingerprint(), weights_fingerprint(model), code_fingerprint())
     store = CheckpointStore(checkpoint_dir, params.keep_checkpoints)
-    state = store.load_latest(run_id)
+    state, stale = store.load_latest(run_id)
+    if stale and accelerator.is_main_process:
+        store.clear()
+    accelerator.wait_for_everyone()
     model.to(device)
     optimizer = make_optimizer(model, params, fused=device.type == "cuda")
     start_step, history, tokens_seen, elapsed = 0, [], 0, 0.0
@@ -347,7 +369,9 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         telemetry.log(start_step, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
         # (checkpoints are written before evaluating, so a resumed run owes the evaluation)
 
+    on_device = PackedRows(train_rows.tokens.to(device), train_rows.targets.to(device), train_rows.stats)  # no copies per step
     loss_sum = torch.zeros((), device=device)
+    gradients_finite = torch.ones((), dtype=torch.bool, device=device)
     target_count = 0
     interval_started, interval_tokens = time.perf_counter(), 0
     compiled.train()
@@ -356,10 +380,11 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
             group["lr"] = learning_rate(step, total_steps, params)
         torch.manual_seed(params.seed * 1_000_003 + step * world + rank)
         indices = _row_order(len(train_rows), step, rows_per_step, params.seed)
-        step_targets = int(train_rows.targets[indices, 1:].sum())
+        step_targets = int(train_rows.targets[indices, 1:].sum())  # counted on the CPU copy: no device sync
+        indices = indices.to(device)
         for micro in range(accumulation):
             first = (micro * world + rank) * params.micro_batch_size
-            inputs, labels = _batch(train_rows, indices[first:first + params.micro_batch_size], device)
+            inputs, labels = _batch(on_device, indices[first:first + params.micro_batch_size])
             sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(compiled)
             with sync:
                 _, loss = compiled(inputs, labels, loss_reduction="sum")
@@ -367,6 +392,8 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
             loss_sum += loss.detach()
         target_count += step_targets
         grad_norm = accelerator.clip_grad_norm_(compiled.parameters(), params.grad_clip) if params.grad_clip else None
+        if grad_norm is not None and accelerator.scaler is None:  # (with fp16 the scaler skips overflowing steps)
+            gradients_finite &= torch.isfinite(grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
@@ -374,13 +401,15 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         interval_tokens += rows_per_step * block
 
         last = done == total_steps
-        report = done % params.log_every == 0 or done % params.checkpoint_every == 0 or done % params.eval_every == 0
-        if not (report or last):
+        evaluate = done % params.eval_every == 0 or last
+        save = done % params.checkpoint_every == 0 or evaluate  # save before evaluating: a crash there loses nothing
+        if not (save or done % params.log_every == 0):
             continue
         train_loss = accelerator.reduce(loss_sum, "sum").item() / target_count
-        if not math.isfinite(train_loss):
+        if not math.isfinite(train_loss) or not bool(gradients_finite):
             latest = store.paths()[-1].name if store.paths() else "none"
-            raise MiniGPTError(f"training diverged: the loss is {train_loss} at step {done}. The last good checkpoint "
+            what = f"the loss is {train_loss}" if not math.isfinite(train_loss) else "a gradient is not finite"
+            raise MiniGPTError(f"training diverged: {what} at step {done}. The last good checkpoint "
                                f"({latest}) is kept in {checkpoint_dir}; lower the learning rate or raise warmup_steps")
         now = time.perf_counter()
         elapsed += now - interval_started
@@ -394,14 +423,14 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         loss_sum.zero_()
         target_count = 0
 
-        if done % params.checkpoint_every == 0 or last:  # save before evaluating: a crash there loses nothing
+        if save:
             if accelerator.is_main_process:
-                store.save({"step": done, "model": accelerator.get_state_dict(compiled), "fingerprint": run_id,
+                store.save({"step": done, "model": raw_model.state_dict(), "fingerprint": run_id,
                             "optimizer": optimizer.state_dict(), "history": telemetry.history, "tokens": tokens_seen,
                             "seconds": elapsed,
                             "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None})
             accelerator.wait_for_everyone()
-        if done % params.eval_every == 0 or last:
+        if evaluate:
             telemetry.log(done, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
             compiled.train()
         interval_started, interval_tokens = time.perf_counter(), 0
@@ -413,21 +442,22 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
                "mfu": round(flops * tokens_per_second / (peak * world), 4) if peak else None,
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "processes": world, "precision": accelerator.mixed_precision}
-    return RunResult(model=raw_model, steps=total_steps, tokens=tokens_seen, seconds=elapsed,
-                     history=telemetry.history, summary=summary, is_main_process=accelerator.is_main_process)
+    return RunResult(model=raw_model, steps=total_steps, history=telemetry.history, summary=summary,
+                     is_main_process=accelerator.is_main_process)
 
 
 @torch.no_grad()
 def evaluate_loss(model, rows: PackedRows, params: LoopParams, accelerator) -> float:
-    """Mean loss per target token over (the first eval_rows of) `rows`, shared across ranks."""
+    """Mean loss per target token over `rows` (or eval_rows of them, drawn with the seed:
+    packing puts long sequences first), shared across ranks."""
     model.eval()
     count = len(rows) if params.eval_rows == 0 else min(params.eval_rows, len(rows))
+    chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(params.seed))[:count]
     world, rank = accelerator.num_processes, accelerator.process_index
     total = torch.zeros((), device=accelerator.device)
     targets = torch.zeros((), device=accelerator.device)
     for start in range(rank * params.micro_batch_size, count, world * params.micro_batch_size):
-        indices = torch.arange(start, min(start + params.micro_batch_size, count))
-        inputs, labels = _batch(rows, indices, accelerator.device)
+        inputs, labels = (part.to(accelerator.device) for part in _batch(rows, chosen[start:start + params.micro_batch_size]))
         _, loss = model(inputs, labels, loss_reduction="sum")
         total += loss.float()
         targets += (labels != IGNORE_INDEX).sum()

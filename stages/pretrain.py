@@ -6,6 +6,7 @@ scratch unless train.init_from asks for these weights.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from minigpt.config import load_params
@@ -25,6 +26,8 @@ VALIDATION_EVERY = 50  # every 50th document is held out to measure the loss
 def main() -> None:
     params = load_params()
     if not params.pretrain.files:
+        if int(os.environ.get("RANK", "0")) != 0:  # under a multi-process launcher, one process writes
+            return
         with atomic_directory(OUTPUTS.model_dir) as tmp:
             (tmp / "README.md").write_text("Pretraining is off: list plain-text files in pretrain.files "
                                            "(params.yaml) to pretrain the model before instruction tuning.\n")

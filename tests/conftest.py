@@ -96,3 +96,23 @@ def update_params(workspace: Path, **sections: dict) -> None:
     for section, values in sections.items():
         params[section].update(values)
     path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """An untrained tiny GPT with a tokenizer trained on a few examples, saved by the pipeline's code."""
+    import torch
+
+    from minigpt.model import GPTConfig, init_model, save_hf
+    from minigpt.tokenizer import iter_training_texts, load_tokenizer, save_pretrained, train_bpe
+
+    directory = tmp_path_factory.mktemp("tiny-model")
+    examples = directory / "examples.jsonl"
+    examples.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(100)),
+                        encoding="utf-8")
+    save_pretrained(train_bpe(iter_training_texts([examples]), vocab_size=400, min_frequency=2),
+                    directory / "tokenizer", model_max_length=64)
+    tokenizer = load_tokenizer(directory / "tokenizer")
+    model = init_model(GPTConfig(vocab_size=len(tokenizer), block_size=64, n_layer=1, n_head=2, n_embd=32), seed=0)
+    save_hf(model, directory / "model", tokenizer)
+    return directory / "model"

@@ -115,7 +115,14 @@ def test_a_bad_record_stops_the_run_naming_file_and_line(write_jsonl, line, mess
     with pytest.raises(MiniGPTError) as caught:
         read("alpaca", path)
     assert f"{path}:3: {message}" in str(caught.value)
-    assert "on_error: skip" in str(caught.value)
+
+
+def test_prepare_says_how_to_skip_bad_records(write_jsonl, prepare_params):
+    from minigpt.data import prepare
+
+    path = write_jsonl("bad.jsonl", [example("Primera.", "Uno."), '{"instruction": "Hola"}'])
+    with pytest.raises(MiniGPTError, match=r"bad.jsonl:2: missing field: 'output' \(set prepare.on_error: skip"):
+        prepare(prepare_params([{"kind": "jsonl", "path": str(path)}]))
 
 
 def test_skip_mode_counts_bad_records_and_keeps_the_rest(write_jsonl):

@@ -35,8 +35,10 @@ def test_loss_ignores_masked_targets_and_sums_on_request():
     targets = idx.roll(-1, dims=1)
     masked = targets.clone()
     masked[:, :4] = -100
-    logits, mean_loss = model(idx, masked)
+    logits, _ = model(idx)
+    no_logits, mean_loss = model(idx, masked)
     _, sum_loss = model(idx, masked, loss_reduction="sum")
+    assert no_logits is None  # training never materialises them outside the graph
     expected = torch.nn.functional.cross_entropy(logits[:, 4:].reshape(-1, TINY.vocab_size), targets[:, 4:].reshape(-1))
     assert mean_loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert sum_loss.item() == pytest.approx(expected.item() * 8, rel=1e-5)
@@ -61,6 +63,7 @@ def test_export_gives_the_same_logits_and_loads_with_auto_classes(tmp_path):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model").eval()
     torch.testing.assert_close(loaded(idx).logits, model(idx)[0], atol=1e-5, rtol=1e-5)
     assert loaded.generation_config.eos_token_id == 0 and loaded.config.bos_token_id == 0
+    assert loaded.generation_config.max_length == TINY.block_size  # never past the position embeddings
     back = from_hf(tmp_path / "model").eval()
     assert back.config == TINY
     torch.testing.assert_close(back(idx)[0], model(idx)[0], atol=1e-6, rtol=1e-6)

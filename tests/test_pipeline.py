@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 SMALL_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
 SHORT_TRAINING = {"epochs": 0.3, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 10, "checkpoint_every": 10}
+QUICK_EVALUATION = {"generate_examples": 16, "max_new_tokens": 24}
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -28,7 +29,7 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 def workspace(tmp_path_factory) -> Path:
     """A copy of the repository's files (as git sees them), as a fresh clone would have them."""
     target = copy_repository(tmp_path_factory.mktemp("clone") / "minigpt-es")
-    update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING)  # the pipeline's shape, in seconds
+    update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION)  # seconds, not minutes
     for generated in ("metrics", "plots", "dvc.lock"):  # start as a user whose clone has no results yet
         path = target / generated
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -60,6 +61,33 @@ def test_repro_builds_every_output(workspace, first_run):
     assert train["val_loss"] < 8 and train["parameters"] > 0
     assert (workspace / "dvclive" / "train" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
     assert (workspace / "plots" / "training_curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_evaluation_metrics_are_dvc_metrics_and_the_report_is_written(workspace, first_run):
+    metrics = json.loads(dvc("metrics", "show", "--json", cwd=workspace).stdout)
+    evaluation = next(iter(metrics.values()))["data"]["metrics/eval.json"]["data"]
+    assert {"perplexity", "bits_per_byte", "sequence_perplexity"} <= set(evaluation)
+    assert {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence"} <= set(evaluation["generation"])
+    assert evaluation["multiple_choice"]["hechos"]["chance"] == 0.25
+    samples = (workspace / "metrics" / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(samples) == evaluation["generation"]["examples"]
+    for name in ("benchmark_results", "coherence_score", "error_analysis"):
+        assert (workspace / "plots" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    report = (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
+    assert "# MiniGPT-ES report card" in report and "ROUGE-L" in report and "```yaml" in report
+
+
+def test_an_evaluation_param_reruns_only_evaluate_and_report(workspace, first_run):
+    params_file = workspace / "params.yaml"
+    original = params_file.read_text(encoding="utf-8")
+    try:
+        params_file.write_text(original.replace("max_new_tokens: 24", "max_new_tokens: 12"), encoding="utf-8")
+        rerun = dvc("repro", cwd=workspace)
+        ran = {line.split("'")[1] for line in rerun.stdout.splitlines() if line.startswith("Running stage")}
+        assert ran == {"evaluate", "report"}
+    finally:
+        params_file.write_text(original, encoding="utf-8")
+        dvc("repro", cwd=workspace)
 
 
 def test_dvc_plots_draw_the_training_curves(workspace, first_run):

@@ -65,6 +65,23 @@ def test_train_writes_a_hugging_face_model_that_answers(workspace):
     assert metrics["val_loss"] < metrics["packing"]["train"]["rows"] * 100  # a number, not NaN
 
 
+def test_the_command_line_evaluates_any_model_on_any_file(workspace, tmp_path):
+    stage("train", workspace)
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"instruction": "¿Cuál es la capital de Francia?", "output": "París."}\n'
+                    '{"instruction": "Di hola.", "input": "", "output": "Hola."}\n', encoding="utf-8")
+    out = tmp_path / "scores.json"
+    result = run_command([sys.executable, "-m", "minigpt", "evaluate", "--model", "models/minigpt", "--data", str(data),
+                          "--choices", "data/eval/opcion_multiple.jsonl", "--out", str(out), "--max-new-tokens", "8"],
+                         workspace)
+    assert "perplexity (answers)" in result.stdout and "multiple choice: opcion_multiple" in result.stdout
+    scores = json.loads(out.read_text(encoding="utf-8"))
+    assert scores["metrics"]["examples"] == 2 and len(scores["samples"]) == 2
+    data.write_text('{"instruction": "¿Sin respuesta?"}\n', encoding="utf-8")
+    bad = run_command([sys.executable, "-m", "minigpt", "evaluate", "--data", str(data)], workspace, check=False)
+    assert bad.returncode == 1 and f"{data}:1: missing field: 'output'" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(workspace, tmp_path):
     update_params(workspace, train={"epochs": 2.0})
     reference = Path(subprocess.run(["cp", "-a", str(workspace), str(tmp_path / "reference")], check=True).args[-1])

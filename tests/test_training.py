@@ -101,7 +101,8 @@ def test_a_run_learns_and_resumes_exactly_where_it_stopped(tmp_path):
     run(GPT(TINY), train, val, loop_params(epochs=2.0, keep_checkpoints=100), interrupted, None)
     for path in CheckpointStore(interrupted, 100).paths()[1:]:
         path.unlink()  # as if killed right after the first checkpoint (step 4)
-    resumed = run(GPT(TINY), train, val, loop_params(epochs=2.0), interrupted, None)  # other initial weights
+    torch.manual_seed(0)
+    resumed = run(GPT(TINY), train, val, loop_params(epochs=2.0), interrupted, None)
     for name, tensor in full.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=0)
     assert resumed.steps == full.steps
@@ -112,13 +113,38 @@ def test_a_run_learns_and_resumes_exactly_where_it_stopped(tmp_path):
     assert without_speed(resumed.history) == without_speed(full.history)
 
 
+def test_another_runs_checkpoints_are_cleared_not_resumed(tmp_path):
+    train, val = random_rows(64), random_rows(8, seed=1)
+    torch.manual_seed(0)
+    run(GPT(TINY), train, val, loop_params(epochs=2.0), tmp_path, None)
+    finished = [path.name for path in CheckpointStore(tmp_path, 2).paths()]
+    torch.manual_seed(1)  # other starting weights: another run
+    shorter = run(GPT(TINY), train, val, loop_params(epochs=1.0), tmp_path, None)
+    kept = [path.name for path in CheckpointStore(tmp_path, 2).paths()]
+    assert kept[-1] == f"step-{shorter.steps:08d}.pt" and not set(kept) & set(finished)
+    assert shorter.history[0]["step"] < shorter.steps  # trained from step 0, not "resumed" at the end
+
+
+@pytest.mark.slow  # torch.compile takes a while on a CPU
+def test_a_compiled_run_saves_plain_weights_and_resumes(tmp_path):
+    train, val = random_rows(32), random_rows(8, seed=1)
+    torch.manual_seed(0)
+    first = run(GPT(TINY), train, val, loop_params(compile=True), tmp_path, None)
+    saved = torch.load(CheckpointStore(tmp_path, 2).paths()[-1], weights_only=True)["model"]
+    assert set(saved) == set(GPT(TINY).state_dict())  # no "_orig_mod." prefixes
+    torch.manual_seed(0)
+    again = run(GPT(TINY), train, val, loop_params(compile=True), tmp_path, None)
+    assert again.history == first.history
+
+
 def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
     store = CheckpointStore(tmp_path, keep=3)
     for step in (4, 8):
         store.save({"step": step, "fingerprint": "same", "model": {"w": torch.ones(2) * step}})
     (tmp_path / "step-00000008.pt").write_bytes(b"not a checkpoint")
-    assert store.load_latest("same")["step"] == 4
-    assert store.load_latest("other params") is None
+    state, stale = store.load_latest("same")
+    assert state["step"] == 4 and not stale
+    assert store.load_latest("other params") == (None, True)
     for step in (12, 16, 20):
         store.save({"step": step, "fingerprint": "same"})
     assert [path.name for path in store.paths()] == ["step-00000012.pt", "step-00000016.pt", "step-00000020.pt"]

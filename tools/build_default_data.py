@@ -1,4 +1,5 @@
-"""Build data/raw/generated.jsonl: the templated half of the bundled default data.
+"""Build data/raw/generated.jsonl, the templated half of the bundled default data, and
+data/eval/opcion_multiple.jsonl, multiple-choice items on the same facts.
 
 Every answer here is computed, not written by hand (sums, unit conversions, conjugations of
 regular verbs, the output of small Python programs, looked-up facts from the tables below),
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 OUTPUT = Path(__file__).resolve().parent.parent / "data" / "raw" / "generated.jsonl"
+CHOICES_OUTPUT = Path(__file__).resolve().parent.parent / "data" / "eval" / "opcion_multiple.jsonl"
 SEED = 2026
 
 Row = tuple[str, str, str]  # instruction, input, output
@@ -620,22 +622,67 @@ def generate() -> Iterator[dict[str, str]]:
                        "category": category, "source": "plantillas"}
 
 
-def render() -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in generate())
+# --------------------------------------------------------------------------- multiple choice
+
+def choice_question(rng: random.Random) -> tuple[str, str, list[str], str]:
+    """(category, question, wrong options, right option) about facts the templates teach."""
+    kind = rng.randrange(5)
+    if kind == 0:
+        country, city, _ = rng.choice(COUNTRIES)
+        others = [other for _, other, _ in COUNTRIES if other != city]
+        return "geografía", f"¿Cuál es la capital de {country}?", rng.sample(others, 3), city
+    if kind == 1:
+        name, symbol, _ = rng.choice(ELEMENTS)
+        others = [other for _, other, _ in ELEMENTS if other != symbol]
+        return "ciencia", f"¿Cuál es el símbolo químico {of(name)}?", rng.sample(others, 3), symbol
+    if kind == 2:
+        word, opposite = rng.choice(ANTONYMS)
+        others = [other for pair in ANTONYMS for other in pair if other not in (word, opposite)]
+        return "lengua", f"¿Cuál es el antónimo de «{word}»?", rng.sample(others, 3), opposite
+    if kind == 3:
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        wrong = rng.sample([a + b + delta for delta in (-10, -2, -1, 1, 2, 10)], 3)
+        return "matemáticas", f"¿Cuánto es {a} + {b}?", [str(value) for value in wrong], str(a + b)
+    year = rng.randint(101, 2099)
+    number = (year - 1) // 100 + 1
+    wrong = [to_roman(other) for other in rng.sample([n for n in range(max(1, number - 3), number + 4) if n != number], 3)]
+    return "historia", f"¿A qué siglo pertenece el año {year}?", wrong, to_roman(number)
+
+
+def generate_choices(count: int = 120) -> Iterator[dict[str, str]]:
+    """In-domain multiple-choice items, in the data kit's format: a check that training
+    taught the facts, not a benchmark of general knowledge."""
+    rng = random.Random(SEED + 1)
+    seen: set[str] = set()
+    while len(seen) < count:
+        category, question, wrong, right = choice_question(rng)
+        if question in seen:
+            continue
+        seen.add(question)
+        options = wrong + [right]
+        rng.shuffle(options)
+        letters = "ABCD"
+        answer = letters[options.index(right)]
+        yield {"instruction": question, "input": "\n".join(f"{letter}. {option}" for letter, option in zip(letters, options)),
+               "output": f"La respuesta correcta es {answer}: {right}.", "category": category, "source": "plantillas"}
+
+
+def render(rows: Iterator[dict[str, str]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the committed file differs")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
     args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not OUTPUT.is_file() or OUTPUT.read_text(encoding="utf-8") != text:
-            sys.exit(f"{OUTPUT} is stale: run python tools/build_default_data.py")
-        return
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {text.count(chr(10))} examples to {OUTPUT}")
+    for path, text in ((OUTPUT, render(generate())), (CHOICES_OUTPUT, render(generate_choices()))):
+        if args.check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                sys.exit(f"{path} is stale: run python tools/build_default_data.py")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {text.count(chr(10))} rows to {path}")
 
 
 if __name__ == "__main__":

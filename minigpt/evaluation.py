@@ -1,0 +1,173 @@
+"""Scoring a model on instruction data and multiple-choice items: the code behind the
+`evaluate` stage and `python -m minigpt evaluate`, so both report the same numbers."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from minigpt import template
+from minigpt.data import ErrorPolicy, read_records
+from minigpt.errors import MiniGPTError
+from minigpt.generation import GenerationSettings, context_length, generate
+from minigpt.metrics import (ERROR_KINDS, ROUGE_TYPES, ChoiceItem, bits_per_byte, bleu_chrf, check_answer,
+                             parse_choice_item, perplexity, rouge_scores)
+from minigpt.training import encode_instructions
+
+
+@dataclass(frozen=True)
+class LikelihoodTotals:
+    response_nll: float = 0.0
+    response_tokens: int = 0
+    response_bytes: int = 0
+    sequence_nll: float = 0.0
+    sequence_tokens: int = 0
+    sequence_bytes: int = 0
+
+    def __add__(self, other: "LikelihoodTotals") -> "LikelihoodTotals":
+        return LikelihoodTotals(*(a + b for a, b in zip(vars(self).values(), vars(other).values())))
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "perplexity": round(perplexity(self.response_nll, self.response_tokens), 4),
+            "bits_per_byte": round(bits_per_byte(self.response_nll, self.response_bytes), 4),
+            "sequence_perplexity": round(perplexity(self.sequence_nll, self.sequence_tokens), 4),
+            "sequence_bits_per_byte": round(bits_per_byte(self.sequence_nll, self.sequence_bytes), 4),
+        }
+
+
+@torch.inference_mode()
+def token_log_likelihoods(model, sequences: Sequence[list[int]], batch_size: int) -> list[torch.Tensor]:
+    """Log-probability of every token after the first, for each sequence (right-padded batches)."""
+    results = []
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start:start + batch_size]
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            attention[row, :len(ids)] = 1
+        logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
+        log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        picked = log_probs.gather(-1, input_ids[:, 1:].to(model.device).unsqueeze(-1)).squeeze(-1).cpu()
+        results.extend(picked[row, :len(ids) - 1] for row, ids in enumerate(batch))
+    return results
+
+
+def likelihood(model, tokenizer, rows: Sequence[dict], batch_size: int) -> list[LikelihoodTotals]:
+    """Per example: negative log-likelihood of the reference answer (+ end of text) given the
+    prompt, and of the whole example, with the token and UTF-8 byte counts they are divided by."""
+    limit = context_length(model)
+    encoded = [(ids[:limit], targets[:limit])
+               for ids, targets in encode_instructions(rows, tokenizer, train_on_prompt=False)]
+    log_probs = token_log_likelihoods(model, [ids for ids, _ in encoded], batch_size)
+    totals = []
+    for row, (_, targets), scores in zip(rows, encoded, log_probs):
+        response = torch.tensor(targets[1:], dtype=torch.bool)
+        prompt_text = template.render_prompt(row["instruction"], row.get("input", ""))
+        totals.append(LikelihoodTotals(
+            response_nll=-float(scores[response].sum()), response_tokens=int(response.sum()),
+            response_bytes=len(row["output"].encode("utf-8")),
+            sequence_nll=-float(scores.sum()), sequence_tokens=len(scores),
+            sequence_bytes=len((prompt_text + row["output"]).encode("utf-8"))))
+    return totals
+
+
+def multiple_choice_accuracy(model, tokenizer, items: Sequence[ChoiceItem], batch_size: int) -> dict[str, float]:
+    """Accuracy by the summed log-likelihood of each option after the question's prompt, and
+    by log-likelihood per byte (lm-evaluation-harness `acc` and `acc_norm`), with the chance level."""
+    sequences, spans = [], []
+    for item in items:
+        prompt = tokenizer(template.render_prompt(item.question), add_special_tokens=False)["input_ids"]
+        for option in item.options:
+            continuation = tokenizer(option, add_special_tokens=False)["input_ids"]
+            sequences.append((prompt + continuation)[-context_length(model):])
+            spans.append(len(continuation))
+    option_scores = iter(float(scores[-span:].sum())
+                         for scores, span in zip(token_log_likelihoods(model, sequences, batch_size), spans))
+    correct = correct_per_byte = 0
+    for item in items:
+        totals = [next(option_scores) for _ in item.options]
+        per_byte = [total / max(1, len(option.encode("utf-8"))) for total, option in zip(totals, item.options)]
+        correct += max(range(len(totals)), key=totals.__getitem__) == item.answer
+        correct_per_byte += max(range(len(per_byte)), key=per_byte.__getitem__) == item.answer
+    return {"accuracy": round(correct / len(items), 4), "accuracy_norm": round(correct_per_byte / len(items), 4),
+            "chance": round(statistics.mean(1 / len(item.options) for item in items), 4), "items": len(items)}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return round(statistics.mean(values), 4) if values else float("nan")
+
+
+def evaluate_rows(model, tokenizer, rows: Sequence[dict], settings: GenerationSettings, generate_count: int,
+                  batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Likelihood metrics on every row; generation metrics on the first `generate_count` rows
+    (all when 0). Returns the metrics and one record per generated answer."""
+    totals = likelihood(model, tokenizer, rows, batch_size)
+    metrics: dict[str, Any] = {"examples": len(rows), **sum(totals, LikelihoodTotals()).summary()}
+
+    sampled = list(rows if generate_count == 0 else rows[:generate_count])  # totals[i] belongs to sampled[i]
+    prompts = [template.render_prompt(row["instruction"], row.get("input", "")) for row in sampled]
+    started = time.perf_counter()
+    answers = generate(model, tokenizer, prompts, settings, batch_size)
+    generation_seconds = time.perf_counter() - started
+    hypotheses, references = [answer.text for answer in answers], [row["output"] for row in sampled]
+    rouges = rouge_scores(hypotheses, references)
+    checks = [check_answer(answer.text, prompt, row["output"], answer.complete)
+              for answer, prompt, row in zip(answers, prompts, sampled)]
+    metrics["generation"] = {
+        "examples": len(sampled),
+        **bleu_chrf(hypotheses, references),
+        **{name: _mean([score[name] for score in rouges]) for name in ROUGE_TYPES},
+        "coherence": _mean([check.coherence for check in checks]),
+        "mean_new_tokens": _mean([answer.new_tokens for answer in answers]),
+        "tokens_per_second": round(sum(answer.new_tokens for answer in answers) / generation_seconds, 1),
+    }
+    errors = Counter(kind for check in checks for kind in check.errors)
+    metrics["errors"] = {kind: errors[kind] for kind in ERROR_KINDS}
+
+    by_category: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(sampled):
+        by_category[row.get("category") or "general"].append(index)
+    metrics["categories"] = {
+        name: {"examples": len(indices),
+               "rougeL": _mean([rouges[i]["rougeL"] for i in indices]),
+               "coherence": _mean([checks[i].coherence for i in indices]),
+               **{key: value for key, value in sum((totals[i] for i in indices), LikelihoodTotals()).summary().items()
+                  if key in ("perplexity", "bits_per_byte")}}
+        for name, indices in sorted(by_category.items())}
+
+    samples = [{"id": row.get("id"), "category": row.get("category"), "instruction": row["instruction"],
+                "input": row.get("input", ""), "reference": row["output"], "answer": answer.text,
+                "complete": answer.complete, "rougeL": round(rouge["rougeL"], 4),
+                "coherence": round(check.coherence, 4), "errors": check.errors}
+               for row, answer, rouge, check in zip(sampled, answers, rouges, checks)]
+    return metrics, samples
+
+
+def load_choice_items(path: str) -> list[ChoiceItem]:
+    """Multiple-choice items from a JSONL file; a bad item names its file and line."""
+    items = []
+    for location, record in read_records(path, ErrorPolicy("fail")):
+        try:
+            items.append(parse_choice_item(record))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise MiniGPTError(f"{location}: {error}") from None
+    return items
+
+
+def evaluate_model(model, tokenizer, rows: Sequence[dict], choice_files: dict[str, str], settings: GenerationSettings,
+                   generate_count: int, batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Everything `evaluate` reports: likelihood and generation metrics on `rows`, and
+    multiple-choice accuracy on each file in `choice_files`."""
+    choices = {name: load_choice_items(path) for name, path in choice_files.items()}  # checked before the long part
+    metrics, samples = evaluate_rows(model, tokenizer, rows, settings, generate_count, batch_size)
+    metrics["multiple_choice"] = {name: multiple_choice_accuracy(model, tokenizer, items, batch_size)
+                                  for name, items in choices.items()}
+    return metrics, samples

@@ -1,0 +1,89 @@
+"""Loading a trained model and decoding from it: one module for evaluation, chat and the CLI,
+so every answer comes from the same template, the same settings and the same stopping rule
+(the model's own <|endoftext|>, or the token limit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from minigpt.errors import MiniGPTError
+
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 128
+    do_sample: bool = False  # greedy by default: reproducible answers for evaluation
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generated:
+    text: str
+    complete: bool  # ended with <|endoftext|> rather than at the token limit
+    new_tokens: int
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu"):
+    """A model directory written by the pipeline (or any complete GPT-2 directory), in eval mode.
+
+    Weights are read from safetensors only and no code from the directory is run.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise MiniGPTError(f"model directory {directory} not found: run 'dvc repro train' (or 'dvc pull') first")
+    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
+    if missing:
+        raise MiniGPTError(f"model directory {directory} is incomplete: missing {', '.join(missing)}")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, trust_remote_code=False)
+    return model.to(device).eval(), tokenizer
+
+
+def context_length(model) -> int:
+    return model.config.n_positions
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings,
+             batch_size: int = 16) -> list[Generated]:
+    """Answers to rendered prompts, in batches (left-padded, KV cache), in input order."""
+    eos = tokenizer.eos_token_id
+    limit = context_length(model)
+    results: list[Generated] = []
+    torch.manual_seed(settings.seed)
+    for start in range(0, len(prompts), batch_size):
+        encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts[start:start + batch_size]]
+        # Keep the end of an over-long prompt (its response header) and room to answer.
+        keep = max(1, limit - settings.max_new_tokens)
+        encoded = [ids[-keep:] for ids in encoded]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k} \
+            if settings.do_sample else {}
+        output = model.generate(
+            input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
+            max_new_tokens=min(settings.max_new_tokens, limit - width), do_sample=settings.do_sample,
+            repetition_penalty=settings.repetition_penalty, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
+            **sampling)
+        for new in output[:, width:].tolist():
+            complete = eos in new
+            tokens = new[:new.index(eos)] if complete else new
+            results.append(Generated(tokenizer.decode(tokens, skip_special_tokens=True).strip(), complete, len(tokens)))
+    return results

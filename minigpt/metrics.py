@@ -1,0 +1,175 @@
+"""Evaluation metrics, each defined here and nowhere else.
+
+- Perplexity and bits per byte from the model's log-likelihood of the reference answers
+  (and of whole examples). Bits per byte divide by UTF-8 bytes instead of tokens, so models
+  with different tokenizers or vocabulary sizes compare fairly.
+- BLEU and chrF (sacrebleu, corpus level, `intl` tokenization, signature recorded) and
+  ROUGE-1/2/L F1 (rouge-score with a Unicode word tokenizer and no stemmer: its default
+  tokenizer splits "información" into "informaci" + "n").
+- Coherence in [0, 1]: relevance, repetition, completeness and language of a generated
+  answer combined in one product (see `AnswerChecks.coherence`).
+- Multiple choice scored by the log-likelihood of each option, as lm-evaluation-harness
+  scores ARC and MMLU.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from minigpt.language import is_spanish
+
+_WORD = re.compile(r"\w+")  # Unicode-aware: "información", "niña" and "pingüino" stay whole
+
+
+class UnicodeWordTokenizer:
+    """rouge-score tokenizer: lower-cased Unicode words, nothing stemmed or dropped."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return _WORD.findall(text.casefold())
+
+
+def bleu_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float | str]:
+    import sacrebleu
+
+    bleu = sacrebleu.metrics.BLEU(tokenize="intl")
+    chrf = sacrebleu.metrics.CHRF()
+    bleu_score = bleu.corpus_score(list(hypotheses), [list(references)]).score
+    chrf_score = chrf.corpus_score(list(hypotheses), [list(references)]).score
+    return {"bleu": round(bleu_score, 4), "chrf": round(chrf_score, 4),
+            "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}
+
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge_scores(hypotheses: Sequence[str], references: Sequence[str]) -> list[dict[str, float]]:
+    """ROUGE-1/2/L F1 of each hypothesis against its reference."""
+    from rouge_score.rouge_scorer import RougeScorer
+
+    scorer = RougeScorer(list(ROUGE_TYPES), use_stemmer=False, tokenizer=UnicodeWordTokenizer())
+    return [{name: score.fmeasure for name, score in scorer.score(reference, hypothesis).items()}
+            for hypothesis, reference in zip(hypotheses, references)]
+
+
+# --------------------------------------------------------------------------- coherence
+
+_FUNCTION_WORDS = {"de", "la", "que", "el", "en", "y", "los", "se", "del", "las", "un", "por", "con", "una", "su",
+                   "para", "es", "al", "lo", "como", "más", "o", "pero", "sus", "le", "a", "the", "of", "and", "to"}
+
+
+def content_words(text: str) -> set[str]:
+    return {word for word in _WORD.findall(text.casefold()) if word not in _FUNCTION_WORDS}
+
+
+def repetition(text: str) -> float:
+    """Share of repeated word trigrams (0: none repeated; near 1: a loop)."""
+    words = _WORD.findall(text.casefold())
+    trigrams = list(zip(words, words[1:], words[2:]))
+    return 1 - len(set(trigrams)) / len(trigrams) if trigrams else 0.0
+
+
+def relevance(answer: str, prompt: str, reference: str) -> float:
+    """Overlap coefficient of the answer's content words with those of the prompt and the
+    reference: 1 when the answer (or the context) is entirely on topic, 0 when no word is shared."""
+    answer_words, context_words = content_words(answer), content_words(prompt + "\n" + reference)
+    if not answer_words or not context_words:
+        return 0.0
+    return len(answer_words & context_words) / min(len(answer_words), len(context_words))
+
+
+@dataclass(frozen=True)
+class AnswerChecks:
+    empty: bool
+    relevance: float
+    repetition: float
+    complete: bool  # the model ended the answer itself (end-of-text), not the token limit
+    right_language: bool  # Spanish when the reference is Spanish, not Spanish when it is not
+
+    @property
+    def coherence(self) -> float:
+        """The coherence score in [0, 1]: a product, so each failure costs on its own.
+
+            (0.5 + 0.5 × relevance) × (1 − repetition) × (1 if complete else 0.5)
+                                    × (1 if the right language else 0.25)
+
+        and 0 for an empty answer. A relevant, fluent, finished Spanish answer scores near 1;
+        an off-topic or truncated one at most 0.5, a wrong-language one at most 0.25, a loop
+        as little as its share of repeated trigrams leaves.
+        """
+        if self.empty:
+            return 0.0
+        return ((0.5 + 0.5 * self.relevance) * (1 - self.repetition) * (1.0 if self.complete else 0.5)
+                * (1.0 if self.right_language else 0.25))
+
+    @property
+    def errors(self) -> list[str]:
+        """The failure kinds counted by the error analysis."""
+        if self.empty:
+            return ["empty"]
+        kinds = []
+        if self.repetition >= 0.5:
+            kinds.append("repetition_loop")
+        if not self.complete:
+            kinds.append("truncated")
+        if self.relevance == 0:
+            kinds.append("off_topic")
+        if not self.right_language:
+            kinds.append("not_spanish")
+        return kinds
+
+
+ERROR_KINDS = ("empty", "repetition_loop", "truncated", "off_topic", "not_spanish")
+
+
+def check_answer(answer: str, prompt: str, reference: str, complete: bool) -> AnswerChecks:
+    if not _WORD.search(answer):
+        return AnswerChecks(empty=True, relevance=0.0, repetition=0.0, complete=complete, right_language=False)
+    spanish_expected = is_spanish(reference, threshold=0.3, min_evidence=3)
+    return AnswerChecks(empty=False, relevance=relevance(answer, prompt, reference), repetition=repetition(answer),
+                        complete=complete,
+                        right_language=is_spanish(answer, threshold=0.3, min_evidence=3) == spanish_expected)
+
+
+# --------------------------------------------------------------------------- likelihood summaries
+
+def perplexity(nll_nats: float, tokens: int) -> float:
+    return math.exp(nll_nats / tokens) if tokens else float("nan")
+
+
+def bits_per_byte(nll_nats: float, utf8_bytes: int) -> float:
+    return nll_nats / math.log(2) / utf8_bytes if utf8_bytes else float("nan")
+
+
+# --------------------------------------------------------------------------- multiple choice
+
+_OPTION = re.compile(r"^([A-Z])[.)]\s*(.+)$")
+_ANSWER = re.compile(r"respuesta correcta es ([A-Z])\b")
+
+
+@dataclass(frozen=True)
+class ChoiceItem:
+    question: str
+    options: list[str]
+    answer: int  # index of the right option
+
+
+def parse_choice_item(row: dict) -> ChoiceItem:
+    """An item either as {"question", "choices", "answer" (index)}, or in the data kit's
+    instruction format: options "A. …" one per line in `input`, "La respuesta correcta es B…"
+    in `output`."""
+    if "choices" in row:
+        return ChoiceItem(row["question"], list(row["choices"]), int(row["answer"]))
+    options, letters = [], []
+    for line in row["input"].splitlines():
+        match = _OPTION.match(line.strip())
+        if match:
+            letters.append(match.group(1))
+            options.append(match.group(2).strip())
+    gold = _ANSWER.search(row["output"])
+    if len(options) < 2 or gold is None or gold.group(1) not in letters:
+        raise ValueError("not a multiple-choice item: expected options 'A. …' in input and "
+                         "'La respuesta correcta es X' in output")
+    return ChoiceItem(row["instruction"], options, letters.index(gold.group(1)))

@@ -1,0 +1,101 @@
+"""The report card: one Markdown page from every stage's metrics, with the revision and the
+params that made them."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import yaml
+
+# What the doctoral project reports, for orientation only: its data, tokenizer and metric
+# definitions differ, so the numbers are not directly comparable.
+REFERENCE = {"perplexity": 80.38, "bleu": 1.44, "rouge1": 0.171, "rougeL": 0.110, "coherence": 0.693}
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return "–" if value is None else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, samples: list[dict],
+                  params: dict, revision: str, sample_count: int = 5) -> str:
+    generation = evaluation["generation"]
+    validation_scores = tokenizer["eval"]["validation"]
+    parts = [
+        "# MiniGPT-ES report card",
+        f"Git revision `{revision}`. Every number below is produced by `dvc repro` from the params at the end.",
+        "## Data",
+        _table(("read", "kept", "train", "validation", "dropped"),
+               [(data["examples"]["read"], data["examples"]["kept"], data["examples"]["train"],
+                 data["examples"]["validation"], ", ".join(f"{k} {v}" for k, v in data["dropped"].items() if v) or "none")]),
+        "## Tokenizer",
+        f"Vocabulary {tokenizer['vocab_size']:,}. On the validation split:",
+        _table(("tokenizer", "chars/token", "tokens/word"),
+               [(name, score["chars_per_token"], score["tokens_per_word"]) for name, score in validation_scores.items()]),
+        "## Model and training",
+        _table(("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding", "train loss",
+                "validation loss"),
+               [(train["parameters"], train["steps"], train["tokens"], f"{train['train_seconds']:.0f} s",
+                 train["tokens_per_second"], f"{train['mfu']:.1%}" if train.get("mfu") else None,
+                 f"{train['device']} × {train['processes']}", f"{train['packing']['train']['padding_fraction']:.1%}",
+                 train["train_loss"], train["val_loss"])]),
+        "## Evaluation (validation split)",
+        "Perplexity and bits per byte score the reference answers (the model's job); the sequence "
+        "columns score whole examples. Generation metrics score greedy answers to "
+        f"{generation['examples']} examples.",
+        _table(("metric", "MiniGPT-ES", "reference project"),
+               [("perplexity (answers)", evaluation["perplexity"], REFERENCE["perplexity"]),
+                ("bits per byte (answers)", evaluation["bits_per_byte"], None),
+                ("perplexity (sequences)", evaluation["sequence_perplexity"], None),
+                ("BLEU", generation["bleu"], REFERENCE["bleu"]),
+                ("chrF", generation["chrf"], None),
+                ("ROUGE-1", generation["rouge1"], REFERENCE["rouge1"]),
+                ("ROUGE-2", generation["rouge2"], None),
+                ("ROUGE-L", generation["rougeL"], REFERENCE["rougeL"]),
+                ("coherence", generation["coherence"], REFERENCE["coherence"])]),
+        "The reference project's numbers come from other data, another tokenizer and undefined "
+        "metric code: they orient, they do not compare.",
+    ]
+    if evaluation.get("multiple_choice"):
+        parts += ["### Multiple choice",
+                  _table(("set", "items", "accuracy", "accuracy per byte", "chance"),
+                         [(name, score["items"], score["accuracy"], score["accuracy_norm"], score["chance"])
+                          for name, score in evaluation["multiple_choice"].items()])]
+    parts += [
+        "### Per category",
+        _table(("category", "answers", "ROUGE-L", "coherence", "perplexity", "bits/byte"),
+               [(name, s["examples"], s["rougeL"], s["coherence"], s["perplexity"], s["bits_per_byte"])
+                for name, s in evaluation["categories"].items()]),
+        "### Failure kinds",
+        _table(("empty", "repetition loop", "truncated", "off topic", "not Spanish"),
+               [tuple(evaluation["errors"].values())]),
+        "### Sample answers",
+    ]
+    for sample in samples[:sample_count]:
+        prompt = sample["instruction"] + (f"\n\n{sample['input']}" if sample["input"] else "")
+        verdict = ", ".join([f"coherence {sample['coherence']:.2f}", f"ROUGE-L {sample['rougeL']:.2f}", *sample["errors"]])
+        parts.append(f"**{sample['category']}**: {prompt}\n\n{_quote('reference: ' + sample['reference'])}\n>\n"
+                     f"{_quote('answer: ' + (sample['answer'] or '(empty)'))}\n\n{verdict}")
+    parts += ["## Params", "```yaml\n" + yaml.safe_dump(params, allow_unicode=True, sort_keys=False).rstrip() + "\n```"]
+    return "\n\n".join(parts) + "\n"
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + line for line in text.splitlines())

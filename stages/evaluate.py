@@ -1,0 +1,55 @@
+"""Stage `evaluate`: models/minigpt on the validation split -> metrics/eval.json, metrics/samples.jsonl, plots."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from minigpt.config import load_params
+from minigpt.errors import MiniGPTError, run_main
+from minigpt.evaluation import evaluate_model
+from minigpt.files import read_jsonl, write_json, write_jsonl
+from minigpt.generation import load_model
+from minigpt.plots import grouped_bars, histogram
+
+MODEL_DIR = Path("models/minigpt")
+VALIDATION_FILE = Path("data/processed/validation.jsonl")
+METRICS_FILE = Path("metrics/eval.json")
+SAMPLES_FILE = Path("metrics/samples.jsonl")
+CATEGORIES_FILE = Path("plots/eval_categories.json")
+PLOTS_DIR = Path("plots")
+
+
+def main() -> None:
+    params = load_params().evaluate
+    if not VALIDATION_FILE.is_file():
+        raise MiniGPTError(f"{VALIDATION_FILE} not found: run 'dvc repro prepare' first")
+    # Sorted by id (a hash): the generated sample spreads over sources and categories.
+    rows = sorted(read_jsonl(VALIDATION_FILE), key=lambda row: row["id"])
+    if not rows:
+        raise MiniGPTError(f"{VALIDATION_FILE} is empty: check prepare.validation_fraction")
+    model, tokenizer = load_model(MODEL_DIR)
+    started = time.perf_counter()
+    metrics, samples = evaluate_model(model, tokenizer, rows, params.multiple_choice, params.generation(),
+                                      params.generate_examples, params.batch_size)
+    seconds = time.perf_counter() - started
+    metrics["seconds"] = round(seconds, 1)
+    write_json(METRICS_FILE, metrics)
+    write_jsonl(SAMPLES_FILE, samples)
+    write_json(CATEGORIES_FILE, [{"category": name, **scores} for name, scores in metrics["categories"].items()])
+    grouped_bars(PLOTS_DIR / "benchmark_results.png",
+                 {name: {"ROUGE-L": scores["rougeL"], "coherence": scores["coherence"]}
+                  for name, scores in metrics["categories"].items()},
+                 title="Scores per category (validation)", ylabel="score")
+    histogram(PLOTS_DIR / "coherence_score.png", [sample["coherence"] for sample in samples],
+              title="Coherence of generated answers", xlabel="coherence score")
+    grouped_bars(PLOTS_DIR / "error_analysis.png", {kind: {"answers": count} for kind, count in metrics["errors"].items()},
+                 title=f"Failure kinds in {len(samples)} answers", ylabel="answers")
+    generation = metrics["generation"]
+    print(f"evaluate: perplexity {metrics['perplexity']:.2f}, bits/byte {metrics['bits_per_byte']:.3f}, "
+          f"BLEU {generation['bleu']:.2f}, chrF {generation['chrf']:.2f}, ROUGE-L {generation['rougeL']:.3f}, "
+          f"coherence {generation['coherence']:.3f} in {seconds:.1f}s")
+
+
+if __name__ == "__main__":
+    run_main(main)

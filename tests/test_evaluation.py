@@ -1,0 +1,71 @@
+"""The evaluation code shared by the stage and the CLI, on an untrained tiny model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from minigpt import evaluation
+from minigpt.errors import MiniGPTError
+from minigpt.evaluation import evaluate_model, likelihood, load_choice_items, multiple_choice_accuracy
+from minigpt.generation import GenerationSettings, load_model
+from minigpt.metrics import ChoiceItem
+from minigpt.training import encode_instructions
+from tests.conftest import spanish_examples
+
+
+def test_answer_perplexity_is_the_models_own_loss_on_the_answer(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir)
+    rows = spanish_examples(3)
+    totals = likelihood(model, tokenizer, rows, batch_size=2)
+    for row, total, (ids, targets) in zip(rows, totals, encode_instructions(rows, tokenizer, False)):
+        labels = torch.tensor([token if target else -100 for token, target in zip(ids, targets)])
+        with torch.no_grad():
+            loss = model(input_ids=torch.tensor([ids]), labels=labels.unsqueeze(0)).loss
+        assert total.response_tokens == sum(targets) == len(tokenizer(row["output"])["input_ids"]) + 1
+        assert total.response_nll / total.response_tokens == pytest.approx(loss.item(), rel=1e-4)
+        assert total.response_bytes == len(row["output"].encode()) and total.sequence_tokens == len(ids) - 1
+
+
+def test_multiple_choice_picks_the_likeliest_option_in_total_and_per_byte(monkeypatch):
+    items = [ChoiceItem("¿Uno?", ["a", "bbbb"], 1), ChoiceItem("¿Dos?", ["cc", "d", "e"], 0)]
+    # Option log-likelihoods: item 1: a -1, bbbb -2 (per byte: -1, -0.5); item 2: cc -1, d -3, e -2.
+    scores = iter([-1.0, -2.0, -1.0, -3.0, -2.0])
+
+    def fake_log_likelihoods(model, sequences, batch_size):
+        return [torch.tensor([next(scores)]) for _ in sequences]
+
+    class Tokenizer:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [1] * len(text) if len(text) < 5 else [1]}
+
+    monkeypatch.setattr(evaluation, "token_log_likelihoods", fake_log_likelihoods)
+    monkeypatch.setattr(evaluation, "context_length", lambda model: 64)
+    result = multiple_choice_accuracy(object(), Tokenizer(), items, batch_size=8)
+    assert result == {"accuracy": 0.5, "accuracy_norm": 1.0, "chance": pytest.approx((1 / 2 + 1 / 3) / 2, abs=1e-4),
+                      "items": 2}
+
+
+def test_evaluate_model_reports_every_metric(tiny_model_dir, tmp_path):
+    model, tokenizer = load_model(tiny_model_dir)
+    rows = [dict(row, category="ciencia" if index % 2 else "lengua") for index, row in enumerate(spanish_examples(6))]
+    choices = tmp_path / "choices.jsonl"
+    choices.write_text('{"question": "¿Dos más dos?", "choices": ["tres", "cuatro"], "answer": 1}\n', encoding="utf-8")
+    metrics, samples = evaluate_model(model, tokenizer, rows, {"mini": str(choices)}, GenerationSettings(max_new_tokens=6),
+                                      generate_count=4, batch_size=3)
+    assert math.isfinite(metrics["perplexity"]) and metrics["bits_per_byte"] > 0 and metrics["examples"] == 6
+    assert set(metrics["generation"]) >= {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence", "bleu_signature"}
+    assert set(metrics["errors"]) == {"empty", "repetition_loop", "truncated", "off_topic", "not_spanish"}
+    assert set(metrics["categories"]) == {"ciencia", "lengua"}
+    assert metrics["multiple_choice"]["mini"]["chance"] == 0.5
+    assert len(samples) == 4 and all({"answer", "reference", "coherence", "errors"} <= set(s) for s in samples)
+
+
+def test_bad_choice_files_name_the_line(tmp_path):
+    path = tmp_path / "choices.jsonl"
+    path.write_text('{"question": "¿A?", "choices": ["a", "b"], "answer": 0}\n' + '{"instruction": "¿B?"}\n',
+                    encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=rf"{path}:2: "):
+        load_choice_items(str(path))

@@ -1,0 +1,47 @@
+"""One decoding path for evaluation, chat and the CLI: batched, KV-cached, same stopping rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from minigpt.errors import MiniGPTError
+from minigpt.generation import GenerationSettings, generate, load_model
+from minigpt.template import render_prompt
+
+PROMPTS = [render_prompt("¿Qué es la luz?"), render_prompt("Explica el concepto número 3 de la lista.", "Una entrada."),
+           render_prompt("Di hola."), render_prompt("¿Cuánto es 2 + 2?")]
+
+
+def test_batched_answers_equal_one_at_a_time(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir)
+    settings = GenerationSettings(max_new_tokens=12)
+    batched = generate(model, tokenizer, PROMPTS, settings, batch_size=4)
+    assert batched == [generate(model, tokenizer, [prompt], settings)[0] for prompt in PROMPTS]
+    for answer in batched:
+        assert answer.complete or answer.new_tokens == 12
+
+
+def test_sampling_is_reproducible_with_its_seed(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir)
+    sampled = GenerationSettings(max_new_tokens=16, do_sample=True, temperature=1.5, top_p=0.95, seed=3)
+    first = generate(model, tokenizer, PROMPTS, sampled)
+    assert first == generate(model, tokenizer, PROMPTS, sampled)
+    other_seed = GenerationSettings(max_new_tokens=16, do_sample=True, temperature=1.5, top_p=0.95, seed=4)
+    assert first != generate(model, tokenizer, PROMPTS, other_seed)
+
+
+def test_an_over_long_prompt_keeps_its_end_and_still_answers(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir)
+    long_prompt = render_prompt("palabra " * 300)
+    answer, = generate(model, tokenizer, [long_prompt], GenerationSettings(max_new_tokens=8))
+    assert answer.new_tokens <= 8
+
+
+def test_missing_or_incomplete_model_directories_are_explained(tmp_path, tiny_model_dir):
+    with pytest.raises(MiniGPTError, match="not found: run 'dvc repro train'"):
+        load_model(tmp_path / "nothing")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    with pytest.raises(MiniGPTError, match="incomplete: missing model.safetensors, tokenizer.json"):
+        load_model(partial)

@@ -1,0 +1,77 @@
+"""Metric definitions: ROUGE and BLEU on Spanish, coherence and its failure kinds, likelihood
+summaries and multiple-choice items."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from minigpt.metrics import (UnicodeWordTokenizer, bits_per_byte, bleu_chrf, check_answer, parse_choice_item,
+                             perplexity, repetition, rouge_scores)
+
+
+def test_rouge_keeps_accented_words_whole():
+    assert UnicodeWordTokenizer().tokenize("Información, AÑO y pingüino.") == ["información", "año", "y", "pingüino"]
+    text = "La información sobre el año del pingüino está en el árbol."
+    assert rouge_scores([text], [text])[0] == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
+    assert rouge_scores(["la niña come"], ["la niño come"])[0]["rouge1"] == pytest.approx(2 / 3)
+
+
+def test_bleu_and_chrf_use_the_international_tokenizer_and_record_their_signature():
+    scores = bleu_chrf(["¿Cómo estás, niña?"], ["¿Cómo estás, niña?"])
+    assert scores["bleu"] == pytest.approx(100) and scores["chrf"] == pytest.approx(100)
+    assert "tok:intl" in scores["bleu_signature"] and "nc:6" in scores["chrf_signature"]
+    assert bleu_chrf(["Hola mundo"], ["Adiós a todos"])["bleu"] < 5
+
+
+PROMPT = "### Instrucción:\n¿Por qué el cielo se ve azul durante el día?\n\n### Respuesta:\n"
+REFERENCE = "Porque el aire dispersa más la luz azul del Sol que la roja, y esa luz llega desde todo el cielo."
+GOOD = "El cielo se ve azul porque el aire dispersa más la luz azul del Sol que la luz roja."
+BAD_ANSWERS = {
+    "empty": ("", True),
+    "repetition_loop": ("El cielo es azul azul azul azul azul azul azul azul azul azul azul azul azul.", True),
+    "truncated": ("El cielo se ve azul porque el aire dispersa más la luz azul del Sol que", False),
+    "off_topic": ("Mañana compraré pan, tomates y aceite en el mercado de mi barrio.", True),
+    "not_spanish": ("The sky looks blue because the air scatters the blue light of the sun.", True),
+}
+
+
+def test_a_good_answer_scores_high_and_has_no_errors():
+    check = check_answer(GOOD, PROMPT, REFERENCE, complete=True)
+    assert check.errors == [] and check.coherence > 0.8
+
+
+@pytest.mark.parametrize("kind", BAD_ANSWERS)
+def test_each_failure_kind_ranks_below_a_good_answer_and_is_counted(kind):
+    answer, complete = BAD_ANSWERS[kind]
+    check = check_answer(answer, PROMPT, REFERENCE, complete)
+    assert kind in check.errors
+    assert check.coherence < check_answer(GOOD, PROMPT, REFERENCE, complete=True).coherence - 0.2
+    assert 0.0 <= check.coherence <= 1.0
+
+
+def test_an_english_answer_is_right_when_english_is_asked_for():
+    check = check_answer("I am tired.", "### Instrucción:\nTraduce al inglés: estoy cansado.", "I am tired.", True)
+    assert check.right_language and "not_spanish" not in check.errors
+
+
+def test_repetition_is_the_share_of_repeated_trigrams():
+    assert repetition("uno dos tres cuatro cinco") == 0
+    assert repetition("a b c a b c a b c") == pytest.approx(1 - 3 / 7)
+
+
+def test_perplexity_and_bits_per_byte():
+    assert perplexity(math.log(50) * 10, 10) == pytest.approx(50)
+    assert bits_per_byte(math.log(2) * 8, 4) == pytest.approx(2)
+
+
+def test_multiple_choice_items_in_both_formats():
+    kit = {"instruction": "¿Qué gas respiramos?", "input": "A. Helio\nB. Oxígeno\nC. Neón",
+           "output": "La respuesta correcta es B: Oxígeno."}
+    item = parse_choice_item(kit)
+    assert (item.question, item.options, item.answer) == ("¿Qué gas respiramos?", ["Helio", "Oxígeno", "Neón"], 1)
+    plain = parse_choice_item({"question": "¿2 + 2?", "choices": ["3", "4"], "answer": 1})
+    assert plain.options == ["3", "4"] and plain.answer == 1
+    with pytest.raises(ValueError, match="not a multiple-choice item"):
+        parse_choice_item(kit | {"output": "No lo sé."})
