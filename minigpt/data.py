@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 from minigpt.config import PrepareParams, Source
 from minigpt.errors import MiniGPTError
 from minigpt.files import expand_files
-from minigpt.language import is_spanish
+from minigpt.language import is_spanish, strip_accents
 
 Record = dict[str, Any]
 
@@ -326,9 +326,7 @@ def normalize_key(*texts: str) -> str:
     """Key for de-duplication and the split: ignores case, accents, spacing, typographic
     marks and sentence punctuation, but keeps digits, operators and code symbols, so that
     "2 + 2" and "2 × 2" stay different."""
-    joined = " ".join(texts).casefold()
-    decomposed = unicodedata.normalize("NFKD", joined)
-    no_accents = "".join(char for char in decomposed if not unicodedata.combining(char))
+    no_accents = strip_accents(" ".join(texts).casefold())
     no_marks = _SENTENCE_PUNCTUATION.sub("", _TYPOGRAPHIC.sub("", no_accents))
     return _SPACES.sub(" ", no_marks).strip()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -14,7 +15,7 @@ import torch
 from minigpt import template
 from minigpt.data import ErrorPolicy, read_records
 from minigpt.errors import MiniGPTError
-from minigpt.generation import GenerationSettings, context_length, generate
+from minigpt.generation import GenerationSettings, context_length, describe, generate
 from minigpt.metrics import (ERROR_KINDS, ROUGE_TYPES, ChoiceItem, bits_per_byte, bleu_chrf, check_answer,
                              parse_choice_item, perplexity, rouge_scores)
 from minigpt.training import encode_instructions
@@ -32,13 +33,15 @@ class LikelihoodTotals:
     def __add__(self, other: "LikelihoodTotals") -> "LikelihoodTotals":
         return LikelihoodTotals(*(a + b for a, b in zip(vars(self).values(), vars(other).values())))
 
-    def summary(self) -> dict[str, float]:
-        return {
-            "perplexity": round(perplexity(self.response_nll, self.response_tokens), 4),
-            "bits_per_byte": round(bits_per_byte(self.response_nll, self.response_bytes), 4),
-            "sequence_perplexity": round(perplexity(self.sequence_nll, self.sequence_tokens), 4),
-            "sequence_bits_per_byte": round(bits_per_byte(self.sequence_nll, self.sequence_bytes), 4),
+    def summary(self) -> dict[str, float | None]:
+        """The four likelihood metrics; None where nothing was scored (JSON has no NaN)."""
+        values = {
+            "perplexity": perplexity(self.response_nll, self.response_tokens),
+            "bits_per_byte": bits_per_byte(self.response_nll, self.response_bytes),
+            "sequence_perplexity": perplexity(self.sequence_nll, self.sequence_tokens),
+            "sequence_bits_per_byte": bits_per_byte(self.sequence_nll, self.sequence_bytes),
         }
+        return {name: round(value, 4) if math.isfinite(value) else None for name, value in values.items()}
 
 
 @torch.inference_mode()
@@ -60,16 +63,21 @@ def token_log_likelihoods(model, sequences: Sequence[list[int]], batch_size: int
     return results
 
 
-def likelihood(model, tokenizer, rows: Sequence[dict], batch_size: int) -> list[LikelihoodTotals]:
+def likelihood(model, tokenizer, rows: Sequence[dict], batch_size: int) -> list[LikelihoodTotals | None]:
     """Per example: negative log-likelihood of the reference answer (+ end of text) given the
-    prompt, and of the whole example, with the token and UTF-8 byte counts they are divided by."""
+    prompt, and of the whole example, with the token and UTF-8 byte counts they are divided by.
+    None for an example longer than the model's context: cutting it would score part of the
+    answer against all of its bytes."""
     limit = context_length(model)
-    encoded = [(ids[:limit], targets[:limit])
-               for ids, targets in encode_instructions(rows, tokenizer, train_on_prompt=False)]
-    log_probs = token_log_likelihoods(model, [ids for ids, _ in encoded], batch_size)
-    totals = []
-    for row, (_, targets), scores in zip(rows, encoded, log_probs):
-        response = torch.tensor(targets[1:], dtype=torch.bool)
+    encoded = encode_instructions(rows, tokenizer, train_on_prompt=False)
+    fitting = [index for index, (ids, _) in enumerate(encoded) if len(ids) <= limit]
+    log_probs = dict(zip(fitting, token_log_likelihoods(model, [encoded[i][0] for i in fitting], batch_size)))
+    totals: list[LikelihoodTotals | None] = []
+    for index, (row, (_, targets)) in enumerate(zip(rows, encoded)):
+        if index not in log_probs:
+            totals.append(None)
+            continue
+        scores, response = log_probs[index], torch.tensor(targets[1:], dtype=torch.bool)
         prompt_text = template.render_prompt(row["instruction"], row.get("input", ""))
         totals.append(LikelihoodTotals(
             response_nll=-float(scores[response].sum()), response_tokens=int(response.sum()),
@@ -77,6 +85,11 @@ def likelihood(model, tokenizer, rows: Sequence[dict], batch_size: int) -> list[
             sequence_nll=-float(scores.sum()), sequence_tokens=len(scores),
             sequence_bytes=len((prompt_text + row["output"]).encode("utf-8"))))
     return totals
+
+
+def _likelihood_summary(totals: Sequence[LikelihoodTotals | None]) -> dict[str, Any]:
+    scored = [total for total in totals if total is not None]
+    return {**sum(scored, LikelihoodTotals()).summary(), "too_long": len(totals) - len(scored)}
 
 
 def multiple_choice_accuracy(model, tokenizer, items: Sequence[ChoiceItem], batch_size: int) -> dict[str, float]:
@@ -101,8 +114,8 @@ def multiple_choice_accuracy(model, tokenizer, items: Sequence[ChoiceItem], batc
             "chance": round(statistics.mean(1 / len(item.options) for item in items), 4), "items": len(items)}
 
 
-def _mean(values: Sequence[float]) -> float:
-    return round(statistics.mean(values), 4) if values else float("nan")
+def _mean(values: Sequence[float]) -> float | None:
+    return round(statistics.mean(values), 4) if values else None
 
 
 def evaluate_rows(model, tokenizer, rows: Sequence[dict], settings: GenerationSettings, generate_count: int,
@@ -110,19 +123,20 @@ def evaluate_rows(model, tokenizer, rows: Sequence[dict], settings: GenerationSe
     """Likelihood metrics on every row; generation metrics on the first `generate_count` rows
     (all when 0). Returns the metrics and one record per generated answer."""
     totals = likelihood(model, tokenizer, rows, batch_size)
-    metrics: dict[str, Any] = {"examples": len(rows), **sum(totals, LikelihoodTotals()).summary()}
+    metrics: dict[str, Any] = {"examples": len(rows), **_likelihood_summary(totals)}
 
-    sampled = list(rows if generate_count == 0 else rows[:generate_count])  # totals[i] belongs to sampled[i]
-    prompts = [template.render_prompt(row["instruction"], row.get("input", "")) for row in sampled]
+    sampled = list(rows if generate_count == 0 else rows[:generate_count])
     started = time.perf_counter()
-    answers = generate(model, tokenizer, prompts, settings, batch_size)
+    answers = generate(model, tokenizer, [template.render_prompt(row["instruction"], row.get("input", ""))
+                                          for row in sampled], settings, batch_size)
     generation_seconds = time.perf_counter() - started
     hypotheses, references = [answer.text for answer in answers], [row["output"] for row in sampled]
     rouges = rouge_scores(hypotheses, references)
-    checks = [check_answer(answer.text, prompt, row["output"], answer.complete)
-              for answer, prompt, row in zip(answers, prompts, sampled)]
+    checks = [check_answer(answer.text, row["instruction"] + "\n" + row.get("input", ""), row["output"], answer.complete)
+              for answer, row in zip(answers, sampled)]
     metrics["generation"] = {
         "examples": len(sampled),
+        "decoding": describe(settings),
         **bleu_chrf(hypotheses, references),
         **{name: _mean([score[name] for score in rouges]) for name in ROUGE_TYPES},
         "coherence": _mean([check.coherence for check in checks]),
@@ -132,16 +146,18 @@ def evaluate_rows(model, tokenizer, rows: Sequence[dict], settings: GenerationSe
     errors = Counter(kind for check in checks for kind in check.errors)
     metrics["errors"] = {kind: errors[kind] for kind in ERROR_KINDS}
 
-    by_category: dict[str, list[int]] = defaultdict(list)
-    for index, row in enumerate(sampled):
-        by_category[row.get("category") or "general"].append(index)
-    metrics["categories"] = {
-        name: {"examples": len(indices),
-               "rougeL": _mean([rouges[i]["rougeL"] for i in indices]),
-               "coherence": _mean([checks[i].coherence for i in indices]),
-               **{key: value for key, value in sum((totals[i] for i in indices), LikelihoodTotals()).summary().items()
-                  if key in ("perplexity", "bits_per_byte")}}
-        for name, indices in sorted(by_category.items())}
+    def category(row: dict) -> str:
+        return row.get("category") or "general"
+
+    metrics["categories"] = {}
+    for name in sorted({category(row) for row in rows}):
+        answered = [i for i, row in enumerate(sampled) if category(row) == name]
+        likelihoods = _likelihood_summary([total for total, row in zip(totals, rows) if category(row) == name])
+        metrics["categories"][name] = {
+            "examples": sum(category(row) == name for row in rows), "answers": len(answered),
+            "perplexity": likelihoods["perplexity"], "bits_per_byte": likelihoods["bits_per_byte"],
+            "rougeL": _mean([rouges[i]["rougeL"] for i in answered]),
+            "coherence": _mean([checks[i].coherence for i in answered])}
 
     samples = [{"id": row.get("id"), "category": row.get("category"), "instruction": row["instruction"],
                 "input": row.get("input", ""), "reference": row["output"], "answer": answer.text,

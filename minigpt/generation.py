@@ -47,13 +47,31 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu"):
     missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
     if missing:
         raise MiniGPTError(f"model directory {directory} is incomplete: missing {', '.join(missing)}")
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, trust_remote_code=False)
+    except Exception as error:  # malformed config, corrupt weights, unknown architecture: all unusable
+        raise MiniGPTError(f"model directory {directory} cannot be loaded: {type(error).__name__}: {error}") from None
+    if tokenizer.eos_token_id is None:
+        raise MiniGPTError(f"the tokenizer in {directory} has no end-of-text token: answers could never stop")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked out; any id will do
+    if context_length(model) is None:
+        raise MiniGPTError(f"{directory}/config.json gives no context length (n_positions or max_position_embeddings)")
     return model.to(device).eval(), tokenizer
 
 
-def context_length(model) -> int:
-    return model.config.n_positions
+def context_length(model) -> int | None:
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def describe(settings: GenerationSettings) -> str:
+    """The decoding, in words, for reports."""
+    if not settings.do_sample:
+        return f"greedy, up to {settings.max_new_tokens} new tokens"
+    return (f"sampled (temperature {settings.temperature}, top-p {settings.top_p}, top-k {settings.top_k or 'off'}, "
+            f"seed {settings.seed}), up to {settings.max_new_tokens} new tokens")
 
 
 @torch.inference_mode()
@@ -62,12 +80,15 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
     """Answers to rendered prompts, in batches (left-padded, KV cache), in input order."""
     eos = tokenizer.eos_token_id
     limit = context_length(model)
+    if settings.max_new_tokens >= limit:
+        raise MiniGPTError(f"max_new_tokens ({settings.max_new_tokens}) leaves no room for the prompt in the "
+                           f"model's context of {limit} tokens: lower it")
     results: list[Generated] = []
     torch.manual_seed(settings.seed)
     for start in range(0, len(prompts), batch_size):
         encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts[start:start + batch_size]]
         # Keep the end of an over-long prompt (its response header) and room to answer.
-        keep = max(1, limit - settings.max_new_tokens)
+        keep = limit - settings.max_new_tokens
         encoded = [ids[-keep:] for ids in encoded]
         width = max(len(ids) for ids in encoded)
         input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)

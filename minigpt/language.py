@@ -9,6 +9,7 @@ function words in both languages ("a", "no", "me", "has", "come") are left out.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _SPANISH = set("""
 de la que el en y los se del las un por con una su para es al lo como más pero sus le ya
@@ -31,6 +32,15 @@ not because any our those does doing being
 _SHARED = _SPANISH & _ENGLISH
 _SPANISH -= _SHARED
 _ENGLISH -= _SHARED
+
+
+def strip_accents(text: str) -> str:
+    """"Canción" -> "Cancion": compatibility-decomposed, combining marks dropped."""
+    return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+
+
+# Words that carry no topic in either language (for relevance measures), accent-free.
+FUNCTION_WORDS = frozenset(strip_accents(word) for word in _SPANISH | _ENGLISH | _SHARED | {"a", "no", "me", "has"})
 
 _WORD = re.compile(r"[^\W\d_]+")
 
@@ -60,3 +70,11 @@ def is_spanish(text: str, threshold: float, min_evidence: int) -> bool:
     if spanish + english < min_evidence:
         return True
     return spanish / (spanish + english) >= threshold
+
+
+def language_of(text: str, threshold: float = 0.3, min_evidence: int = 3) -> str | None:
+    """'es' or 'en' when the text shows enough function words to tell, else None."""
+    spanish, english = function_word_counts(text)
+    if spanish + english < min_evidence:
+        return None
+    return "es" if spanish / (spanish + english) >= threshold else "en"

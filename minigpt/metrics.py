@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from minigpt.language import is_spanish
+from minigpt.language import FUNCTION_WORDS, language_of, strip_accents
 
 _WORD = re.compile(r"\w+")  # Unicode-aware: "información", "niña" and "pingüino" stay whole
 
@@ -56,12 +56,9 @@ def rouge_scores(hypotheses: Sequence[str], references: Sequence[str]) -> list[d
 
 # --------------------------------------------------------------------------- coherence
 
-_FUNCTION_WORDS = {"de", "la", "que", "el", "en", "y", "los", "se", "del", "las", "un", "por", "con", "una", "su",
-                   "para", "es", "al", "lo", "como", "más", "o", "pero", "sus", "le", "a", "the", "of", "and", "to"}
-
-
 def content_words(text: str) -> set[str]:
-    return {word for word in _WORD.findall(text.casefold()) if word not in _FUNCTION_WORDS}
+    """Lower-cased, accent-free words that are not function words ("París" and "paris" match)."""
+    return {word for word in _WORD.findall(strip_accents(text.casefold())) if word not in FUNCTION_WORDS}
 
 
 def repetition(text: str) -> float:
@@ -72,12 +69,15 @@ def repetition(text: str) -> float:
 
 
 def relevance(answer: str, prompt: str, reference: str) -> float:
-    """Overlap coefficient of the answer's content words with those of the prompt and the
-    reference: 1 when the answer (or the context) is entirely on topic, 0 when no word is shared."""
-    answer_words, context_words = content_words(answer), content_words(prompt + "\n" + reference)
-    if not answer_words or not context_words:
+    """How much of what the reference adds to the prompt the answer shares: the overlap
+    coefficient of the answer's content words with the reference's words that are not in the
+    prompt (all the reference's words when it adds none). Echoing the question, or the
+    template's own words, scores 0; "París" for "La capital de Francia es París" scores 1."""
+    answer_words, reference_words = content_words(answer), content_words(reference)
+    new_information = reference_words - content_words(prompt) or reference_words
+    if not answer_words or not new_information:
         return 0.0
-    return len(answer_words & context_words) / min(len(answer_words), len(context_words))
+    return len(answer_words & new_information) / min(len(answer_words), len(new_information))
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ class AnswerChecks:
     relevance: float
     repetition: float
     complete: bool  # the model ended the answer itself (end-of-text), not the token limit
-    right_language: bool  # Spanish when the reference is Spanish, not Spanish when it is not
+    right_language: bool  # the reference's language, where both show enough words to tell
+    content_words: int
 
     @property
     def coherence(self) -> float:
@@ -95,9 +96,9 @@ class AnswerChecks:
             (0.5 + 0.5 × relevance) × (1 − repetition) × (1 if complete else 0.5)
                                     × (1 if the right language else 0.25)
 
-        and 0 for an empty answer. A relevant, fluent, finished Spanish answer scores near 1;
-        an off-topic or truncated one at most 0.5, a wrong-language one at most 0.25, a loop
-        as little as its share of repeated trigrams leaves.
+        and 0 for an empty answer. A relevant, fluent, finished answer in the reference's
+        language scores near 1; an off-topic or truncated one at most 0.5, a wrong-language
+        one at most 0.25, a loop as little as its share of repeated trigrams leaves.
         """
         if self.empty:
             return 0.0
@@ -114,23 +115,26 @@ class AnswerChecks:
             kinds.append("repetition_loop")
         if not self.complete:
             kinds.append("truncated")
-        if self.relevance == 0:
+        if self.relevance == 0 and self.content_words >= 2:  # one word is too little to judge
             kinds.append("off_topic")
         if not self.right_language:
-            kinds.append("not_spanish")
+            kinds.append("wrong_language")
         return kinds
 
 
-ERROR_KINDS = ("empty", "repetition_loop", "truncated", "off_topic", "not_spanish")
+ERROR_KINDS = ("empty", "repetition_loop", "truncated", "off_topic", "wrong_language")
 
 
 def check_answer(answer: str, prompt: str, reference: str, complete: bool) -> AnswerChecks:
+    """`prompt` is the instruction and input as written, without the template's markers."""
+    words = content_words(answer)
     if not _WORD.search(answer):
-        return AnswerChecks(empty=True, relevance=0.0, repetition=0.0, complete=complete, right_language=False)
-    spanish_expected = is_spanish(reference, threshold=0.3, min_evidence=3)
+        return AnswerChecks(empty=True, relevance=0.0, repetition=0.0, complete=complete, right_language=False,
+                            content_words=0)
+    expected, found = language_of(reference), language_of(answer)
     return AnswerChecks(empty=False, relevance=relevance(answer, prompt, reference), repetition=repetition(answer),
-                        complete=complete,
-                        right_language=is_spanish(answer, threshold=0.3, min_evidence=3) == spanish_expected)
+                        complete=complete, right_language=expected is None or found is None or expected == found,
+                        content_words=len(words))
 
 
 # --------------------------------------------------------------------------- likelihood summaries
@@ -161,7 +165,12 @@ def parse_choice_item(row: dict) -> ChoiceItem:
     instruction format: options "A. …" one per line in `input`, "La respuesta correcta es B…"
     in `output`."""
     if "choices" in row:
-        return ChoiceItem(row["question"], list(row["choices"]), int(row["answer"]))
+        options, answer = [str(option).strip() for option in row["choices"]], row["answer"]
+        if len(options) < 2 or not all(options):
+            raise ValueError("'choices' must hold at least two non-empty options")
+        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(options):
+            raise ValueError(f"'answer' must be the index of an option, 0 to {len(options) - 1}, got {answer!r}")
+        return ChoiceItem(str(row["question"]), options, answer)
     options, letters = [], []
     for line in row["input"].splitlines():
         match = _OPTION.match(line.strip())

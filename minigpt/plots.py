@@ -19,21 +19,23 @@ def _save(figure, path: str | Path) -> None:
     plt.close(figure)
 
 
-def grouped_bars(path: str | Path, values: dict[str, dict[str, float]], title: str, ylabel: str) -> None:
+def grouped_bars(path: str | Path, values: dict[str, dict[str, float]], title: str, ylabel: str,
+                 value_format: str = "%.2f") -> None:
     """One group of bars per outer key, one bar per inner key, each labelled with its value."""
     groups = list(values)
     series = list(dict.fromkeys(name for group in values.values() for name in group))
     width = 0.8 / max(len(series), 1)
-    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(groups) * max(len(series), 1)), 4.5))
+    figure, axes = plt.subplots(figsize=(min(14, max(6, 0.9 * len(groups) * max(len(series), 1))), 4.5))
     for index, name in enumerate(series):
         positions = [group_index + (index - (len(series) - 1) / 2) * width for group_index in range(len(groups))]
         heights = [values[group].get(name, 0.0) for group in groups]
         bars = axes.bar(positions, heights, width, label=name)
-        axes.bar_label(bars, fmt="%.2f", fontsize=8)
+        axes.bar_label(bars, fmt=value_format, fontsize=8)
     axes.set_xticks(range(len(groups)), groups)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
-    axes.legend()
+    if len(series) > 1:
+        axes.legend()
     axes.grid(axis="y", alpha=0.3)
     _save(figure, path)
 

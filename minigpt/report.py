@@ -58,8 +58,8 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
                  train["train_loss"], train["val_loss"])]),
         "## Evaluation (validation split)",
         "Perplexity and bits per byte score the reference answers (the model's job); the sequence "
-        "columns score whole examples. Generation metrics score greedy answers to "
-        f"{generation['examples']} examples.",
+        f"columns score whole examples ({evaluation['too_long']} longer than the context left out). "
+        f"Generation metrics score answers to {generation['examples']} examples: {generation['decoding']}.",
         _table(("metric", "MiniGPT-ES", "reference project"),
                [("perplexity (answers)", evaluation["perplexity"], REFERENCE["perplexity"]),
                 ("bits per byte (answers)", evaluation["bits_per_byte"], None),
@@ -80,11 +80,11 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
                           for name, score in evaluation["multiple_choice"].items()])]
     parts += [
         "### Per category",
-        _table(("category", "answers", "ROUGE-L", "coherence", "perplexity", "bits/byte"),
-               [(name, s["examples"], s["rougeL"], s["coherence"], s["perplexity"], s["bits_per_byte"])
+        _table(("category", "examples", "perplexity", "bits/byte", "answers", "ROUGE-L", "coherence"),
+               [(name, s["examples"], s["perplexity"], s["bits_per_byte"], s["answers"], s["rougeL"], s["coherence"])
                 for name, s in evaluation["categories"].items()]),
         "### Failure kinds",
-        _table(("empty", "repetition loop", "truncated", "off topic", "not Spanish"),
+        _table(("empty", "repetition loop", "truncated", "off topic", "wrong language"),
                [tuple(evaluation["errors"].values())]),
         "### Sample answers",
     ]

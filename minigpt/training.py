@@ -53,14 +53,14 @@ def encode_instructions(rows: Sequence[dict], tokenizer, train_on_prompt: bool) 
     prompts = tokenizer([template.render_prompt(row["instruction"], row.get("input", "")) for row in rows],
                         add_special_tokens=False)["input_ids"]
     answers = tokenizer([row["output"] for row in rows], add_special_tokens=False)["input_ids"]
-    eos = tokenizer.convert_tokens_to_ids(template.EOS_TOKEN)
+    eos = tokenizer.eos_token_id
     return [(prompt + answer + [eos], [train_on_prompt] * len(prompt) + [True] * (len(answer) + 1))
             for prompt, answer in zip(prompts, answers)]
 
 
 def encode_documents(texts: Sequence[str], tokenizer, row_length: int) -> list[TokenSequence]:
     """Plain text for pretraining: each document + <|endoftext|>, cut into row-sized chunks."""
-    eos = tokenizer.convert_tokens_to_ids(template.EOS_TOKEN)
+    eos = tokenizer.eos_token_id
     sequences = []
     for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
         ids = ids + [eos]

@@ -8,7 +8,7 @@ from pathlib import Path
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.evaluation import evaluate_model
-from minigpt.files import read_jsonl, write_json, write_jsonl
+from minigpt.files import read_jsonl, warn_if_untracked, write_json, write_jsonl
 from minigpt.generation import load_model
 from minigpt.plots import grouped_bars, histogram
 
@@ -22,6 +22,7 @@ PLOTS_DIR = Path("plots")
 
 def main() -> None:
     params = load_params().evaluate
+    warn_if_untracked(params.multiple_choice.values(), "evaluate", "data/eval")
     if not VALIDATION_FILE.is_file():
         raise MiniGPTError(f"{VALIDATION_FILE} not found: run 'dvc repro prepare' first")
     # Sorted by id (a hash): the generated sample spreads over sources and categories.
@@ -36,15 +37,15 @@ def main() -> None:
     metrics["seconds"] = round(seconds, 1)
     write_json(METRICS_FILE, metrics)
     write_jsonl(SAMPLES_FILE, samples)
-    write_json(CATEGORIES_FILE, [{"category": name, **scores} for name, scores in metrics["categories"].items()])
+    answered = {name: scores for name, scores in metrics["categories"].items() if scores["answers"]}
+    write_json(CATEGORIES_FILE, [{"category": name, **scores} for name, scores in answered.items()])
     grouped_bars(PLOTS_DIR / "benchmark_results.png",
-                 {name: {"ROUGE-L": scores["rougeL"], "coherence": scores["coherence"]}
-                  for name, scores in metrics["categories"].items()},
+                 {name: {"ROUGE-L": scores["rougeL"], "coherence": scores["coherence"]} for name, scores in answered.items()},
                  title="Scores per category (validation)", ylabel="score")
     histogram(PLOTS_DIR / "coherence_score.png", [sample["coherence"] for sample in samples],
               title="Coherence of generated answers", xlabel="coherence score")
     grouped_bars(PLOTS_DIR / "error_analysis.png", {kind: {"answers": count} for kind, count in metrics["errors"].items()},
-                 title=f"Failure kinds in {len(samples)} answers", ylabel="answers")
+                 title=f"Failure kinds in {len(samples)} answers", ylabel="answers", value_format="%d")
     generation = metrics["generation"]
     print(f"evaluate: perplexity {metrics['perplexity']:.2f}, bits/byte {metrics['bits_per_byte']:.3f}, "
           f"BLEU {generation['bleu']:.2f}, chrF {generation['chrf']:.2f}, ROUGE-L {generation['rougeL']:.3f}, "

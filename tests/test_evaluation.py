@@ -57,7 +57,8 @@ def test_evaluate_model_reports_every_metric(tiny_model_dir, tmp_path):
                                       generate_count=4, batch_size=3)
     assert math.isfinite(metrics["perplexity"]) and metrics["bits_per_byte"] > 0 and metrics["examples"] == 6
     assert set(metrics["generation"]) >= {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence", "bleu_signature"}
-    assert set(metrics["errors"]) == {"empty", "repetition_loop", "truncated", "off_topic", "not_spanish"}
+    assert set(metrics["errors"]) == {"empty", "repetition_loop", "truncated", "off_topic", "wrong_language"}
+    assert metrics["generation"]["decoding"] == "greedy, up to 6 new tokens" and metrics["too_long"] == 0
     assert set(metrics["categories"]) == {"ciencia", "lengua"}
     assert metrics["multiple_choice"]["mini"]["chance"] == 0.5
     assert len(samples) == 4 and all({"answer", "reference", "coherence", "errors"} <= set(s) for s in samples)
@@ -68,4 +69,35 @@ def test_bad_choice_files_name_the_line(tmp_path):
     path.write_text('{"question": "¿A?", "choices": ["a", "b"], "answer": 0}\n' + '{"instruction": "¿B?"}\n',
                     encoding="utf-8")
     with pytest.raises(MiniGPTError, match=rf"{path}:2: "):
+        load_choice_items(str(path))
+
+
+def test_examples_longer_than_the_context_are_left_out_and_counted(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir)
+    rows = spanish_examples(2) + [{"instruction": "Explica.", "input": "", "output": "palabra " * 200}]
+    totals = likelihood(model, tokenizer, rows, batch_size=2)
+    assert totals[2] is None and all(total is not None for total in totals[:2])
+    metrics, _ = evaluate_model(model, tokenizer, rows, {}, GenerationSettings(max_new_tokens=4), 1, 2)
+    assert metrics["too_long"] == 1 and math.isfinite(metrics["bits_per_byte"])
+
+
+def test_max_new_tokens_must_leave_room_for_the_prompt(tiny_model_dir):
+    from minigpt.generation import generate
+
+    model, tokenizer = load_model(tiny_model_dir)
+    with pytest.raises(MiniGPTError, match=r"max_new_tokens \(64\) leaves no room"):
+        generate(model, tokenizer, ["hola"], GenerationSettings(max_new_tokens=64))
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"question": "¿A?", "choices": ["a"], "answer": 0}, "at least two non-empty options"),
+    ({"question": "¿A?", "choices": ["a", ""], "answer": 0}, "at least two non-empty options"),
+    ({"question": "¿A?", "choices": ["a", "b"], "answer": 5}, "'answer' must be the index of an option, 0 to 1"),
+])
+def test_multiple_choice_items_are_checked(tmp_path, row, message):
+    import json
+
+    path = tmp_path / "choices.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=rf"{path}:1: .*{message}"):
         load_choice_items(str(path))

@@ -25,7 +25,7 @@ def test_bleu_and_chrf_use_the_international_tokenizer_and_record_their_signatur
     assert bleu_chrf(["Hola mundo"], ["Adiós a todos"])["bleu"] < 5
 
 
-PROMPT = "### Instrucción:\n¿Por qué el cielo se ve azul durante el día?\n\n### Respuesta:\n"
+PROMPT = "¿Por qué el cielo se ve azul durante el día?"
 REFERENCE = "Porque el aire dispersa más la luz azul del Sol que la roja, y esa luz llega desde todo el cielo."
 GOOD = "El cielo se ve azul porque el aire dispersa más la luz azul del Sol que la luz roja."
 BAD_ANSWERS = {
@@ -33,7 +33,7 @@ BAD_ANSWERS = {
     "repetition_loop": ("El cielo es azul azul azul azul azul azul azul azul azul azul azul azul azul.", True),
     "truncated": ("El cielo se ve azul porque el aire dispersa más la luz azul del Sol que", False),
     "off_topic": ("Mañana compraré pan, tomates y aceite en el mercado de mi barrio.", True),
-    "not_spanish": ("The sky looks blue because the air scatters the blue light of the sun.", True),
+    "wrong_language": ("The sky looks blue because the air scatters the blue light of the sun.", True),
 }
 
 
@@ -52,8 +52,22 @@ def test_each_failure_kind_ranks_below_a_good_answer_and_is_counted(kind):
 
 
 def test_an_english_answer_is_right_when_english_is_asked_for():
-    check = check_answer("I am tired.", "### Instrucción:\nTraduce al inglés: estoy cansado.", "I am tired.", True)
-    assert check.right_language and "not_spanish" not in check.errors
+    check = check_answer("I am very tired of the work.", "Traduce al inglés: estoy muy cansado del trabajo.",
+                         "I am very tired of the work.", True)
+    assert check.right_language and check.errors == []
+
+
+def test_short_answers_are_not_judged_on_language_or_topic():
+    check = check_answer("Paris.", "¿Cuál es la capital de Francia?", "La capital de Francia es París.", True)
+    assert check.relevance == 1 and check.errors == []  # accents folded; one word, enough
+    assert check_answer("I enjoy reading.", "Traduce al inglés: me gusta leer.", "I like to read.", True).right_language
+
+
+@pytest.mark.parametrize("echo", ["### Instrucción: Respuesta", "¿Por qué el cielo se ve azul durante el día?",
+                                  "cielo azul día"])
+def test_echoing_the_question_or_the_template_is_not_relevant(echo):
+    check = check_answer(echo, PROMPT, REFERENCE, complete=True)
+    assert check.relevance == 0 and check.coherence <= 0.5
 
 
 def test_repetition_is_the_share_of_repeated_trigrams():
