@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from minigpt.config import PrepareParams, Source
 from minigpt.errors import MiniGPTError
-from minigpt.files import expand_files
+from minigpt.files import expand_files, read_utf8
 from minigpt.language import is_spanish, strip_accents
 
 Record = dict[str, Any]
@@ -93,12 +93,7 @@ def _read_jsonl(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]
 
 
 def _read_json(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise MiniGPTError(f"{path}:{line}: invalid UTF-8 (byte {error.start} of the file)") from None
+    text = read_utf8(path)
     try:
         document = json.loads(text)
     except _JSON_ERRORS as error:

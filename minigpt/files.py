@@ -107,3 +107,13 @@ def expand_files(patterns: Iterable[str]) -> list[Path]:
         else:
             raise MiniGPTError(f"{pattern}: file not found")
     return paths
+
+
+def read_utf8(path: Path) -> str:
+    """A whole text file, a leading BOM dropped; invalid UTF-8 is an error naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise MiniGPTError(f"{path}:{line}: invalid UTF-8 (byte {error.start} of the file)") from None

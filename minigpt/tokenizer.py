@@ -16,7 +16,7 @@ from minigpt import template
 from minigpt.config import Source
 from minigpt.data import ErrorPolicy, read_source
 from minigpt.errors import MiniGPTError
-from minigpt.files import atomic_directory
+from minigpt.files import atomic_directory, read_utf8
 
 Encoder = Callable[[list[str]], list[int]]  # texts -> token count of each
 
@@ -40,13 +40,8 @@ def read_documents(path: Path, render: Callable[[str, str, str], str]) -> list[s
         return [render(example.instruction, example.input, example.output) for example in examples]
     if path.suffix != ".txt":
         raise MiniGPTError(f"{path}: unsupported corpus file (use .txt documents or .jsonl instructions)")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise MiniGPTError(f"{path}:{line}: invalid UTF-8 (byte {error.start} of the file)") from None
-    return [document for document in text.replace("\r\n", "\n").split("\n\n") if document.strip()]
+    text = read_utf8(path).replace("\r\n", "\n")
+    return [document for document in text.split("\n\n") if document.strip()]
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:

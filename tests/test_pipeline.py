@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -78,16 +78,8 @@ def test_evaluation_metrics_are_dvc_metrics_and_the_report_is_written(workspace,
 
 
 def test_an_evaluation_param_reruns_only_evaluate_and_report(workspace, first_run):
-    params_file = workspace / "params.yaml"
-    original = params_file.read_text(encoding="utf-8")
-    try:
-        params_file.write_text(original.replace("max_new_tokens: 24", "max_new_tokens: 12"), encoding="utf-8")
-        rerun = dvc("repro", cwd=workspace)
-        ran = {line.split("'")[1] for line in rerun.stdout.splitlines() if line.startswith("Running stage")}
-        assert ran == {"evaluate", "report"}
-    finally:
-        params_file.write_text(original, encoding="utf-8")
-        dvc("repro", cwd=workspace)
+    with edited_params(workspace, "max_new_tokens: 24", "max_new_tokens: 12"):
+        assert stages_run(dvc("repro", cwd=workspace).stdout) == {"evaluate", "report"}
 
 
 def test_dvc_plots_draw_the_training_curves(workspace, first_run):
@@ -116,30 +108,37 @@ def test_a_second_repro_does_nothing(workspace, first_run):
     assert dvc("status", cwd=workspace).stdout.strip() == "Data and pipelines are up to date."
 
 
-def test_a_tokenizer_param_reruns_only_the_tokenizer(workspace, first_run):
+@contextlib.contextmanager
+def edited_params(workspace: Path, old: str, new: str, restore_outputs: bool = True):
+    """params.yaml with one text replaced for the block; afterwards the file (and outputs) restored."""
     params_file = workspace / "params.yaml"
     original = params_file.read_text(encoding="utf-8")
+    assert old in original
+    params_file.write_text(original.replace(old, new), encoding="utf-8")
     try:
-        params_file.write_text(original.replace("vocab_size: 4096", "vocab_size: 2000"), encoding="utf-8")
-        rerun = dvc("repro", cwd=workspace)
-        assert "Running stage 'tokenizer'" in rerun.stdout and "Running stage 'prepare'" not in rerun.stdout
-        assert "Running stage 'train'" in rerun.stdout  # it depends on the tokenizer
-        assert json.loads((workspace / "metrics" / "tokenizer.json").read_text())["vocab_size"] == 2000
+        yield
     finally:
         params_file.write_text(original, encoding="utf-8")
-        dvc("repro", cwd=workspace)
+        if restore_outputs:
+            dvc("repro", cwd=workspace)
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def test_a_tokenizer_param_reruns_the_tokenizer_and_what_depends_on_it(workspace, first_run):
+    with edited_params(workspace, "vocab_size: 4096", "vocab_size: 2000"):
+        rerun = dvc("repro", cwd=workspace)
+        assert stages_run(rerun.stdout) == {"tokenizer", "pretrain", "train", "evaluate", "report"}
+        assert json.loads((workspace / "metrics" / "tokenizer.json").read_text())["vocab_size"] == 2000
 
 
 def test_a_bad_param_fails_with_a_message_not_a_traceback(workspace, first_run):
-    params_file = workspace / "params.yaml"
-    original = params_file.read_text(encoding="utf-8")
-    try:
-        params_file.write_text(original.replace("validation_fraction: 0.1", "validation_fraction: 2"), encoding="utf-8")
+    with edited_params(workspace, "validation_fraction: 0.1", "validation_fraction: 2", restore_outputs=False):
         result = run_command([sys.executable, "stages/prepare.py"], workspace, check=False)
         assert result.returncode == 1
         assert "prepare.validation_fraction" in result.stderr and "Traceback" not in result.stderr
-    finally:
-        params_file.write_text(original, encoding="utf-8")
 
 
 def test_tokenizer_stage_says_which_stage_to_run_first(tmp_path):
