@@ -20,7 +20,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         raise MiniGPTError(f"{args.data} holds no examples")
     rows = [{"instruction": e.instruction, "input": e.input, "output": e.output, "category": e.category or "general"}
             for e in examples]
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, lora=args.lora)
     choices = {Path(path).stem: str(path) for path in args.choices}
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     metrics, samples = evaluate_model(model, tokenizer, rows, choices, settings, args.generate, args.batch_size)
@@ -44,6 +44,7 @@ def main() -> None:
     evaluate = commands.add_parser("evaluate", help="score a model on an instruction JSONL file",
                                    description="Score a model directory with the same code as the evaluate stage.")
     evaluate.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
+    evaluate.add_argument("--lora", type=Path, help="LoRA adapter directory to apply (PEFT format)")
     evaluate.add_argument("--data", type=Path, required=True,
                           help="JSONL with instruction / input / output (Alpaca or the project's format)")
     evaluate.add_argument("--choices", type=Path, nargs="*", default=[], help="multiple-choice JSONL files")

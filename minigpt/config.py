@@ -124,6 +124,17 @@ class TrainParams(LoopParams):
     init_from: Literal["scratch", "pretrained"] = "scratch"
 
 
+class LoraParams(LoopParams):
+    """LoRA adapters trained on the examples of some categories, starting from models/minigpt."""
+
+    categories: list[str] = Field(min_length=1)
+    rank: int = Field(ge=1)
+    alpha: float = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: list[str] = Field(min_length=1)
+    merge: bool = False  # also write base + adapter merged into a plain model
+
+
 class EvaluateParams(Section):
     generate_examples: int = Field(ge=0)  # validation examples answered by generation; 0 = all
     batch_size: int = Field(ge=1)
@@ -151,6 +162,7 @@ class Params(Section):
     pretrain: PretrainParams
     train: TrainParams
     evaluate: EvaluateParams
+    lora: LoraParams
 
 
 def _format_location(location: tuple) -> str:

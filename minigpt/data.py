@@ -467,3 +467,17 @@ def _drop_reason(example: Example, params: PrepareParams, seen_exact: set, seen_
     seen_exact.add(exact)
     seen_normalized.add(normalized)
     return None
+
+
+def read_split(directory: Path, split: str) -> list[Record]:
+    """A split written by `prepare`, with a message naming the stage to run when it is missing or empty."""
+    from minigpt.files import read_jsonl
+
+    path = Path(directory) / f"{split}.jsonl"
+    if not path.is_file():
+        raise MiniGPTError(f"{path} not found: run 'dvc repro prepare' first")
+    rows = read_jsonl(path)
+    if not rows:
+        raise MiniGPTError(f"{path} is empty: check prepare.sources and prepare.validation_fraction, "
+                           "then run 'dvc repro prepare'")
+    return rows

@@ -34,8 +34,9 @@ class Generated:
     new_tokens: int
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu"):
-    """A model directory written by the pipeline (or any complete GPT-2 directory), in eval mode.
+def load_model(directory: str | Path, device: str | torch.device = "cpu", lora: str | Path | None = None):
+    """A model directory written by the pipeline (or any complete GPT-2 directory), in eval
+    mode, with a LoRA adapter directory applied if given.
 
     Weights are read from safetensors only and no code from the directory is run.
     """
@@ -58,6 +59,12 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu"):
         tokenizer.pad_token = tokenizer.eos_token  # padding is masked out; any id will do
     if context_length(model) is None:
         raise MiniGPTError(f"{directory}/config.json gives no context length (n_positions or max_position_embeddings)")
+    if lora is not None:
+        from minigpt.lora import ADAPTER_WEIGHTS, load_with_adapter
+
+        if not (Path(lora) / ADAPTER_WEIGHTS).is_file() or not (Path(lora) / "adapter_config.json").is_file():
+            raise MiniGPTError(f"no LoRA adapter in {lora}: run 'dvc repro lora' first")
+        model = load_with_adapter(model, lora)
     return model.to(device).eval(), tokenizer
 
 
@@ -100,7 +107,8 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
             if settings.do_sample else {}
         output = model.generate(
             input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
-            max_new_tokens=min(settings.max_new_tokens, limit - width), do_sample=settings.do_sample,
+            max_new_tokens=min(settings.max_new_tokens, limit - width), max_length=None,  # (the saved cap)
+            do_sample=settings.do_sample,
             repetition_penalty=settings.repetition_penalty, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
             **sampling)
         for new in output[:, width:].tolist():

@@ -135,7 +135,8 @@ def flops_per_token(config: GPTConfig, num_parameters: int) -> float:
 _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def _hf_name(name: str) -> str:
+def hf_parameter_name(name: str) -> str:
+    """The Hugging Face GPT-2 name of a lean-model parameter."""
     return name if name.startswith("lm_head") else f"transformer.{name}"
 
 
@@ -160,7 +161,7 @@ def to_hf(model: GPT, eos_token_id: int, pad_token_id: int):
     state = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu", torch.float32)
-        state[_hf_name(name)] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor.clone()
+        state[hf_parameter_name(name)] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor.clone()
     missing, unexpected = hf_model.load_state_dict(state, strict=False)
     if unexpected or [key for key in missing if key != "lm_head.weight"]:
         raise RuntimeError(f"GPT-2 export mismatch: missing {missing}, unexpected {unexpected}")
@@ -181,7 +182,7 @@ def from_hf(directory: str | Path) -> GPT:
     hf_state = hf_model.state_dict()
     state = {}
     for name in model.state_dict():
-        tensor = hf_state[_hf_name(name)]
+        tensor = hf_state[hf_parameter_name(name)]
         state[name] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor
     model.load_state_dict(state)
     return model

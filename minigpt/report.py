@@ -35,7 +35,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 
 def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, samples: list[dict],
-                  params: dict, revision: str, sample_count: int = 5) -> str:
+                  params: dict, revision: str, lora: dict | None = None, sample_count: int = 5) -> str:
     generation = evaluation["generation"]
     validation_scores = tokenizer["eval"]["validation"]
     parts = [
@@ -88,13 +88,37 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
                [tuple(evaluation["errors"].values())]),
         "### Sample answers",
     ]
-    for sample in samples[:sample_count]:
+    parts += _samples(samples[:sample_count])
+    if lora:
+        parts += _lora_section(lora)
+    parts += ["## Params", "```yaml\n" + yaml.safe_dump(params, allow_unicode=True, sort_keys=False).rstrip() + "\n```"]
+    return "\n\n".join(parts) + "\n"
+
+
+def _samples(samples: list[dict]) -> list[str]:
+    parts = []
+    for sample in samples:
         prompt = sample["instruction"] + (f"\n\n{sample['input']}" if sample["input"] else "")
         verdict = ", ".join([f"coherence {sample['coherence']:.2f}", f"ROUGE-L {sample['rougeL']:.2f}", *sample["errors"]])
         parts.append(f"**{sample['category']}**: {prompt}\n\n{_quote('reference: ' + sample['reference'])}\n>\n"
                      f"{_quote('answer: ' + (sample['answer'] or '(empty)'))}\n\n{verdict}")
-    parts += ["## Params", "```yaml\n" + yaml.safe_dump(params, allow_unicode=True, sort_keys=False).rstrip() + "\n```"]
-    return "\n\n".join(parts) + "\n"
+    return parts
+
+
+def _lora_section(lora: dict) -> list[str]:
+    rows = []
+    for metric in lora["domain"]["base"]:
+        rows.append((metric, *(lora[subset][side][metric] for subset in ("domain", "general") for side in ("base", "lora")),
+                     *(f"{lora[subset]['relative_change'][metric]:+.1%}" if lora[subset]["relative_change"][metric] is not None
+                       else None for subset in ("domain", "general"))))
+    return ["## LoRA specialisation",
+            f"Adapters for {', '.join(lora['categories'])}: {lora['trainable_share']:.2%} of the base's parameters "
+            f"trainable, {lora['adapter_mb']} MB, trained in {lora['train_seconds']:.0f} s. Domain: the validation "
+            f"examples of those categories ({lora['domain']['examples']}); general: the whole validation split "
+            f"({lora['general']['examples']}), to show what is forgotten. Relative change = (LoRA − base) / base: "
+            "lower is better for perplexity and bits per byte, higher for the rest.",
+            _table(("metric", "domain base", "domain LoRA", "general base", "general LoRA", "domain change",
+                    "general change"), rows)]
 
 
 def _quote(text: str) -> str:

@@ -7,12 +7,13 @@ scratch unless train.init_from asks for these weights.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import atomic_directory, expand_files, warn_if_untracked, write_json
-from minigpt.model import build_config, init_model
+from minigpt.model import build_config, init_model, save_hf
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents
 from minigpt.training import RunOutputs, encode_documents, pack, train_and_save
 
@@ -48,8 +49,8 @@ def main() -> None:
     train_rows = pack(encode_documents(kept, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     val_rows = pack(encode_documents(held_out, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     print(f"pretraining on {len(kept)} documents ({len(train_rows)} rows), {len(held_out)} held out")
-    train_and_save(init_model(config, params.pretrain.seed), train_rows, val_rows, params.pretrain, OUTPUTS, tokenizer,
-                   extra_metrics={"enabled": True})
+    train_and_save(init_model(config, params.pretrain.seed), train_rows, val_rows, params.pretrain, OUTPUTS,
+                   partial(save_hf, tokenizer=tokenizer), extra_metrics={"enabled": True})
 
 
 if __name__ == "__main__":

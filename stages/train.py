@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
-from minigpt.files import read_jsonl
-from minigpt.model import build_config, from_hf, init_model
+from minigpt.data import read_split
+from minigpt.model import build_config, from_hf, init_model, save_hf
 from minigpt.tokenizer import load_tokenizer
 from minigpt.training import RunOutputs, encode_instructions, pack, train_and_save
 
@@ -17,17 +18,6 @@ PRETRAINED_DIR = Path("models/pretrained")
 OUTPUTS = RunOutputs(model_dir=Path("models/minigpt"), checkpoint_dir=Path("models/checkpoints/train"),
                      live_dir=Path("dvclive/train"), metrics_file=Path("metrics/train.json"),
                      plot_file=Path("plots/training_curves.png"))
-
-
-def read_split(name: str) -> list[dict]:
-    path = DATA_DIR / f"{name}.jsonl"
-    if not path.is_file():
-        raise MiniGPTError(f"{path} not found: run 'dvc repro prepare' first")
-    rows = read_jsonl(path)
-    if not rows:
-        raise MiniGPTError(f"{path} is empty: check prepare.sources and prepare.validation_fraction, "
-                           "then run 'dvc repro prepare'")
-    return rows
 
 
 def main() -> None:
@@ -47,13 +37,13 @@ def main() -> None:
 
     row_length = config.block_size + 1
     train_rows, val_rows = (
-        pack(encode_instructions(read_split(split), tokenizer, params.train.train_on_prompt), row_length,
+        pack(encode_instructions(read_split(DATA_DIR, split), tokenizer, params.train.train_on_prompt), row_length,
              tokenizer.pad_token_id)
         for split in ("train", "validation"))
     print(f"packed {train_rows.stats['sequences']} examples into {len(train_rows)} rows "
           f"({train_rows.stats['padding_fraction']:.1%} padding, {train_rows.stats['truncated']} truncated, "
           f"{train_rows.stats['dropped_too_long']} too long)")
-    train_and_save(model, train_rows, val_rows, params.train, OUTPUTS, tokenizer)
+    train_and_save(model, train_rows, val_rows, params.train, OUTPUTS, partial(save_hf, tokenizer=tokenizer))
 
 
 if __name__ == "__main__":

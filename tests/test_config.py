@@ -88,5 +88,7 @@ def test_missing_and_malformed_files_are_clear(tmp_path):
 def test_every_stage_in_dvc_yaml_has_a_params_section(repo_params):
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     for name, stage in stages.items():
-        for section in stage.get("params", []):
+        for declared in stage.get("params", []):  # a section, or section.key
+            section, _, key = declared.partition(".")
             assert hasattr(repo_params, section), f"stage {name} declares unknown params section {section}"
+            assert not key or hasattr(getattr(repo_params, section), key), f"stage {name}: unknown param {declared}"

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 SMALL_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
 SHORT_TRAINING = {"epochs": 0.3, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 10, "checkpoint_every": 10}
 QUICK_EVALUATION = {"generate_examples": 16, "max_new_tokens": 24}
+SHORT_LORA = {"epochs": 1.0, "micro_batch_size": 8, "batch_tokens": 512, "rank": 2, "alpha": 4}
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -29,7 +30,8 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 def workspace(tmp_path_factory) -> Path:
     """A copy of the repository's files (as git sees them), as a fresh clone would have them."""
     target = copy_repository(tmp_path_factory.mktemp("clone") / "minigpt-es")
-    update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION)  # seconds, not minutes
+    update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION,
+                  lora=SHORT_LORA)  # seconds, not minutes
     for generated in ("metrics", "plots", "dvc.lock"):  # start as a user whose clone has no results yet
         path = target / generated
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -77,9 +79,9 @@ def test_evaluation_metrics_are_dvc_metrics_and_the_report_is_written(workspace,
     assert "# MiniGPT-ES report card" in report and "ROUGE-L" in report and "```yaml" in report
 
 
-def test_an_evaluation_param_reruns_only_evaluate_and_report(workspace, first_run):
+def test_an_evaluation_param_reruns_only_the_evaluations_and_the_report(workspace, first_run):
     with edited_params(workspace, "max_new_tokens: 24", "max_new_tokens: 12"):
-        assert stages_run(dvc("repro", cwd=workspace).stdout) == {"evaluate", "report"}
+        assert stages_run(dvc("repro", cwd=workspace).stdout) == {"evaluate", "evaluate_lora", "report"}
 
 
 def test_dvc_plots_draw_the_training_curves(workspace, first_run):
@@ -130,7 +132,8 @@ def stages_run(output: str) -> set[str]:
 def test_a_tokenizer_param_reruns_the_tokenizer_and_what_depends_on_it(workspace, first_run):
     with edited_params(workspace, "vocab_size: 4096", "vocab_size: 2000"):
         rerun = dvc("repro", cwd=workspace)
-        assert stages_run(rerun.stdout) == {"tokenizer", "pretrain", "train", "evaluate", "report"}
+        assert stages_run(rerun.stdout) == {"tokenizer", "pretrain", "train", "evaluate", "lora", "evaluate_lora",
+                                            "report"}
         assert json.loads((workspace / "metrics" / "tokenizer.json").read_text())["vocab_size"] == 2000
 
 

@@ -82,6 +82,30 @@ def test_the_command_line_evaluates_any_model_on_any_file(workspace, tmp_path):
     assert bad.returncode == 1 and f"{data}:1: missing field: 'output'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_lora_specialises_the_model_and_is_compared_with_the_base(workspace):
+    stage("train", workspace)
+    update_params(workspace, lora={"epochs": 1.0, "micro_batch_size": 8, "batch_tokens": 512, "rank": 2, "alpha": 4,
+                                   "merge": True},
+                  evaluate={"generate_examples": 6, "max_new_tokens": 12})
+    result = stage("lora", workspace)
+    assert "trainable parameters" in result.stdout
+    adapter = workspace / "models" / "lora_ciencia_prog"
+    assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "adapter_config.json").is_file()
+    assert (adapter / "merged" / "model.safetensors").is_file()
+    stage("evaluate_lora", workspace)
+    scores = json.loads((workspace / "metrics" / "lora.json").read_text(encoding="utf-8"))
+    assert 0 < scores["trainable_share"] < 0.5 and scores["adapter_mb"] > 0
+    for subset in ("domain", "general"):
+        assert set(scores[subset]) == {"examples", "base", "lora", "relative_change"}
+        assert scores[subset]["relative_change"]["perplexity"] == pytest.approx(
+            scores[subset]["lora"]["perplexity"] / scores[subset]["base"]["perplexity"] - 1, abs=1e-3)
+    assert scores["domain"]["examples"] < scores["general"]["examples"]
+
+    update_params(workspace, lora={"categories": ["astrología"]})
+    bad = stage("lora", workspace, check=False)
+    assert bad.returncode == 1 and "lora.categories ['astrología']" in bad.stderr and "ciencia" in bad.stderr
+
+
 def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(workspace, tmp_path):
     update_params(workspace, train={"epochs": 2.0})
     reference = Path(subprocess.run(["cp", "-a", str(workspace), str(tmp_path / "reference")], check=True).args[-1])

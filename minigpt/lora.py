@@ -1,0 +1,71 @@
+"""LoRA specialisation with PEFT: adapters injected into the lean model and trained by the
+one training loop, then saved in PEFT format for the exported Hugging Face GPT-2, so that
+`PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)` loads them.
+
+The lean model uses nn.Linear where Hugging Face's GPT-2 uses Conv1D (transposed weights);
+LoRA's A and B matrices have the same shapes for both, so the adapter converts by renaming
+its keys and declaring `fan_in_fan_out` for the Conv1D side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from minigpt.config import LoraParams
+from minigpt.files import atomic_directory
+from minigpt.model import GPT, hf_parameter_name
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def lora_config(params: LoraParams, for_hf: bool, base_dir: str | Path | None = None):
+    from peft import LoraConfig
+
+    return LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout,
+                      target_modules=list(params.target_modules), bias="none", fan_in_fan_out=for_hf,
+                      task_type="CAUSAL_LM" if for_hf else None,
+                      base_model_name_or_path=str(base_dir) if base_dir else None)
+
+
+def add_adapters(model: GPT, params: LoraParams, seed: int) -> GPT:
+    """Inject LoRA layers (base weights frozen); the same seed gives the same adapters."""
+    from peft import inject_adapter_in_model
+
+    torch.manual_seed(seed)
+    return inject_adapter_in_model(lora_config(params, for_hf=False), model)
+
+
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad),
+            sum(p.numel() for p in model.parameters()))
+
+
+def save_adapter(model: GPT, directory: str | Path, params: LoraParams, base_dir: str | Path, tokenizer) -> None:
+    """The adapter in PEFT format for the Hugging Face base model, with the tokenizer, atomically."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    state = {f"base_model.model.{hf_parameter_name(name)}": tensor.detach().cpu().contiguous()
+             for name, tensor in get_peft_model_state_dict(model).items()}
+    with atomic_directory(directory) as tmp:
+        save_file(state, tmp / ADAPTER_WEIGHTS)
+        lora_config(params, for_hf=True, base_dir=base_dir).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def load_with_adapter(base_model, adapter_dir: str | Path):
+    """The Hugging Face base model with the adapter applied (not merged), in eval mode."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
+
+
+def save_merged(base_model, adapter_dir: str | Path, directory: str | Path, tokenizer) -> None:
+    """base + adapter folded into plain weights: a model `AutoModelForCausalLM` loads alone."""
+    merged = load_with_adapter(base_model, adapter_dir).merge_and_unload()
+    with atomic_directory(directory) as tmp:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)

@@ -1,0 +1,63 @@
+"""Stage `evaluate_lora`: base vs base + LoRA, with the same evaluation code, on the adapter's
+categories (what it should improve) and on the whole validation split (what it may forget)
+-> metrics/lora.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from minigpt.config import load_params
+from minigpt.data import read_split
+from minigpt.errors import run_main
+from minigpt.evaluation import evaluate_rows
+from minigpt.files import write_json
+from minigpt.generation import load_model
+from minigpt.lora import ADAPTER_WEIGHTS
+
+DATA_DIR = Path("data/processed")
+BASE_DIR = Path("models/minigpt")
+ADAPTER_DIR = Path("models/lora_ciencia_prog")
+TRAIN_METRICS = Path("metrics/lora_train.json")
+METRICS_FILE = Path("metrics/lora.json")
+COMPARED = ("perplexity", "bits_per_byte", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence")
+
+
+def headline(metrics: dict) -> dict[str, float | None]:
+    flat = {**metrics, **metrics["generation"]}
+    return {name: flat[name] for name in COMPARED}
+
+
+def relative_change(base: dict, adapted: dict) -> dict[str, float | None]:
+    """(adapted − base) / base for each metric: negative is better for perplexity and bits per
+    byte, positive for the rest."""
+    return {name: round((adapted[name] - base[name]) / base[name], 4) if base[name] and adapted[name] is not None
+            else None for name in COMPARED}
+
+
+def main() -> None:
+    params = load_params()
+    settings, evaluate = params.evaluate.generation(), params.evaluate
+    rows = sorted(read_split(DATA_DIR, "validation"), key=lambda row: row["id"])
+    subsets = {"domain": [row for row in rows if row["category"] in params.lora.categories], "general": rows}
+    models = {"base": load_model(BASE_DIR), "lora": load_model(BASE_DIR, lora=ADAPTER_DIR)}
+    result: dict = {}
+    for subset, subset_rows in subsets.items():
+        scores = {name: headline(evaluate_rows(model, tokenizer, subset_rows, settings, evaluate.generate_examples,
+                                               evaluate.batch_size)[0])
+                  for name, (model, tokenizer) in models.items()}
+        result[subset] = {"examples": len(subset_rows), **scores,
+                          "relative_change": relative_change(scores["base"], scores["lora"])}
+    training = json.loads(TRAIN_METRICS.read_text(encoding="utf-8"))
+    write_json(METRICS_FILE, {
+        "categories": params.lora.categories, "trainable_share": training["trainable_share"],
+        "adapter_mb": round((ADAPTER_DIR / ADAPTER_WEIGHTS).stat().st_size / 1e6, 3),
+        "train_seconds": training["train_seconds"], **result})
+    domain = result["domain"]
+    print(f"evaluate_lora: domain perplexity {domain['base']['perplexity']} -> {domain['lora']['perplexity']} "
+          f"({domain['relative_change']['perplexity']:+.1%}); general perplexity {result['general']['base']['perplexity']}"
+          f" -> {result['general']['lora']['perplexity']}")
+
+
+if __name__ == "__main__":
+    run_main(main)

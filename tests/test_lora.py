@@ -1,0 +1,55 @@
+"""LoRA adapters: trained on the lean model, loaded by PEFT onto the Hugging Face model, merged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from minigpt.config import LoraParams
+from minigpt.errors import MiniGPTError
+from minigpt.generation import load_model
+from minigpt.lora import add_adapters, load_with_adapter, parameter_counts, save_adapter, save_merged
+from minigpt.model import from_hf
+from tests.test_training import LOOP
+
+LORA = LoraParams.model_validate(LOOP | {"categories": ["ciencia"], "rank": 4, "alpha": 8, "dropout": 0.0,
+                                         "target_modules": ["c_attn", "c_proj", "c_fc"]})
+
+
+@pytest.fixture
+def adapted(tiny_model_dir):
+    model = add_adapters(from_hf(tiny_model_dir), LORA, seed=0)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero; move it so the adapter changes something
+            torch.nn.init.normal_(parameter, std=0.2)
+    return model.eval()
+
+
+def test_only_the_adapters_train(tiny_model_dir, adapted):
+    trainable, total = parameter_counts(adapted)
+    base = from_hf(tiny_model_dir).num_parameters()
+    assert total == base + trainable and 0 < trainable < 0.2 * base
+    assert all("lora_" in name for name, p in adapted.named_parameters() if p.requires_grad)
+
+
+def test_the_saved_adapter_and_the_merged_model_give_the_trained_logits(tiny_model_dir, adapted, tmp_path):
+    _, tokenizer = load_model(tiny_model_dir)
+    save_adapter(adapted, tmp_path / "adapter", LORA, tiny_model_dir, tokenizer)
+    idx = torch.randint(0, 300, (2, 12))
+    expected = adapted(idx)[0]
+    with_adapter = load_with_adapter(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "adapter")
+    torch.testing.assert_close(with_adapter(idx).logits, expected, atol=1e-5, rtol=1e-5)
+    base_logits = AutoModelForCausalLM.from_pretrained(tiny_model_dir)(idx).logits
+    assert not torch.allclose(base_logits, expected, atol=1e-3)  # the adapter does something
+
+    save_merged(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "adapter", tmp_path / "merged", tokenizer)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    torch.testing.assert_close(merged(idx).logits, expected, atol=1e-5, rtol=1e-5)
+    model, _ = load_model(tiny_model_dir, lora=tmp_path / "adapter")
+    torch.testing.assert_close(model(idx).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_missing_adapter_names_the_stage(tiny_model_dir, tmp_path):
+    with pytest.raises(MiniGPTError, match="no LoRA adapter in .*: run 'dvc repro lora'"):
+        load_model(tiny_model_dir, lora=tmp_path)
