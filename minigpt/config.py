@@ -133,6 +133,7 @@ class LoraParams(LoopParams):
     dropout: float = Field(ge=0, lt=1)
     target_modules: list[str] = Field(min_length=1)
     merge: bool = False  # also write base + adapter merged into a plain model
+    qlora: bool = False  # 4-bit base weights (bitsandbytes, CUDA only)
 
 
 class EvaluateParams(Section):

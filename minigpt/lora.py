@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from minigpt.config import LoraParams
+from minigpt.errors import MiniGPTError
 from minigpt.files import atomic_directory
 from minigpt.model import GPT, hf_parameter_name
 
@@ -30,11 +31,34 @@ def lora_config(params: LoraParams, for_hf: bool, base_dir: str | Path | None = 
 
 
 def add_adapters(model: GPT, params: LoraParams, seed: int) -> GPT:
-    """Inject LoRA layers (base weights frozen); the same seed gives the same adapters."""
+    """Inject LoRA layers (base weights frozen, 4-bit with `qlora`); the same seed gives the same adapters."""
     from peft import inject_adapter_in_model
 
+    if params.qlora:
+        model = quantize_4bit(model, params.target_modules)
     torch.manual_seed(seed)
     return inject_adapter_in_model(lora_config(params, for_hf=False), model)
+
+
+def quantize_4bit(model: GPT, target_modules: list[str]) -> GPT:
+    """QLoRA's base: the targeted linear layers as NF4 bitsandbytes layers on the GPU."""
+    try:
+        import bitsandbytes
+    except ImportError:
+        bitsandbytes = None
+    if bitsandbytes is None or not torch.cuda.is_available():
+        raise MiniGPTError("lora.qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes). It is not "
+                           "worth it for a 110M model: its weights take 0.4 GB in fp32. Set lora.qlora: false")
+    for name, module in list(model.named_modules()):
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in target_modules:
+            quantized = bitsandbytes.nn.Linear4bit(module.in_features, module.out_features, bias=module.bias is not None,
+                                                   compute_dtype=torch.bfloat16, quant_type="nf4")
+            quantized.weight = bitsandbytes.nn.Params4bit(module.weight.data, requires_grad=False, quant_type="nf4")
+            if module.bias is not None:
+                quantized.bias = torch.nn.Parameter(module.bias.data, requires_grad=False)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, quantized)
+    return model.cuda()  # moving Params4bit to the GPU quantizes them
 
 
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:

@@ -53,3 +53,9 @@ def test_the_saved_adapter_and_the_merged_model_give_the_trained_logits(tiny_mod
 def test_a_missing_adapter_names_the_stage(tiny_model_dir, tmp_path):
     with pytest.raises(MiniGPTError, match="no LoRA adapter in .*: run 'dvc repro lora'"):
         load_model(tiny_model_dir, lora=tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where QLoRA cannot run")
+def test_qlora_without_a_gpu_fails_with_a_clear_message(tiny_model_dir):
+    with pytest.raises(MiniGPTError, match="lora.qlora needs a CUDA GPU and bitsandbytes"):
+        add_adapters(from_hf(tiny_model_dir), LORA.model_copy(update={"qlora": True}), seed=0)
