@@ -135,6 +135,13 @@ class LoraParams(LoopParams):
     merge: bool = False  # also write base + adapter merged into a plain model
     qlora: bool = False  # 4-bit base weights (bitsandbytes, CUDA only)
 
+    @model_validator(mode="after")
+    def _untied_targets(self) -> "LoraParams":
+        if {"lm_head", "wte"} & set(self.target_modules):
+            raise ValueError("target_modules cannot include lm_head or wte: they share one weight, which an "
+                             "adapter would change twice when merged")
+        return self
+
 
 class EvaluateParams(Section):
     generate_examples: int = Field(ge=0)  # validation examples answered by generation; 0 = all

@@ -37,7 +37,22 @@ def add_adapters(model: GPT, params: LoraParams, seed: int) -> GPT:
     if params.qlora:
         model = quantize_4bit(model, params.target_modules)
     torch.manual_seed(seed)
-    return inject_adapter_in_model(lora_config(params, for_hf=False), model)
+    try:
+        return inject_adapter_in_model(lora_config(params, for_hf=False), model)
+    except ValueError as error:  # PEFT's "not found" and "not supported" errors
+        raise MiniGPTError(f"lora.target_modules {params.target_modules}: {error}") from None
+
+
+def category_rows(rows: list[dict], categories: list[str], split: str, every_category: bool) -> list[dict]:
+    """The rows of the adapter's categories; a category with no rows is an error when
+    `every_category` (a misspelt name would otherwise be ignored silently)."""
+    found = {row["category"] for row in rows}
+    missing = [name for name in categories if name not in found] if every_category else \
+        ([] if found & set(categories) else categories)
+    if missing:
+        raise MiniGPTError(f"no {split} example is in lora.categories {missing} "
+                           f"(the data has: {', '.join(sorted(found))})")
+    return [row for row in rows if row["category"] in categories]
 
 
 def quantize_4bit(model: GPT, target_modules: list[str]) -> GPT:
@@ -84,7 +99,10 @@ def load_with_adapter(base_model, adapter_dir: str | Path):
     """The Hugging Face base model with the adapter applied (not merged), in eval mode."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
+    try:
+        return PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
+    except (RuntimeError, ValueError, KeyError) as error:  # e.g. an adapter made for another base shape
+        raise MiniGPTError(f"the adapter in {adapter_dir} does not fit this base model: {error}") from None
 
 
 def save_merged(base_model, adapter_dir: str | Path, directory: str | Path, tokenizer) -> None:

@@ -35,7 +35,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 
 def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, samples: list[dict],
-                  params: dict, revision: str, lora: dict | None = None, sample_count: int = 5) -> str:
+                  params: dict, revision: str, lora: dict, sample_count: int = 5) -> str:
     generation = evaluation["generation"]
     validation_scores = tokenizer["eval"]["validation"]
     parts = [
@@ -89,8 +89,7 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
         "### Sample answers",
     ]
     parts += _samples(samples[:sample_count])
-    if lora:
-        parts += _lora_section(lora)
+    parts += _lora_section(lora)
     parts += ["## Params", "```yaml\n" + yaml.safe_dump(params, allow_unicode=True, sort_keys=False).rstrip() + "\n```"]
     return "\n\n".join(parts) + "\n"
 
@@ -106,19 +105,21 @@ def _samples(samples: list[dict]) -> list[str]:
 
 
 def _lora_section(lora: dict) -> list[str]:
-    rows = []
-    for metric in lora["domain"]["base"]:
-        rows.append((metric, *(lora[subset][side][metric] for subset in ("domain", "general") for side in ("base", "lora")),
-                     *(f"{lora[subset]['relative_change'][metric]:+.1%}" if lora[subset]["relative_change"][metric] is not None
-                       else None for subset in ("domain", "general"))))
+    subsets = [name for name in ("domain", "other", "general") if name in lora]
+    rows = [(metric, *(lora[subset][side][metric] for subset in subsets for side in ("base", "lora")),
+             *(f"{lora[subset]['relative_change'][metric]:+.1%}" if lora[subset]["relative_change"][metric] is not None
+               else None for subset in subsets))
+            for metric in lora["domain"]["base"]]
+    header = ("metric", *(f"{subset} {side}" for subset in subsets for side in ("base", "LoRA")),
+              *(f"{subset} change" for subset in subsets))
+    sizes = ", ".join(f"{subset} {lora[subset]['examples']}" for subset in subsets)
     return ["## LoRA specialisation",
             f"Adapters for {', '.join(lora['categories'])}: {lora['trainable_share']:.2%} of the base's parameters "
-            f"trainable, {lora['adapter_mb']} MB, trained in {lora['train_seconds']:.0f} s. Domain: the validation "
-            f"examples of those categories ({lora['domain']['examples']}); general: the whole validation split "
-            f"({lora['general']['examples']}), to show what is forgotten. Relative change = (LoRA − base) / base: "
-            "lower is better for perplexity and bits per byte, higher for the rest.",
-            _table(("metric", "domain base", "domain LoRA", "general base", "general LoRA", "domain change",
-                    "general change"), rows)]
+            f"trainable, {lora['adapter_mb']} MB, trained in {lora['train_seconds']:.0f} s. Validation examples: "
+            f"{sizes}. Domain: those categories (what the adapter should improve); other: the rest (what it may "
+            "forget); general: all. Relative change = (LoRA − base) / base: lower is better for perplexity and "
+            "bits per byte, higher for the rest.",
+            _table(header, rows)]
 
 
 def _quote(text: str) -> str:

@@ -231,14 +231,15 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 
 
 def code_fingerprint() -> str:
-    """The source of the model and of this loop: other code is another run."""
-    from minigpt import model as model_module
+    """The source of the model, its adapters and this loop: other code is another run."""
+    package = Path(__file__).parent
+    return fingerprint(*((package / name).read_text() for name in ("model.py", "lora.py", "training.py")))
 
-    return fingerprint(Path(model_module.__file__).read_text(), Path(__file__).read_text())
 
-
-# Params that change how a run is reported, not what it computes: a run may resume across them.
-REPORTING_PARAMS = {"log_every", "eval_every", "eval_rows", "checkpoint_every", "keep_checkpoints", "compile", "launcher"}
+# Params that change how a run is reported, launched or saved, not what it computes: a run may
+# resume across them.
+RUN_NEUTRAL_PARAMS = {"log_every", "eval_every", "eval_rows", "checkpoint_every", "keep_checkpoints", "compile",
+                      "launcher", "merge"}
 
 
 # --------------------------------------------------------------------------- telemetry
@@ -333,7 +334,7 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         torch.backends.cudnn.allow_tf32 = True
 
     # A run is its params, data, starting weights and code: a checkpoint of anything else is stale.
-    run_id = fingerprint(model.config, {k: v for k, v in params.model_dump().items() if k not in REPORTING_PARAMS},
+    run_id = fingerprint(model.config, {k: v for k, v in params.model_dump().items() if k not in RUN_NEUTRAL_PARAMS},
                          train_rows.fingerprint(), weights_fingerprint(model), code_fingerprint())
     store = CheckpointStore(checkpoint_dir, params.keep_checkpoints)
     state, stale = store.load_latest(run_id)

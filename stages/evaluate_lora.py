@@ -1,6 +1,6 @@
 """Stage `evaluate_lora`: base vs base + LoRA, with the same evaluation code, on the adapter's
-categories (what it should improve) and on the whole validation split (what it may forget)
--> metrics/lora.json."""
+categories (what it should improve), on the other categories (what it may forget) and on the
+whole validation split -> metrics/lora.json."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from minigpt.errors import run_main
 from minigpt.evaluation import evaluate_rows
 from minigpt.files import write_json
 from minigpt.generation import load_model
-from minigpt.lora import ADAPTER_WEIGHTS
+from minigpt.lora import ADAPTER_WEIGHTS, category_rows
 
 DATA_DIR = Path("data/processed")
 BASE_DIR = Path("models/minigpt")
@@ -39,7 +39,10 @@ def main() -> None:
     params = load_params()
     settings, evaluate = params.evaluate.generation(), params.evaluate
     rows = sorted(read_split(DATA_DIR, "validation"), key=lambda row: row["id"])
-    subsets = {"domain": [row for row in rows if row["category"] in params.lora.categories], "general": rows}
+    domain = category_rows(rows, params.lora.categories, "validation", every_category=False)
+    # domain: what the adapter should improve; other: what it may forget; general: both.
+    subsets = {"domain": domain, "other": [row for row in rows if row not in domain], "general": rows}
+    subsets = {name: subset for name, subset in subsets.items() if subset}
     models = {"base": load_model(BASE_DIR), "lora": load_model(BASE_DIR, lora=ADAPTER_DIR)}
     result: dict = {}
     for subset, subset_rows in subsets.items():
@@ -53,10 +56,8 @@ def main() -> None:
         "categories": params.lora.categories, "trainable_share": training["trainable_share"],
         "adapter_mb": round((ADAPTER_DIR / ADAPTER_WEIGHTS).stat().st_size / 1e6, 3),
         "train_seconds": training["train_seconds"], **result})
-    domain = result["domain"]
-    print(f"evaluate_lora: domain perplexity {domain['base']['perplexity']} -> {domain['lora']['perplexity']} "
-          f"({domain['relative_change']['perplexity']:+.1%}); general perplexity {result['general']['base']['perplexity']}"
-          f" -> {result['general']['lora']['perplexity']}")
+    print("evaluate_lora: perplexity " + "; ".join(
+        f"{name} {scores['base']['perplexity']} -> {scores['lora']['perplexity']}" for name, scores in result.items()))
 
 
 if __name__ == "__main__":

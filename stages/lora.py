@@ -7,7 +7,7 @@ from pathlib import Path
 from minigpt.config import load_params
 from minigpt.data import read_split
 from minigpt.errors import MiniGPTError, run_main
-from minigpt.lora import add_adapters, parameter_counts, save_adapter, save_merged
+from minigpt.lora import add_adapters, category_rows, parameter_counts, save_adapter, save_merged
 from minigpt.model import from_hf
 from minigpt.tokenizer import load_tokenizer
 from minigpt.training import RunOutputs, encode_instructions, pack, train_and_save
@@ -17,15 +17,6 @@ BASE_DIR = Path("models/minigpt")
 OUTPUTS = RunOutputs(model_dir=Path("models/lora_ciencia_prog"), checkpoint_dir=Path("models/checkpoints/lora"),
                      live_dir=Path("dvclive/lora"), metrics_file=Path("metrics/lora_train.json"),
                      plot_file=Path("plots/lora_curves.png"))
-
-
-def domain_rows(split: str, categories: list[str]) -> list[dict]:
-    rows = read_split(DATA_DIR, split)
-    chosen = [row for row in rows if row["category"] in categories]
-    if not chosen:
-        found = ", ".join(sorted({row["category"] for row in rows}))
-        raise MiniGPTError(f"no {split} example is in lora.categories {categories} (the data has: {found})")
-    return chosen
 
 
 def main() -> None:
@@ -38,8 +29,11 @@ def main() -> None:
     model = add_adapters(base, params, params.seed)
     trainable, _ = parameter_counts(model)
     row_length = model.config.block_size + 1
-    train_rows, val_rows = (pack(encode_instructions(domain_rows(split, params.categories), tokenizer, False),
-                                 row_length, tokenizer.pad_token_id) for split in ("train", "validation"))
+    train_rows, val_rows = (
+        pack(encode_instructions(category_rows(read_split(DATA_DIR, split), params.categories, split,
+                                               every_category=split == "train"), tokenizer, False),
+             row_length, tokenizer.pad_token_id)
+        for split in ("train", "validation"))
     print(f"lora: {trainable:,} trainable parameters ({trainable / base_parameters:.2%} of the base's "
           f"{base_parameters:,}) on {train_rows.stats['sequences']} examples of {', '.join(params.categories)}")
 

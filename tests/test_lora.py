@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 from minigpt.config import LoraParams
 from minigpt.errors import MiniGPTError
 from minigpt.generation import load_model
-from minigpt.lora import add_adapters, load_with_adapter, parameter_counts, save_adapter, save_merged
+from minigpt.lora import add_adapters, category_rows, load_with_adapter, parameter_counts, save_adapter, save_merged
 from minigpt.model import from_hf
 from tests.test_training import LOOP
 
@@ -59,3 +59,29 @@ def test_a_missing_adapter_names_the_stage(tiny_model_dir, tmp_path):
 def test_qlora_without_a_gpu_fails_with_a_clear_message(tiny_model_dir):
     with pytest.raises(MiniGPTError, match="lora.qlora needs a CUDA GPU and bitsandbytes"):
         add_adapters(from_hf(tiny_model_dir), LORA.model_copy(update={"qlora": True}), seed=0)
+
+
+def test_params_refuse_the_tied_head_and_bad_targets_are_named(tiny_model_dir):
+    with pytest.raises(ValueError, match="cannot include lm_head"):
+        LoraParams.model_validate(LORA.model_dump() | {"target_modules": ["c_attn", "lm_head"]})
+    with pytest.raises(MiniGPTError, match=r"lora.target_modules \['q_proj'\]"):
+        add_adapters(from_hf(tiny_model_dir), LORA.model_copy(update={"target_modules": ["q_proj"]}), seed=0)
+
+
+def test_every_category_needs_training_examples():
+    rows = [{"category": "ciencia"}, {"category": "lengua"}]
+    assert category_rows(rows, ["ciencia", "programación"], "validation", every_category=False) == rows[:1]
+    with pytest.raises(MiniGPTError, match=r"no train example is in lora.categories \['programacion'\].*ciencia, lengua"):
+        category_rows(rows, ["ciencia", "programacion"], "train", every_category=True)
+
+
+def test_switching_merge_does_not_retrain(tiny_model_dir, tmp_path):
+    from minigpt.training import run
+    from tests.test_training import random_rows
+
+    params = LORA.model_copy(update={"batch_tokens": 256})  # one micro-batch of the tiny model's 64-token rows
+    rows = random_rows(32)  # short rows of token ids below the tiny model's vocabulary
+    first = run(add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows, params, tmp_path, None)
+    again = run(add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows,
+                params.model_copy(update={"merge": True}), tmp_path, None)
+    assert again.history == first.history  # resumed at the end: nothing trained twice
