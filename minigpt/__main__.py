@@ -1,4 +1,4 @@
-"""The command line: `python -m minigpt evaluate ...`."""
+"""The command line: `python -m minigpt generate ...` and `python -m minigpt evaluate ...`."""
 
 from __future__ import annotations
 
@@ -38,9 +38,52 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {value}")
 
 
+def generate_command(args: argparse.Namespace) -> None:
+    from minigpt.generation import GenerationSettings, generate, load_model, stream
+    from minigpt.template import render_prompt
+
+    model, tokenizer = load_model(args.model, lora=args.lora)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+                                  temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                  repetition_penalty=args.repetition_penalty, seed=args.seed)
+    prompt = render_prompt(args.instruction, args.input)
+    if args.stream:
+        for piece in stream(model, tokenizer, prompt, settings):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        print(generate(model, tokenizer, [prompt], settings)[0].text)
+
+
+def _in_range(low: float, high: float, kind=float):
+    """argparse type: a number in [low, high]."""
+    def parse(text: str):
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m minigpt", description="MiniGPT-ES command line")
     commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="answer one instruction",
+                                   description="Answer an instruction with the same template and decoding as evaluation.")
+    generate.add_argument("instruction", help="the instruction, in Spanish")
+    generate.add_argument("--input", default="", help="the optional input (### Entrada)")
+    generate.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
+    generate.add_argument("--lora", type=Path, help="LoRA adapter directory to apply (PEFT format)")
+    generate.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    generate.add_argument("--max-new-tokens", type=_in_range(1, 4096, int), default=128)
+    generate.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    generate.add_argument("--temperature", type=_in_range(0.01, 5.0), default=0.7)
+    generate.add_argument("--top-p", type=_in_range(0.01, 1.0), default=0.9)
+    generate.add_argument("--top-k", type=_in_range(0, 1000, int), default=0, help="0: no top-k filter")
+    generate.add_argument("--repetition-penalty", type=_in_range(1.0, 3.0), default=1.1)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(handler=generate_command)
+
     evaluate = commands.add_parser("evaluate", help="score a model on an instruction JSONL file",
                                    description="Score a model directory with the same code as the evaluate stage.")
     evaluate.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")

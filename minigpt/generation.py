@@ -5,9 +5,10 @@ so every answer comes from the same template, the same settings and the same sto
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -81,38 +82,72 @@ def describe(settings: GenerationSettings) -> str:
             f"seed {settings.seed}), up to {settings.max_new_tokens} new tokens")
 
 
+def _check_room(model, settings: GenerationSettings) -> int:
+    limit = context_length(model)
+    if settings.max_new_tokens >= limit:
+        raise MiniGPTError(f"max_new_tokens ({settings.max_new_tokens}) leaves no room for the prompt in the "
+                           f"model's context of {limit} tokens: lower it")
+    return limit
+
+
+def _left_padded(tokenizer, prompts: Sequence[str], keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of prompts, left-padded; an over-long prompt keeps its last
+    `keep` tokens (its response header) so that the answer still fits."""
+    encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"][-keep:] for prompt in prompts]
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        input_ids[row, width - len(ids):] = torch.tensor(ids)
+        attention[row, width - len(ids):] = 1
+    return input_ids, attention
+
+
+def _generate_arguments(model, tokenizer, input_ids: torch.Tensor, attention: torch.Tensor,
+                        settings: GenerationSettings, limit: int) -> dict:
+    """`model.generate` keyword arguments: the one place where settings become decoding."""
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k} \
+        if settings.do_sample else {}
+    return dict(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
+                max_new_tokens=min(settings.max_new_tokens, limit - input_ids.shape[1]),
+                max_length=None,  # the saved generation config's cap; max_new_tokens bounds the answer here
+                do_sample=settings.do_sample, repetition_penalty=settings.repetition_penalty,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **sampling)
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings,
              batch_size: int = 16) -> list[Generated]:
     """Answers to rendered prompts, in batches (left-padded, KV cache), in input order."""
     eos = tokenizer.eos_token_id
-    limit = context_length(model)
-    if settings.max_new_tokens >= limit:
-        raise MiniGPTError(f"max_new_tokens ({settings.max_new_tokens}) leaves no room for the prompt in the "
-                           f"model's context of {limit} tokens: lower it")
+    limit = _check_room(model, settings)
     results: list[Generated] = []
     torch.manual_seed(settings.seed)
     for start in range(0, len(prompts), batch_size):
-        encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts[start:start + batch_size]]
-        # Keep the end of an over-long prompt (its response header) and room to answer.
-        keep = limit - settings.max_new_tokens
-        encoded = [ids[-keep:] for ids in encoded]
-        width = max(len(ids) for ids in encoded)
-        input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, ids in enumerate(encoded):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
-        sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k} \
-            if settings.do_sample else {}
-        output = model.generate(
-            input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
-            max_new_tokens=min(settings.max_new_tokens, limit - width), max_length=None,  # (the saved cap)
-            do_sample=settings.do_sample,
-            repetition_penalty=settings.repetition_penalty, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
-            **sampling)
-        for new in output[:, width:].tolist():
+        input_ids, attention = _left_padded(tokenizer, prompts[start:start + batch_size], limit - settings.max_new_tokens)
+        output = model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit))
+        for new in output[:, input_ids.shape[1]:].tolist():
             complete = eos in new
             tokens = new[:new.index(eos)] if complete else new
             results.append(Generated(tokenizer.decode(tokens, skip_special_tokens=True).strip(), complete, len(tokens)))
     return results
+
+
+def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Iterator[str]:
+    """The pieces of one answer as they are generated (same decoding as `generate`)."""
+    from transformers import TextIteratorStreamer
+
+    limit = _check_room(model, settings)
+    input_ids, attention = _left_padded(tokenizer, [prompt], limit - settings.max_new_tokens)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    torch.manual_seed(settings.seed)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit),
+                           streamer=streamer)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    yield from streamer
+    worker.join()

@@ -45,3 +45,30 @@ def test_missing_or_incomplete_model_directories_are_explained(tmp_path, tiny_mo
     (partial / "config.json").write_text((tiny_model_dir / "config.json").read_text())
     with pytest.raises(MiniGPTError, match="incomplete: missing model.safetensors, tokenizer.json"):
         load_model(partial)
+
+
+def test_streaming_gives_the_same_answer_as_generate(tiny_model_dir):
+    from minigpt.generation import stream
+
+    model, tokenizer = load_model(tiny_model_dir)
+    settings = GenerationSettings(max_new_tokens=12)
+    for prompt in PROMPTS[:2]:
+        assert "".join(stream(model, tokenizer, prompt, settings)).strip() == generate(model, tokenizer, [prompt], settings)[0].text
+
+
+def test_the_generate_command_answers_and_refuses_bad_settings(tiny_model_dir):
+    import subprocess
+    import sys
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "minigpt", "generate", *args, "--model", str(tiny_model_dir)],
+                              capture_output=True, text=True)
+
+    plain = command("¿Qué es la luz?", "--max-new-tokens", "8")
+    streamed = command("¿Qué es la luz?", "--max-new-tokens", "8", "--stream")
+    assert plain.returncode == streamed.returncode == 0
+    assert plain.stdout.strip() == streamed.stdout.strip()
+    bad = command("¿Qué es la luz?", "--top-p", "1.5")
+    assert bad.returncode == 2 and "--top-p: must be between 0.01 and 1.0" in bad.stderr
+    too_long = command("¿Qué es la luz?", "--max-new-tokens", "200")
+    assert too_long.returncode == 1 and "leaves no room for the prompt" in too_long.stderr
