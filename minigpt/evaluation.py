@@ -8,12 +8,13 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from minigpt import template
-from minigpt.data import ErrorPolicy, read_records
+from minigpt.data import ErrorPolicy, read_records, read_split
 from minigpt.errors import MiniGPTError
 from minigpt.generation import GenerationSettings, context_length, describe, generate
 from minigpt.metrics import (ERROR_KINDS, ROUGE_TYPES, ChoiceItem, bits_per_byte, bleu_chrf, check_answer,
@@ -165,6 +166,12 @@ def evaluate_rows(model, tokenizer, rows: Sequence[dict], settings: GenerationSe
                 "coherence": round(check.coherence, 4), "errors": check.errors}
                for row, answer, rouge, check in zip(sampled, answers, rouges, checks)]
     return metrics, samples
+
+
+def validation_rows(data_dir: str | Path) -> list[dict]:
+    """The validation split in the order both evaluation stages use: sorted by id (a hash), so
+    the first `generate_examples` rows spread over sources and categories."""
+    return sorted(read_split(Path(data_dir), "validation"), key=lambda row: row["id"])
 
 
 def load_choice_items(path: str) -> list[ChoiceItem]:

@@ -6,14 +6,14 @@ import time
 from pathlib import Path
 
 from minigpt.config import load_params
-from minigpt.errors import MiniGPTError, run_main
-from minigpt.evaluation import evaluate_model
-from minigpt.files import read_jsonl, warn_if_untracked, write_json, write_jsonl
+from minigpt.errors import run_main
+from minigpt.evaluation import evaluate_model, validation_rows
+from minigpt.files import warn_if_untracked, write_json, write_jsonl
 from minigpt.generation import load_model
 from minigpt.plots import grouped_bars, histogram
 
 MODEL_DIR = Path("models/minigpt")
-VALIDATION_FILE = Path("data/processed/validation.jsonl")
+DATA_DIR = Path("data/processed")
 METRICS_FILE = Path("metrics/eval.json")
 SAMPLES_FILE = Path("metrics/samples.jsonl")
 CATEGORIES_FILE = Path("plots/eval_categories.json")
@@ -23,12 +23,7 @@ PLOTS_DIR = Path("plots")
 def main() -> None:
     params = load_params().evaluate
     warn_if_untracked(params.multiple_choice.values(), "evaluate", "data/eval")
-    if not VALIDATION_FILE.is_file():
-        raise MiniGPTError(f"{VALIDATION_FILE} not found: run 'dvc repro prepare' first")
-    # Sorted by id (a hash): the generated sample spreads over sources and categories.
-    rows = sorted(read_jsonl(VALIDATION_FILE), key=lambda row: row["id"])
-    if not rows:
-        raise MiniGPTError(f"{VALIDATION_FILE} is empty: check prepare.validation_fraction")
+    rows = validation_rows(DATA_DIR)
     model, tokenizer = load_model(MODEL_DIR)
     started = time.perf_counter()
     metrics, samples = evaluate_model(model, tokenizer, rows, params.multiple_choice, params.generation(),

@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 from minigpt.config import load_params
-from minigpt.data import read_split
 from minigpt.errors import run_main
-from minigpt.evaluation import evaluate_rows
+from minigpt.evaluation import evaluate_rows, validation_rows
 from minigpt.files import write_json
 from minigpt.generation import load_model
 from minigpt.lora import ADAPTER_WEIGHTS, category_rows
@@ -38,7 +37,7 @@ def relative_change(base: dict, adapted: dict) -> dict[str, float | None]:
 def main() -> None:
     params = load_params()
     settings, evaluate = params.evaluate.generation(), params.evaluate
-    rows = sorted(read_split(DATA_DIR, "validation"), key=lambda row: row["id"])
+    rows = validation_rows(DATA_DIR)
     domain = category_rows(rows, params.lora.categories, "validation", every_category=False)
     # domain: what the adapter should improve; other: what it may forget; general: both.
     subsets = {"domain": domain, "other": [row for row in rows if row not in domain], "general": rows}
