@@ -1,4 +1,4 @@
-"""The command line: `python -m minigpt generate ...` and `python -m minigpt evaluate ...`."""
+"""The command line: `python -m minigpt chat|generate|evaluate ...`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,19 @@ def generate_command(args: argparse.Namespace) -> None:
         print(generate(model, tokenizer, [prompt], settings)[0].text)
 
 
+def chat_command(args: argparse.Namespace) -> None:
+    from minigpt.chat import DEFAULT_LORA_DIR, ChatLimits, ChatModels, launch
+
+    lora = args.lora
+    if lora is None and not args.no_lora and DEFAULT_LORA_DIR.is_dir():
+        lora = DEFAULT_LORA_DIR  # offered when the pipeline has trained it
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: anyone who can reach this machine can use the chat", flush=True)
+    models = ChatModels(args.model, None if args.no_lora else lora)
+    launch(models, args.host, args.port, args.share,
+           ChatLimits(max_input_chars=args.max_input_chars, max_seconds=args.max_seconds, concurrency=args.concurrency))
+
+
 def _in_range(low: float, high: float, kind=float):
     """argparse type: a number in [low, high]."""
     def parse(text: str):
@@ -68,6 +81,20 @@ def _in_range(low: float, high: float, kind=float):
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m minigpt", description="MiniGPT-ES command line")
     commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser("chat", help="chat with the model in the browser (Gradio)",
+                               description="Serve a Spanish chat that streams answers from the trained model.")
+    chat.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
+    chat.add_argument("--lora", type=Path,
+                      help="LoRA adapter directory offered as a second model (default: models/lora_ciencia_prog if present)")
+    chat.add_argument("--no-lora", action="store_true", help="offer the base model only")
+    chat.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    chat.add_argument("--port", type=_in_range(1, 65535, int), default=7860)
+    chat.add_argument("--share", action="store_true", help="also publish through a public Gradio link (off by default)")
+    chat.add_argument("--concurrency", type=_in_range(1, 64, int), default=1, help="answers generated at once")
+    chat.add_argument("--max-input-chars", type=_in_range(1, 100_000, int), default=2000)
+    chat.add_argument("--max-seconds", type=_in_range(1, 3600), default=60.0, help="time limit of one answer")
+    chat.set_defaults(handler=chat_command)
+
     generate = commands.add_parser("generate", help="answer one instruction",
                                    description="Answer an instruction with the same template and decoding as evaluation.")
     generate.add_argument("instruction", help="the instruction, in Spanish")

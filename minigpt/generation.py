@@ -26,6 +26,7 @@ class GenerationSettings:
     top_k: int = 0
     repetition_penalty: float = 1.0
     seed: int = 0
+    max_seconds: float | None = None  # wall-clock limit per generate call (the chat's guard)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _generate_arguments(model, tokenizer, input_ids: torch.Tensor, attention: to
     return dict(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
                 max_new_tokens=min(settings.max_new_tokens, limit - input_ids.shape[1]),
                 max_length=None,  # the saved generation config's cap; max_new_tokens bounds the answer here
-                do_sample=settings.do_sample, repetition_penalty=settings.repetition_penalty,
+                do_sample=settings.do_sample, repetition_penalty=settings.repetition_penalty, max_time=settings.max_seconds,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **sampling)
 
 
@@ -134,20 +135,45 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
 
 
 def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Iterator[str]:
-    """The pieces of one answer as they are generated (same decoding as `generate`)."""
-    from transformers import TextIteratorStreamer
+    """The pieces of one answer as they are generated (same decoding as `generate`).
+
+    Closing the iterator early (a chat user pressing stop) stops the generation too, and an
+    error inside generation is raised here rather than leaving the reader waiting forever.
+    """
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
 
     limit = _check_room(model, settings)
     input_ids, attention = _left_padded(tokenizer, [prompt], limit - settings.max_new_tokens)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    cancelled = threading.Event()
+    failure: list[BaseException] = []
     torch.manual_seed(settings.seed)
 
     def run() -> None:
-        with torch.inference_mode():
-            model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit),
-                           streamer=streamer)
+        try:
+            with torch.inference_mode():
+                model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit),
+                               streamer=streamer, stopping_criteria=StoppingCriteriaList([_WhenSet(cancelled)]))
+        except BaseException as error:  # handed to the reader below
+            failure.append(error)
+            streamer.end()
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    yield from streamer
-    worker.join()
+    try:
+        yield from streamer
+    finally:
+        cancelled.set()
+        worker.join()
+    if failure:
+        raise failure[0]
+
+
+class _WhenSet:
+    """A stopping criterion: stop every sequence once `event` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)

@@ -72,3 +72,41 @@ def test_the_generate_command_answers_and_refuses_bad_settings(tiny_model_dir):
     assert bad.returncode == 2 and "--top-p: must be between 0.01 and 1.0" in bad.stderr
     too_long = command("¿Qué es la luz?", "--max-new-tokens", "200")
     assert too_long.returncode == 1 and "leaves no room for the prompt" in too_long.stderr
+
+
+def _forward_calls(model) -> list[int]:
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_closing_a_stream_stops_its_generation(tiny_model_dir):
+    from minigpt.generation import stream
+
+    model, tokenizer = load_model(tiny_model_dir)
+    settings = GenerationSettings(max_new_tokens=40)
+    assert not generate(model, tokenizer, PROMPTS[:1], settings)[0].complete  # left alone, it runs 40 steps
+    calls = _forward_calls(model)
+    pieces = stream(model, tokenizer, PROMPTS[0], settings)
+    next(pieces)
+    pieces.close()  # what Gradio does when the user presses stop
+    assert calls[0] < 40
+
+
+def test_an_error_inside_generation_reaches_the_reader(tiny_model_dir, monkeypatch):
+    from minigpt.generation import stream
+
+    model, tokenizer = load_model(tiny_model_dir)
+
+    def broken(**kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "generate", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(stream(model, tokenizer, PROMPTS[0], GenerationSettings(max_new_tokens=8)))
+
+
+def test_the_time_limit_ends_an_answer(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir)
+    answer, = generate(model, tokenizer, PROMPTS[:1], GenerationSettings(max_new_tokens=40, max_seconds=0.0))
+    assert answer.new_tokens == 1 and not answer.complete
