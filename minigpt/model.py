@@ -199,9 +199,9 @@ def build_config(n_layer: int, n_head: int, n_embd: int, block_size: int, dropou
                      n_embd=n_embd, dropout=dropout)
 
 
-def save_hf(model: GPT, directory: str | Path, tokenizer) -> None:
+def save_hf(model: GPT, directory: str | Path, tokenizer, card: str | None = None) -> None:
     """Write a complete Hugging Face model directory (weights, config, generation config,
-    tokenizer with its chat template), atomically."""
+    tokenizer with its chat template, and `card` as README.md), atomically."""
     from transformers import GenerationConfig
 
     from minigpt.files import atomic_directory
@@ -216,6 +216,8 @@ def save_hf(model: GPT, directory: str | Path, tokenizer) -> None:
         limited = copy.deepcopy(tokenizer)  # its model_max_length is this model's context
         limited.model_max_length = model.config.block_size
         limited.save_pretrained(tmp)
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
 
 
 def init_model(config: GPTConfig, seed: int) -> GPT:

@@ -482,20 +482,21 @@ def last_value(history: list[dict], key: str) -> float | None:
 
 
 def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams,
-                   outputs: RunOutputs, save_model: Callable[[GPT, Path], None],
+                   outputs: RunOutputs, save_model: Callable[[GPT, Path, dict[str, Any]], None],
                    extra_metrics: dict[str, Any] | None = None) -> None:
     """Run the loop, then (on the main process) save the model with `save_model(model,
-    outputs.model_dir)` and write metrics and curves."""
+    outputs.model_dir, metrics)` and write metrics and curves."""
     from minigpt.files import write_json
     from minigpt.plots import line_charts
 
     result = run(model, train_rows, val_rows, params, outputs.checkpoint_dir, outputs.live_dir)
     if not result.is_main_process:
         return
-    save_model(result.model, outputs.model_dir)
-    write_json(outputs.metrics_file, {
-        **(extra_metrics or {}), "train_loss": last_value(result.history, "train/loss"), "val_loss": last_value(result.history, "val/loss"),
-        **result.summary, "packing": {"train": train_rows.stats, "validation": val_rows.stats}})
+    metrics = {**(extra_metrics or {}), "train_loss": last_value(result.history, "train/loss"),
+               "val_loss": last_value(result.history, "val/loss"), **result.summary,
+               "packing": {"train": train_rows.stats, "validation": val_rows.stats}}
+    save_model(result.model, outputs.model_dir, metrics)
+    write_json(outputs.metrics_file, metrics)
 
     def series(key: str) -> tuple[list[float], list[float]]:
         points = [(entry["step"], entry[key]) for entry in result.history if key in entry]

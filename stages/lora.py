@@ -37,7 +37,7 @@ def main() -> None:
     print(f"lora: {trainable:,} trainable parameters ({trainable / base_parameters:.2%} of the base's "
           f"{base_parameters:,}) on {train_rows.stats['sequences']} examples of {', '.join(params.categories)}")
 
-    def save(trained, directory: Path) -> None:
+    def save(trained, directory: Path, metrics: dict) -> None:
         save_adapter(trained, directory, params, BASE_DIR, tokenizer)
         if params.merge:
             from transformers import AutoModelForCausalLM

@@ -7,7 +7,6 @@ scratch unless train.init_from asks for these weights.
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
 from minigpt.config import load_params
@@ -50,7 +49,7 @@ def main() -> None:
     val_rows = pack(encode_documents(held_out, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     print(f"pretraining on {len(kept)} documents ({len(train_rows)} rows), {len(held_out)} held out")
     train_and_save(init_model(config, params.pretrain.seed), train_rows, val_rows, params.pretrain, OUTPUTS,
-                   partial(save_hf, tokenizer=tokenizer), extra_metrics={"enabled": True})
+                   lambda model, directory, metrics: save_hf(model, directory, tokenizer), extra_metrics={"enabled": True})
 
 
 if __name__ == "__main__":

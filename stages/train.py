@@ -1,14 +1,15 @@
-"""Stage `train`: data/processed + models/tokenizer (+ models/pretrained) -> models/minigpt (Hugging Face)."""
+"""Stage `train`: data/processed + models/tokenizer (+ models/pretrained) -> models/minigpt (Hugging Face,
+with a model card)."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.data import read_split
 from minigpt.model import build_config, from_hf, init_model, save_hf
+from minigpt.model_card import render_model_card
 from minigpt.tokenizer import load_tokenizer
 from minigpt.training import RunOutputs, encode_instructions, pack, train_and_save
 
@@ -43,7 +44,11 @@ def main() -> None:
     print(f"packed {train_rows.stats['sequences']} examples into {len(train_rows)} rows "
           f"({train_rows.stats['padding_fraction']:.1%} padding, {train_rows.stats['truncated']} truncated, "
           f"{train_rows.stats['dropped_too_long']} too long)")
-    train_and_save(model, train_rows, val_rows, params.train, OUTPUTS, partial(save_hf, tokenizer=tokenizer))
+    def save(trained, directory: Path, metrics: dict) -> None:
+        card = render_model_card(params.model, params.train, metrics, vocab_size=len(tokenizer), directory=str(directory))
+        save_hf(trained, directory, tokenizer, card=card)
+
+    train_and_save(model, train_rows, val_rows, params.train, OUTPUTS, save)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ def test_repro_builds_every_output(workspace, first_run):
     assert (workspace / "models" / "minigpt" / "model.safetensors").is_file()
     train = json.loads((workspace / "metrics" / "train.json").read_text(encoding="utf-8"))
     assert train["val_loss"] < 8 and train["parameters"] > 0
+    card = (workspace / "models" / "minigpt" / "README.md").read_text(encoding="utf-8")
+    assert f"| {train['parameters']:,} |" in card and f"{train['val_loss']:.3g}" in card
     assert (workspace / "dvclive" / "train" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
     assert (workspace / "plots" / "training_curves.png").read_bytes().startswith(b"\x89PNG")
 
