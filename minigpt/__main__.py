@@ -56,16 +56,32 @@ def generate_command(args: argparse.Namespace) -> None:
 
 
 def chat_command(args: argparse.Namespace) -> None:
-    from minigpt.chat import DEFAULT_LORA_DIR, ChatLimits, ChatModels, launch
+    from minigpt.chat import ChatLimits, ChatModels, launch
 
-    lora = args.lora
-    if lora is None and not args.no_lora and DEFAULT_LORA_DIR.is_dir():
-        lora = DEFAULT_LORA_DIR  # offered when the pipeline has trained it
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the chat", flush=True)
-    models = ChatModels(args.model, None if args.no_lora else lora)
+    lora = None if args.no_lora else args.lora or _default_adapter(args.model)
+    models = ChatModels(args.model, lora)
     launch(models, args.host, args.port, args.share,
            ChatLimits(max_input_chars=args.max_input_chars, max_seconds=args.max_seconds, concurrency=args.concurrency))
+
+
+def _default_adapter(model_dir: Path) -> Path | None:
+    """The pipeline's adapter, offered when it is complete and was trained on `model_dir`."""
+    import json
+
+    from minigpt.chat import DEFAULT_LORA_DIR
+    from minigpt.lora import ADAPTER_WEIGHTS
+
+    config = DEFAULT_LORA_DIR / "adapter_config.json"
+    if not config.is_file() or not (DEFAULT_LORA_DIR / ADAPTER_WEIGHTS).is_file():
+        return None
+    base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
+    if Path(base).resolve() != model_dir.resolve():
+        print(f"note: {DEFAULT_LORA_DIR} adapts {base or 'an unnamed model'}, not {model_dir}: offering the base "
+              "model only (--lora DIR to choose an adapter)", flush=True)
+        return None
+    return DEFAULT_LORA_DIR
 
 
 def _in_range(low: float, high: float, kind=float):

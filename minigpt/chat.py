@@ -9,11 +9,11 @@ The prompt is the training template (`render_conversation`), decoding is `genera
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -24,6 +24,11 @@ from minigpt.template import render_conversation
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local chat reports nothing to anyone
 
 DEFAULT_LORA_DIR = Path("models/lora_ciencia_prog")
+ENTRADA_TITLE = "Entrada"  # the titled box that shows a message's Entrada in the conversation
+ERROR_TITLE = "No se pudo responder"
+GENERATION_QUEUE = "minigpt-generation"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,8 @@ class ChatModels:
         return list(self.choices)
 
 
-def clamp(name: str, value) -> float:
+def clamp(control: Control, value) -> float:
     """A control's value forced into its range; anything unusable becomes the default."""
-    control = CONTROLS[name]
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -90,15 +94,23 @@ def clamp(name: str, value) -> float:
 
 def settings_from_controls(temperature, top_p, top_k, max_new_tokens, repetition_penalty, context: int,
                            max_seconds: float) -> GenerationSettings:
-    """Generation settings from (untrusted) control values. Half the context at most goes to
-    the answer, so that a question always fits."""
-    temperature = clamp("temperature", temperature)
+    """Generation settings from (untrusted) control values, within the ranges of the model's
+    sliders. Unseeded: concurrent answers share torch's generator, so a seed would not hold."""
+    controls = controls_for(context)
+    temperature = clamp(controls["temperature"], temperature)
     return GenerationSettings(
-        max_new_tokens=min(int(clamp("max_new_tokens", max_new_tokens)), context // 2),
+        max_new_tokens=int(clamp(controls["max_new_tokens"], max_new_tokens)),
         do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0,
-        top_p=clamp("top_p", top_p), top_k=int(clamp("top_k", top_k)),
-        repetition_penalty=clamp("repetition_penalty", repetition_penalty),
-        seed=random.randrange(2**31), max_seconds=max_seconds)
+        top_p=clamp(controls["top_p"], top_p), top_k=int(clamp(controls["top_k"], top_k)),
+        repetition_penalty=clamp(controls["repetition_penalty"], repetition_penalty),
+        seed=None, max_seconds=max_seconds)
+
+
+def controls_for(context: int) -> dict[str, Control]:
+    """The controls for a model: an answer gets half its context at most."""
+    longest = min(int(CONTROLS["max_new_tokens"].maximum), context // 2)
+    answer = CONTROLS["max_new_tokens"]
+    return CONTROLS | {"max_new_tokens": replace(answer, maximum=longest, default=min(answer.default, longest))}
 
 
 def _text(content) -> str:
@@ -110,73 +122,129 @@ def _text(content) -> str:
     return ""
 
 
+def _title(message: Mapping) -> str | None:
+    return (message.get("metadata") or {}).get("title")
+
+
 def history_turns(history: Sequence[Mapping]) -> list[list[dict]]:
-    """Past messages grouped into turns (a user message and the answers that followed)."""
-    turns: list[list[dict]] = []
+    """Past exchanges as template messages: each user message with its Entrada (shown in the
+    chat as a titled box) and the answer. Exchanges that were refused or got no answer
+    (stopped at once) are left out."""
+    exchanges: list[dict] = []
     for message in history or []:
         role, text = message.get("role"), _text(message.get("content"))
         if role == "user":
-            turns.append([{"role": "user", "content": text}])
-        elif role == "assistant" and turns:
-            turns[-1].append({"role": "assistant", "content": text})
-    return turns
+            exchanges.append({"instruction": text, "input": "", "answer": "", "failed": False})
+        elif role == "assistant" and exchanges:
+            title = _title(message)
+            if title == ENTRADA_TITLE:
+                exchanges[-1]["input"] = text
+            elif title == ERROR_TITLE:
+                exchanges[-1]["failed"] = True
+            else:
+                exchanges[-1]["answer"] += text
+    return [[{"role": "user", "content": e["instruction"], "input": e["input"]}, {"role": "assistant", "content": e["answer"]}]
+            for e in exchanges if e["answer"].strip() and not e["failed"]]
 
 
 def fit_prompt(tokenizer, history: Sequence[Mapping], message: str, entrada: str, budget: int) -> tuple[str, int, int]:
     """The prompt for `message` after as many of the latest turns as fit in `budget` tokens.
 
     Returns (prompt, its length in tokens, number of oldest turns dropped). The new message
-    alone may still be over budget: the caller decides what to tell the user.
+    alone may still be over budget: the caller decides what to tell the user. Each turn is
+    tokenized once: turns end with <|endoftext|>, a special token that tokenization never
+    merges across, so the prompt's length is the sum of its parts'.
     """
+    def length(messages: list[dict], add_generation_prompt: bool = False) -> int:
+        text = render_conversation(messages, add_generation_prompt=add_generation_prompt)
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
     turns = history_turns(history)
     request = [{"role": "user", "content": message, "input": entrada}]
-    dropped = 0
-    while True:
-        prompt = render_conversation([m for turn in turns[dropped:] for m in turn] + request, add_generation_prompt=True)
-        length = len(tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
-        if length <= budget or dropped == len(turns):
-            return prompt, length, dropped
-        dropped += 1
+    total, kept = length(request, add_generation_prompt=True), len(turns)
+    for index in reversed(range(len(turns))):
+        turn_length = length(turns[index])
+        if total + turn_length > budget:
+            break
+        total, kept = total + turn_length, index
+    prompt = render_conversation([m for turn in turns[kept:] for m in turn] + request, add_generation_prompt=True)
+    return prompt, total, kept
+
+
+class Refused(Exception):
+    """A request the chat answers with an explanation (in Spanish) instead of a model answer."""
 
 
 class Responder:
-    """The chat function, `respond(message, history, controls...)`: yields the growing answer."""
+    """The chat function, `respond(message, history, controls...)`: yields the growing answer
+    (with the Entrada shown above it), and the Entrada field's next value (emptied once sent).
+
+    Problems are answered as a titled message, never raised: a raised error leaves Gradio's
+    chat box disabled until the page is reloaded.
+    """
 
     def __init__(self, models: ChatModels, limits: ChatLimits):
         self.models, self.limits = models, limits
 
-    def respond(self, message, history, model_label, entrada, temperature, top_p, top_k, max_new_tokens,
-                 repetition_penalty) -> Iterator[str]:
-        import gradio as gr
-
-        message, entrada = _text(message).strip(), _text(entrada).strip()
+    def _prepare(self, message: str, history, model_label, entrada: str, controls: tuple):
         if not message:
-            raise gr.Error("Escribe una instrucción.")
+            raise Refused("Escribe una instrucción.")
         if len(message) > self.limits.max_input_chars or len(entrada) > self.limits.max_input_chars:
-            raise gr.Error(f"El mensaje y la entrada pueden tener hasta {self.limits.max_input_chars} caracteres cada uno.")
+            raise Refused(f"El mensaje y la entrada pueden tener hasta {self.limits.max_input_chars} caracteres cada uno.")
         if model_label not in self.models.choices:
-            raise gr.Error(f"Modelo desconocido: elige uno de {', '.join(self.models.labels)}.")
+            raise Refused(f"Modelo desconocido: elige uno de {', '.join(self.models.labels)}.")
         model, tokenizer = self.models.choices[model_label]
         context = self.models.context
-        settings = settings_from_controls(temperature, top_p, top_k, max_new_tokens, repetition_penalty, context,
-                                          self.limits.max_seconds)
+        settings = settings_from_controls(*controls, context=context, max_seconds=self.limits.max_seconds)
         budget = context - settings.max_new_tokens
         prompt, length, dropped = fit_prompt(tokenizer, history, message, entrada, budget)
         if length > budget:
-            raise gr.Error(f"El mensaje ocupa {length} tokens y el modelo solo admite {budget} antes de responder "
-                           f"(contexto de {context}, {settings.max_new_tokens} reservados para la respuesta). "
-                           "Acórtalo o reduce el máximo de tokens nuevos.")
+            raise Refused(f"El mensaje ocupa {length} tokens y el modelo solo admite {budget} antes de responder "
+                          f"(contexto de {context}, {settings.max_new_tokens} reservados para la respuesta). "
+                          "Acórtalo o reduce el máximo de tokens nuevos.")
         if dropped:
-            gr.Warning(f"La conversación no cabe en el contexto del modelo: se han olvidado los {dropped} "
-                       "turnos más antiguos.")
+            forgotten = "el turno más antiguo" if dropped == 1 else f"los {dropped} turnos más antiguos"
+            _warn(f"La conversación no cabe en el contexto del modelo: se ha olvidado {forgotten}.")
+        return model, tokenizer, prompt, settings
+
+    def respond(self, message, history, model_label, entrada, temperature, top_p, top_k, max_new_tokens,
+                repetition_penalty) -> Iterator[tuple]:
+        from gradio import ChatMessage
+
+        message, entrada = _text(message).strip(), _text(entrada).strip()
+        controls = (temperature, top_p, top_k, max_new_tokens, repetition_penalty)
+        try:
+            model, tokenizer, prompt, settings = self._prepare(message, history, model_label, entrada, controls)
+        except Refused as reason:
+            yield ChatMessage(str(reason), metadata={"title": ERROR_TITLE}), entrada  # the Entrada stays to retry
+            return
+        shown = [ChatMessage(entrada, metadata={"title": ENTRADA_TITLE})] if entrada else []
         answer, started = "", time.monotonic()
-        for piece in stream(model, tokenizer, prompt, settings):
-            answer += piece
-            yield answer
+        try:
+            for piece in stream(model, tokenizer, prompt, settings):
+                answer += piece
+                yield (shown + [ChatMessage(answer)] if shown else answer), ""
+        except Exception as error:  # logged for whoever runs the server; the user gets a sentence
+            logger.exception("generation failed")
+            failure = ChatMessage(f"El modelo falló al generar ({type(error).__name__}). Inténtalo de nuevo.",
+                                  metadata={"title": ERROR_TITLE})
+            yield shown + [ChatMessage(answer), failure], ""
+            return
         if time.monotonic() - started >= self.limits.max_seconds:
-            gr.Warning(f"Respuesta cortada: se alcanzó el límite de {self.limits.max_seconds:g} segundos.")
+            _warn(f"Respuesta cortada: se alcanzó el límite de {self.limits.max_seconds:g} segundos.")
         if not answer.strip():
-            gr.Warning("El modelo terminó sin escribir nada: prueba otra pregunta o sube la temperatura.")
+            _warn("El modelo terminó sin escribir nada: prueba otra pregunta o sube la temperatura.")
+
+
+def _warn(message: str) -> None:
+    import gradio as gr
+
+    gr.Warning(message, title="Aviso")
+
+
+# Stops a streaming answer (Gradio's stop button) before the conversation is cleared, or the
+# answer's next update would bring it back.
+STOP_THEN_CLEAR = "() => { document.querySelector('#mensaje .stop-button')?.click(); }"
 
 
 def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
@@ -190,20 +258,29 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
             model_label = gr.Radio(models.labels, value=models.labels[0], label="Modelo",
                                    info="El adaptador LoRA especializa el modelo en ciencia y programación.")
             entrada = gr.Textbox("", label="Entrada (opcional)", lines=3, max_length=limits.max_input_chars,
-                                 info="Texto sobre el que trabaja la instrucción; acompaña al próximo mensaje.")
+                                 info="Texto sobre el que trabaja la instrucción; se envía con el próximo mensaje.")
             sliders = [gr.Slider(c.minimum, c.maximum, value=c.default, step=c.step, label=c.label, info=c.info)
-                       for c in CONTROLS.values()]
+                       for c in controls_for(models.context).values()]
+        responder = Responder(models, limits)
         chat = gr.ChatInterface(
-            Responder(models, limits).respond,  # a generator method: Gradio streams what it yields
+            responder.respond,  # a generator method: Gradio streams what it yields
             chatbot=gr.Chatbot(label="Conversación", height=480,
                                placeholder="Escribe una instrucción en español para empezar."),
-            textbox=gr.Textbox(placeholder="Escribe una instrucción…", max_length=limits.max_input_chars, elem_id="mensaje",
-                               submit_btn="Enviar", stop_btn="Detener"),
-            additional_inputs=[model_label, entrada, *sliders],
-            examples=[[text] for text in EXAMPLES], examples_label="Ejemplos", run_examples_on_click=False,
+            textbox=gr.Textbox(placeholder="Escribe una instrucción…", max_length=limits.max_input_chars,
+                               elem_id="mensaje", submit_btn="Enviar", stop_btn="Detener"),
+            additional_inputs=[model_label, entrada, *sliders], additional_outputs=[entrada],
+            examples=[[text] for text in EXAMPLES], run_examples_on_click=False,
             api_name="chat", concurrency_limit=limits.concurrency, fill_height=True)
         gr.Button("Borrar conversación", variant="secondary").click(
-            lambda: ([], []), outputs=[chat.chatbot, chat.chatbot_state], queue=False, api_visibility="private")
+            lambda: ([], [], ""), outputs=[chat.chatbot, chat.chatbot_state, entrada], js=STOP_THEN_CLEAR,
+            queue=False, api_visibility="private")
+    # The page and the API are separate events to Gradio, each with its own concurrency slots:
+    # one id makes --concurrency a limit on answers being generated, whoever asks.
+    generating = [fn for fn in app.fns.values() if fn.name in ("_submit_fn", responder.respond.__name__)]
+    if len(generating) < 2:
+        raise RuntimeError("cannot find the chat's events in this Gradio version: check build_app")
+    for fn in generating:
+        fn.concurrency_id = GENERATION_QUEUE
     return app
 
 
@@ -214,7 +291,8 @@ def launch(models: ChatModels, host: str = "127.0.0.1", port: int = 7860, share:
     app.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)
     try:
         _, url, _ = app.launch(server_name=host, server_port=port, share=share, show_error=False,
-                               prevent_thread_lock=True, quiet=True, footer_links=[])
+                               prevent_thread_lock=True, quiet=True, footer_links=[],
+                               max_file_size="1kb")  # the chat takes no files: refuse uploads
     except OSError as error:
         raise MiniGPTError(f"cannot serve on {host}:{port} ({error}): choose another --port") from None
     print(f"MiniGPT-ES chat on {url} (Ctrl+C to stop)", flush=True)

@@ -14,6 +14,7 @@ import torch
 
 from minigpt.errors import MiniGPTError
 
+GENERATION_THREAD = "minigpt-generation"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -25,7 +26,7 @@ class GenerationSettings:
     top_p: float = 1.0
     top_k: int = 0
     repetition_penalty: float = 1.0
-    seed: int = 0
+    seed: int | None = 0  # None: leave torch's global generator alone (the chat, where threads share it)
     max_seconds: float | None = None  # wall-clock limit per generate call (the chat's guard)
 
 
@@ -123,7 +124,7 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
     eos = tokenizer.eos_token_id
     limit = _check_room(model, settings)
     results: list[Generated] = []
-    torch.manual_seed(settings.seed)
+    _seed(settings)
     for start in range(0, len(prompts), batch_size):
         input_ids, attention = _left_padded(tokenizer, prompts[start:start + batch_size], limit - settings.max_new_tokens)
         output = model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit))
@@ -147,7 +148,7 @@ def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Itera
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
     failure: list[BaseException] = []
-    torch.manual_seed(settings.seed)
+    _seed(settings)
 
     def run() -> None:
         try:
@@ -158,15 +159,23 @@ def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Itera
             failure.append(error)
             streamer.end()
 
-    worker = threading.Thread(target=run, daemon=True)
+    worker = threading.Thread(target=run, name=GENERATION_THREAD, daemon=True)
     worker.start()
     try:
         yield from streamer
-    finally:
+    except GeneratorExit:
+        # Closed early: the worker stops at its next step. Not waited for, as the caller may be
+        # an event loop (Gradio's) that must not block on a model step.
         cancelled.set()
-        worker.join()
+        raise
+    worker.join()
     if failure:
         raise failure[0]
+
+
+def _seed(settings: GenerationSettings) -> None:
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
 
 
 class _WhenSet:

@@ -3,21 +3,21 @@ and the page in a real headless browser."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"  # the app is local; never route it through a proxy
 
-import gradio as gr  # noqa: E402
-
-from minigpt.chat import CONTROLS, ChatLimits, ChatModels, Responder, clamp, fit_prompt, history_turns, launch, \
-    settings_from_controls  # noqa: E402
+from minigpt.chat import CONTROLS, ENTRADA_TITLE, ERROR_TITLE, GENERATION_QUEUE, ChatLimits, ChatModels, Responder, \
+    build_app, clamp, controls_for, fit_prompt, history_turns, launch, settings_from_controls  # noqa: E402
 from minigpt.generation import GenerationSettings, generate, stream  # noqa: E402
 from minigpt.template import RESPONSE_HEADER, render_conversation, render_prompt  # noqa: E402
 
@@ -37,29 +37,38 @@ def models(tiny_model_dir, tmp_path_factory) -> ChatModels:
     return ChatModels(tiny_model_dir, adapter_dir)
 
 
-def answer(models: ChatModels, message: str, history=(), label: str | None = None, entrada: str = "", **controls):
-    """Every partial answer the chat function yields."""
+def respond(models: ChatModels, message: str, history=(), label: str | None = None, entrada: str = "", **controls):
+    """Everything the chat function yields: (response, next value of the Entrada field) pairs."""
     values = GREEDY | controls
     return list(Responder(models, LIMITS).respond(message, list(history), label or models.labels[0], entrada,
                                                   *(values[name] for name in CONTROLS)))
 
 
+def as_dict(message) -> dict:
+    return {"role": message.role, "content": message.content, "metadata": dict(message.metadata or {})}
+
+
 def test_controls_are_clamped_to_the_slider_ranges():
-    assert clamp("temperature", 9) == 2.0 and clamp("top_k", -5) == 0 and clamp("repetition_penalty", 0.1) == 1.0
-    assert clamp("top_p", "mucho") == CONTROLS["top_p"].default
-    assert clamp("max_new_tokens", float("nan")) == clamp("max_new_tokens", None) == CONTROLS["max_new_tokens"].default
+    assert clamp(CONTROLS["temperature"], 9) == 2.0 and clamp(CONTROLS["top_k"], -5) == 0
+    assert clamp(CONTROLS["top_p"], "mucho") == CONTROLS["top_p"].default
+    assert clamp(CONTROLS["repetition_penalty"], float("nan")) == CONTROLS["repetition_penalty"].default
+    assert controls_for(64)["max_new_tokens"].maximum == 32 and controls_for(4096)["max_new_tokens"].maximum == 512
     greedy = settings_from_controls(0, 0.5, 10, 10**9, 1.2, context=64, max_seconds=5)
     assert not greedy.do_sample and greedy.max_new_tokens == 32 and greedy.max_seconds == 5  # half the context at most
-    sampled = settings_from_controls(0.8, 0.5, 10.7, 20, 1.2, context=64, max_seconds=5)
-    assert sampled.do_sample and sampled.temperature == 0.8 and sampled.top_k == 10 and sampled.max_new_tokens == 20
+    sampled = settings_from_controls(0.8, 0.5, 10.7, None, 1.2, context=64, max_seconds=5)
+    assert sampled.do_sample and sampled.temperature == 0.8 and sampled.top_k == 10 and sampled.max_new_tokens == 32
+    assert sampled.seed is None  # concurrent answers share torch's generator: no pretend reproducibility
 
 
-def test_history_turns_read_strings_and_content_parts():
-    history = [{"role": "user", "content": "Hola"}, {"role": "assistant", "content": [{"type": "text", "text": "¿Qué tal?"}]},
-               {"role": "user", "content": "Bien"}, {"role": "assistant", "content": "Me alegro"}]
+def test_history_turns_keep_entradas_and_leave_out_failed_exchanges():
+    history = [{"role": "user", "content": "Resume"}, {"role": "assistant", "content": "El sol.", "metadata": {"title": ENTRADA_TITLE}},
+               {"role": "assistant", "content": [{"type": "text", "text": "Sale el sol."}]},
+               {"role": "user", "content": "x" * 999}, {"role": "assistant", "content": "Demasiado largo", "metadata": {"title": ERROR_TITLE}},
+               {"role": "user", "content": "Detenida"}, {"role": "assistant", "content": ""},
+               {"role": "user", "content": "Bien"}, {"role": "assistant", "content": "Me alegro", "metadata": None}]
     assert history_turns(history) == [
-        [{"role": "user", "content": "Hola"}, {"role": "assistant", "content": "¿Qué tal?"}],
-        [{"role": "user", "content": "Bien"}, {"role": "assistant", "content": "Me alegro"}]]
+        [{"role": "user", "content": "Resume", "input": "El sol."}, {"role": "assistant", "content": "Sale el sol."}],
+        [{"role": "user", "content": "Bien", "input": ""}, {"role": "assistant", "content": "Me alegro"}]]
     assert history_turns([{"role": "assistant", "content": "suelto"}]) == []
 
 
@@ -71,7 +80,7 @@ def test_the_oldest_turns_are_dropped_to_fit_the_context(models):
                     {"role": "assistant", "content": f"El concepto número {i} es una idea de la escuela."}]
     prompt, length, dropped = fit_prompt(tokenizer, history, "¿Y el siguiente?", "una entrada", budget=150)
     assert 0 < dropped < 7 and length <= 150
-    assert length == len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert length == len(tokenizer(prompt, add_special_tokens=False)["input_ids"])  # turn lengths add up exactly
     kept = [m for turn in history_turns(history)[dropped:] for m in turn]
     assert prompt == render_conversation(kept + [{"role": "user", "content": "¿Y el siguiente?", "input": "una entrada"}],
                                          add_generation_prompt=True)
@@ -80,27 +89,39 @@ def test_the_oldest_turns_are_dropped_to_fit_the_context(models):
 
 
 def test_the_answer_streams_and_equals_the_evaluation_decoding(models):
-    partials = answer(models, "¿Qué es la luz?", entrada="Sol.")
+    outputs = respond(models, "¿Qué es la luz?")
+    partials = [response for response, _ in outputs]
     assert len(partials) > 1 and all(later.startswith(earlier) for earlier, later in zip(partials, partials[1:]))
     model, tokenizer = models.choices[models.labels[0]]
-    expected = generate(model, tokenizer, [render_prompt("¿Qué es la luz?", "Sol.")],
-                        GenerationSettings(max_new_tokens=16))[0].text
-    assert partials[-1].strip() == expected
+    expected = generate(model, tokenizer, [render_prompt("¿Qué es la luz?")], GenerationSettings(max_new_tokens=16))
+    assert partials[-1].strip() == expected[0].text
+
+
+def test_the_entrada_is_shown_with_the_answer_sent_once_and_remembered(models):
+    response, entrada_field = respond(models, "¿Qué es la luz?", entrada="Sol.")[-1]
+    shown, answer = (as_dict(message) for message in response)
+    assert shown == {"role": "assistant", "content": "Sol.", "metadata": {"title": ENTRADA_TITLE}}
+    assert entrada_field == ""  # emptied once sent
+    model, tokenizer = models.choices[models.labels[0]]
+    expected = generate(model, tokenizer, [render_prompt("¿Qué es la luz?", "Sol.")], GenerationSettings(max_new_tokens=16))
+    assert answer["content"].strip() == expected[0].text and not answer["metadata"]
+    history = [{"role": "user", "content": "¿Qué es la luz?"}, shown, {"role": "assistant", "content": "Una estrella."}]
+    assert history_turns(history)[0][0]["input"] == "Sol."
 
 
 def test_the_lora_choice_answers_with_the_adapter(models):
     assert models.labels == ["Base (model)", "Base + LoRA (lora_test)"]
-    assert answer(models, "¿Qué es la luz?", label=models.labels[1])[-1]
+    assert respond(models, "¿Qué es la luz?", label=models.labels[1])[-1][0]
 
 
 def test_a_long_conversation_never_fails_at_the_context_limit(models):
     history = []
-    with pytest.warns(UserWarning, match="se han olvidado los .* turnos más antiguos"):  # shown to the user
+    with pytest.warns(UserWarning, match="se ha olvidado (el turno|los .* turnos) más antiguos?"):  # shown to the user
         for turn in range(12):  # far beyond the tiny model's 64-token context
-            reply = answer(models, f"Explica el concepto número {turn}.", history, max_new_tokens=16)[-1]
+            reply = respond(models, f"Explica el concepto número {turn}.", history, max_new_tokens=16)[-1][0]
+            assert isinstance(reply, str)  # an answer, not a refusal
             history += [{"role": "user", "content": f"Explica el concepto número {turn}."},
-                        {"role": "assistant", "content": reply}]
-    assert len(history) == 24
+                        {"role": "assistant", "content": reply.strip() or "Es una idea de la escuela."}]
 
 
 @pytest.mark.parametrize("message, entrada, label, error", [
@@ -110,9 +131,28 @@ def test_a_long_conversation_never_fails_at_the_context_limit(models):
     ("Hola", "", "GPT-5", "Modelo desconocido"),
     ("palabra " * 35, "", None, "Acórtalo o reduce el máximo de tokens nuevos"),  # fits the limit, not the context
 ])
-def test_bad_requests_get_a_spanish_message(models, message, entrada, label, error):
-    with pytest.raises(gr.Error, match=error):
-        answer(models, message, label=label, entrada=entrada)
+def test_bad_requests_get_a_spanish_explanation_not_an_error(models, message, entrada, label, error):
+    (response, entrada_field), = respond(models, message, label=label, entrada=entrada)
+    assert as_dict(response)["metadata"] == {"title": ERROR_TITLE} and error in response.content
+    assert entrada_field == entrada.strip()  # kept, to fix and send again
+
+
+def test_a_failure_during_generation_is_explained(models, monkeypatch):
+    model, _ = models.choices[models.labels[0]]
+
+    def broken(**kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(model, "generate", broken)
+    response, _ = respond(models, "Hola")[-1]
+    answer, failure = (as_dict(message) for message in response)
+    assert failure["metadata"] == {"title": ERROR_TITLE} and "RuntimeError" in failure["content"]
+
+
+def test_the_page_and_the_api_share_one_generation_queue(models):
+    app = build_app(models, LIMITS)
+    queues = {fn.name: fn.concurrency_id for fn in app.fns.values() if fn.name in ("_submit_fn", "respond")}
+    assert set(queues) == {"_submit_fn", "respond"} and set(queues.values()) == {GENERATION_QUEUE}
 
 
 def test_a_missing_model_or_adapter_names_the_command_that_makes_it(tmp_path, tiny_model_dir):
@@ -125,6 +165,21 @@ def test_a_missing_model_or_adapter_names_the_command_that_makes_it(tmp_path, ti
     assert "Traceback" not in no_model.stderr
     no_adapter = chat("--model", str(tiny_model_dir), "--lora", str(tmp_path))
     assert no_adapter.returncode == 1 and "run 'dvc repro lora' first" in no_adapter.stderr
+
+
+def test_the_pipelines_adapter_is_offered_only_for_the_model_it_adapts(tmp_path, monkeypatch, capsys):
+    from minigpt.__main__ import _default_adapter
+    from minigpt.chat import DEFAULT_LORA_DIR
+    from minigpt.lora import ADAPTER_WEIGHTS
+
+    monkeypatch.chdir(tmp_path)
+    assert _default_adapter(tmp_path / "models/minigpt") is None  # none trained: nothing to say
+    DEFAULT_LORA_DIR.mkdir(parents=True)
+    (DEFAULT_LORA_DIR / ADAPTER_WEIGHTS).write_bytes(b"")
+    (DEFAULT_LORA_DIR / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "models/minigpt"}))
+    assert _default_adapter(tmp_path / "models/minigpt") == DEFAULT_LORA_DIR
+    assert _default_adapter(tmp_path / "elsewhere") is None
+    assert "adapts models/minigpt, not" in capsys.readouterr().out
 
 
 def _free_port() -> int:
@@ -147,23 +202,25 @@ def test_the_served_app_streams_answers_to_an_api_client(served, models):
     model, tokenizer = models.choices[models.labels[0]]
     expected = "".join(stream(model, tokenizer, render_prompt("¿Qué es la luz?"), GenerationSettings(max_new_tokens=16)))
     job = client.submit(message="¿Qué es la luz?", **GREEDY, api_name="/chat")
-    partials = list(job)
-    assert len(partials) > 1 and partials[-1] == job.result() == expected
-    assert client.predict(message="¿Y el sonido?", model_label=models.labels[1], **GREEDY, api_name="/chat")
-    with pytest.raises(Exception, match="hasta 300 caracteres"):
-        client.predict(message="x" * 301, api_name="/chat")
+    partials = [response for response, _ in job]
+    assert len(partials) > 1 and partials[-1] == job.result()[0] == expected
+    response, _ = client.predict(message="¿Y el sonido?", model_label=models.labels[1], **GREEDY, api_name="/chat")
+    assert isinstance(response, str) and response
+    refused, _ = client.predict(message="x" * 301, api_name="/chat")
+    assert refused["metadata"]["title"] == ERROR_TITLE and "hasta 300 caracteres" in refused["content"]
 
 
 def test_the_served_app_binds_to_this_machine_only(served):
     assert served.startswith("http://127.0.0.1:")
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None and not os.environ.get("MINIGPT_REQUIRE_BROWSER"),
-                    reason="chromium is not installed (.ci/run installs it)")
-def test_a_browser_sees_the_answer_stream_in(served):
+@pytest.fixture
+def page(served):
+    if shutil.which("chromium") is None:
+        if os.environ.get("MINIGPT_REQUIRE_BROWSER"):
+            pytest.fail("MINIGPT_REQUIRE_BROWSER is set but chromium is not installed")
+        pytest.skip("chromium is not installed (.ci/run installs it)")
     from playwright.sync_api import expect, sync_playwright
-
-    assert shutil.which("chromium"), "MINIGPT_REQUIRE_BROWSER is set but chromium is not installed"
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
@@ -171,25 +228,60 @@ def test_a_browser_sees_the_answer_stream_in(served):
         try:
             page = browser.new_page()
             page.goto(served, wait_until="load")
-            textbox = page.locator("#mensaje textarea")
-            expect(textbox).to_be_editable(timeout=30_000)
-            # Record every text the answer shows while it grows: more than one means it streamed.
-            page.evaluate("""() => {
-                window.seenAnswers = new Set();
-                new MutationObserver(() => {
-                    const bots = document.querySelectorAll('[data-testid="bot"]');
-                    if (bots.length) window.seenAnswers.add(bots[bots.length - 1].innerText);
-                }).observe(document.body, {subtree: true, childList: true, characterData: true});
-            }""")
-            textbox.fill("¿Qué es la luz?")
-            textbox.press("Enter")
-            expect(page.locator('[data-testid="user"]').first).to_contain_text("¿Qué es la luz?")
-            bot = page.locator('[data-testid="bot"]').last
-            expect(bot).not_to_be_empty(timeout=60_000)
-            expect(textbox).to_be_editable(timeout=60_000)  # disabled while the answer streams
-            seen = {text for text in page.evaluate("() => [...window.seenAnswers]") if text.strip()}
-            assert len(seen) > 1, seen
-            page.get_by_role("button", name="Borrar conversación").click()
-            expect(page.locator('[data-testid="bot"]')).to_have_count(0)
+            expect(page.locator("#mensaje textarea")).to_be_editable(timeout=30_000)
+            yield page
         finally:
             browser.close()
+
+
+def send(page, text: str) -> None:
+    textbox = page.locator("#mensaje textarea")
+    textbox.fill(text)
+    textbox.press("Enter")
+
+
+def test_a_browser_sees_the_answer_stream_in(page):
+    from playwright.sync_api import expect
+
+    # Record every text the answer shows while it grows: more than one means it streamed.
+    page.evaluate("""() => {
+        window.seenAnswers = new Set();
+        new MutationObserver(() => {
+            const bots = document.querySelectorAll('[data-testid="bot"]');
+            if (bots.length) window.seenAnswers.add(bots[bots.length - 1].innerText);
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""")
+    send(page, "¿Qué es la luz?")
+    expect(page.locator('[data-testid="user"]').first).to_contain_text("¿Qué es la luz?")
+    expect(page.locator('[data-testid="bot"]').last).not_to_be_empty(timeout=60_000)
+    expect(page.locator("#mensaje textarea")).to_be_editable(timeout=60_000)  # disabled while the answer streams
+    seen = {text for text in page.evaluate("() => [...window.seenAnswers]") if text.strip()}
+    assert len(seen) > 1, seen
+
+
+def test_after_a_refusal_the_page_still_works(page):
+    from playwright.sync_api import expect
+
+    send(page, "palabra " * 35)  # under the character limit, over the tiny model's context
+    expect(page.get_by_text(ERROR_TITLE)).to_be_visible(timeout=30_000)
+    expect(page.locator("#mensaje textarea")).to_be_editable(timeout=30_000)
+    send(page, "Hola")
+    expect(page.locator('[data-testid="user"]')).to_have_count(2, timeout=30_000)
+    expect(page.locator("#mensaje textarea")).to_be_editable(timeout=60_000)
+
+
+def test_clearing_during_an_answer_stops_it_and_forgets_the_conversation(page, models):
+    from playwright.sync_api import expect
+
+    model, _ = models.choices[models.labels[0]]
+    slow = model.register_forward_pre_hook(lambda *_: time.sleep(0.2))  # an answer now takes seconds
+    try:
+        send(page, "Hola")
+        expect(page.locator('[data-testid="bot"]').last).not_to_be_empty(timeout=30_000)
+        page.get_by_role("button", name="Borrar conversación").click()
+        expect(page.locator('[data-testid="user"]')).to_have_count(0)
+        expect(page.locator("#mensaje textarea")).to_be_editable(timeout=30_000)
+        page.wait_for_timeout(1500)  # a stream that was not stopped would redraw the conversation by now
+        expect(page.locator('[data-testid="user"]')).to_have_count(0)
+    finally:
+        slow.remove()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from minigpt.errors import MiniGPTError
@@ -81,7 +83,7 @@ def _forward_calls(model) -> list[int]:
 
 
 def test_closing_a_stream_stops_its_generation(tiny_model_dir):
-    from minigpt.generation import stream
+    from minigpt.generation import GENERATION_THREAD, stream
 
     model, tokenizer = load_model(tiny_model_dir)
     settings = GenerationSettings(max_new_tokens=40)
@@ -90,6 +92,9 @@ def test_closing_a_stream_stops_its_generation(tiny_model_dir):
     pieces = stream(model, tokenizer, PROMPTS[0], settings)
     next(pieces)
     pieces.close()  # what Gradio does when the user presses stop
+    for thread in threading.enumerate():
+        if thread.name == GENERATION_THREAD:
+            thread.join()
     assert calls[0] < 40
 
 
