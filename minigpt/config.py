@@ -91,12 +91,9 @@ class ModelParams(Section):
         return self
 
 
-class LoopParams(Section):
-    """One run of the training loop: how long, how big a step, how fast, how often to report."""
+class OptimizerParams(Section):
+    """AdamW and its schedule: linear warmup, then cosine decay to min_lr_ratio."""
 
-    epochs: float = Field(gt=0)
-    micro_batch_size: int = Field(ge=1)
-    batch_tokens: int = Field(ge=1)
     learning_rate: float = Field(gt=0)
     min_lr_ratio: float = Field(ge=0, le=1)
     warmup_steps: int = Field(ge=0)
@@ -104,6 +101,14 @@ class LoopParams(Section):
     beta1: float = Field(ge=0, lt=1)
     beta2: float = Field(ge=0, lt=1)
     grad_clip: float = Field(ge=0)
+
+
+class LoopParams(OptimizerParams):
+    """One run of the training loop: how long, how big a step, how fast, how often to report."""
+
+    epochs: float = Field(gt=0)
+    micro_batch_size: int = Field(ge=1)
+    batch_tokens: int = Field(ge=1)
     log_every: int = Field(ge=1)
     eval_every: int = Field(ge=1)
     eval_rows: int = Field(ge=0)
@@ -163,6 +168,19 @@ class EvaluateParams(Section):
                                   repetition_penalty=self.repetition_penalty, seed=self.seed)
 
 
+class ArchitecturesParams(ModelParams, OptimizerParams):
+    """The encoder-vs-decoder study: one shape for both (the encoder's MLP is resized to match
+    the decoder's parameter count), the same data and steps, repeated over seeds."""
+
+    steps: int = Field(ge=1)
+    micro_batch_size: int = Field(ge=1)
+    mask_probability: float = Field(gt=0, lt=1)  # the encoder's masked-LM rate (BERT: 0.15)
+    seeds: list[int] = Field(min_length=2)  # a spread needs at least two runs
+    log_every: int = Field(ge=1)
+    probe_examples: int = Field(ge=0)  # train-split examples the category probe is fit on; 0 = all
+    demo_examples: int = Field(ge=0)  # validation examples the decoder answers and the encoder fills
+
+
 class Params(Section):
     prepare: PrepareParams
     tokenizer: TokenizerParams
@@ -171,6 +189,7 @@ class Params(Section):
     train: TrainParams
     evaluate: EvaluateParams
     lora: LoraParams
+    compare_architectures: ArchitecturesParams
 
 
 def _format_location(location: tuple) -> str:

@@ -103,17 +103,21 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters())  # the tied head counts once
 
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """The last layer's normalised states, [batch, time, n_embd]: what the head reads."""
+        positions = torch.arange(idx.shape[1], device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(positions))
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x)
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 loss_reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor | None]:
         """(logits, None) without targets; (None, cross-entropy) with them (positions whose
         target is IGNORE_INDEX carry no loss). Training never gets the logits back: returning
         them would keep a [batch, time, vocab] tensor alive (and accelerate casts outputs to
         fp32), and keeping them inside the graph lets torch.compile fuse head and loss."""
-        positions = torch.arange(idx.shape[1], device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(positions))
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))
+        logits = self.lm_head(self.hidden_states(idx))
         if targets is None:
             return logits, None
         # Under autocast cross_entropy runs in fp32 (it is on autocast's fp32 list).

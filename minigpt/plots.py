@@ -66,3 +66,33 @@ def histogram(path: str | Path, values: list[float], title: str, xlabel: str, bi
     axes.set_ylabel("answers")
     axes.grid(axis="y", alpha=0.3)
     _save(figure, path)
+
+
+def runs_and_bars(path: str | Path, curves: dict[str, list[tuple[list[float], list[float]]]], curve_title: str,
+                  xlabel: str, bars: dict[str, dict[str, tuple[float, float]]],
+                  baselines: dict[str, dict[str, float]] | None = None) -> None:
+    """A panel of curves (every run, one colour per series), then one panel per bar metric
+    (title -> {series -> (mean, std)}) with error bars and optional dashed baselines."""
+    colours = {name: f"C{index}" for index, name in enumerate(curves)}
+    figure, axes_list = plt.subplots(1, 1 + len(bars), figsize=(5 * (1 + len(bars)), 4), squeeze=False)
+    curve_axes = axes_list[0][0]
+    for name, runs in curves.items():
+        for index, (xs, ys) in enumerate(runs):
+            curve_axes.plot(xs, ys, color=colours[name], alpha=0.8, label=name if index == 0 else None)
+    curve_axes.set_title(curve_title)
+    curve_axes.set_xlabel(xlabel)
+    curve_axes.grid(alpha=0.3)
+    curve_axes.legend()
+    for axes, (title, values) in zip(axes_list[0][1:], bars.items()):
+        names = list(values)
+        heights = [values[name][0] for name in names]
+        bar_set = axes.bar(names, heights, yerr=[values[name][1] for name in names], capsize=6,
+                           color=[colours.get(name, "C7") for name in names])
+        axes.bar_label(bar_set, fmt="%.3g", fontsize=8, label_type="center")
+        for index, (label, level) in enumerate((baselines or {}).get(title, {}).items()):
+            axes.axhline(level, color="black", linestyle=["--", ":", "-."][index % 3], linewidth=1, label=label)
+        if (baselines or {}).get(title):
+            axes.legend(fontsize=8)
+        axes.set_title(title)
+        axes.grid(axis="y", alpha=0.3)
+    _save(figure, path)

@@ -35,7 +35,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 
 def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, samples: list[dict],
-                  params: dict, revision: str, lora: dict, sample_count: int = 5) -> str:
+                  params: dict, revision: str, lora: dict, architectures: dict, sample_count: int = 5) -> str:
     generation = evaluation["generation"]
     validation_scores = tokenizer["eval"]["validation"]
     parts = [
@@ -90,6 +90,7 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
     ]
     parts += _samples(samples[:sample_count])
     parts += _lora_section(lora)
+    parts += _architectures_section(architectures)
     parts += ["## Params", "```yaml\n" + yaml.safe_dump(params, allow_unicode=True, sort_keys=False).rstrip() + "\n```"]
     return "\n\n".join(parts) + "\n"
 
@@ -120,6 +121,32 @@ def _lora_section(lora: dict) -> list[str]:
             "forget); general: all. Relative change = (LoRA − base) / base: lower is better for perplexity and "
             "bits per byte, higher for the rest.",
             _table(header, rows)]
+
+
+def _architectures_section(metrics: dict) -> list[str]:
+    from minigpt.architectures import DECODER, ENCODER, conclusions
+
+    shape, budget, summary = metrics["shape"], metrics["budget"], metrics["summary"]
+    def spread(stats: dict) -> str:
+        digits = 0 if abs(stats["mean"]) >= 100 else 3
+        return f"{stats['mean']:,.{digits}f} ± {stats['std']:,.{digits}f}"
+
+    rows = [(label, *(spread(summary[name][metric]) for name in (ENCODER, DECODER)))
+            for label, metric in (("parameters", "parameters"), ("training tokens/s", "tokens_per_second"),
+                                  ("category probe accuracy", "probe_accuracy"),
+                                  ("token accuracy (own task)", "token_accuracy"), ("perplexity (own task)", "perplexity"))]
+    fills = [f"- {demo['text']!r}: {demo['answer']!r}; guesses {', '.join(map(repr, demo['guesses']))}"
+             for demo in metrics["demos"][ENCODER]]
+    answers = [f"- {demo['instruction']} → {demo['answer'] or '(empty)'!r}" for demo in metrics["demos"][DECODER]]
+    return ["## Encoder vs decoder",
+            f"A BERT encoder (masked LM) and the project's GPT decoder, {shape['n_layer']} layers × {shape['n_head']} "
+            f"heads × {shape['n_embd']}, context {shape['block_size']}, each trained for {budget['steps']} steps of "
+            f"{budget['rows_per_step']} rows ({budget['tokens']:,} tokens) on the same rows, once per seed "
+            f"({', '.join(map(str, budget['seeds']))}); mean ± standard deviation over seeds.",
+            _table(("metric", "encoder", "decoder"), rows),
+            "\n".join(f"- {line}" for line in conclusions(metrics)),
+            "Encoder filling a blank (seed " + str(budget["seeds"][0]) + "):\n\n" + "\n".join(fills),
+            "Decoder answering:\n\n" + "\n".join(answers)]
 
 
 def _quote(text: str) -> str:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from minigpt import template
-from minigpt.config import LoopParams
+from minigpt.config import LoopParams, OptimizerParams
 from minigpt.errors import MiniGPTError
 from minigpt.files import atomic_file
 from minigpt.model import GPT, IGNORE_INDEX, flops_per_token
@@ -138,7 +138,7 @@ def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> Pa
 
 # --------------------------------------------------------------------------- schedule and optimizer
 
-def learning_rate(step: int, total_steps: int, params: LoopParams) -> float:
+def learning_rate(step: int, total_steps: int, params: OptimizerParams) -> float:
     """Linear warmup, then cosine decay to min_lr_ratio × learning_rate at the last step."""
     if step < params.warmup_steps:
         return params.learning_rate * (step + 1) / params.warmup_steps
@@ -147,7 +147,7 @@ def learning_rate(step: int, total_steps: int, params: LoopParams) -> float:
     return floor + (params.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def make_optimizer(model: torch.nn.Module, params: LoopParams, fused: bool) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, params: OptimizerParams, fused: bool) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on biases, LayerNorms or embeddings' scale)."""
     decayed = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     plain = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]

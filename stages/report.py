@@ -28,8 +28,8 @@ def main() -> None:
     params = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8"))
     text = render_report(read_metrics("data"), read_metrics("tokenizer"), read_metrics("train"),
                          read_metrics("eval"), read_jsonl(METRICS_DIR / "samples.jsonl"),
-                         {section: params[section] for section in ("model", "train", "evaluate", "lora")},
-                         git_revision(), lora=read_metrics("lora"))
+                         {section: params[section] for section in ("model", "train", "evaluate", "lora", "compare_architectures")},
+                         git_revision(), lora=read_metrics("lora"), architectures=read_metrics("architectures"))
     with atomic_file(REPORT_FILE) as handle:
         handle.write(text)
     print(f"report: {REPORT_FILE}")

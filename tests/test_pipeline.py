@@ -20,6 +20,7 @@ SMALL_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
 SHORT_TRAINING = {"epochs": 0.3, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 10, "checkpoint_every": 10}
 QUICK_EVALUATION = {"generate_examples": 16, "max_new_tokens": 24}
 SHORT_LORA = {"epochs": 1.0, "micro_batch_size": 8, "batch_tokens": 512, "rank": 2, "alpha": 4}
+SMALL_STUDY = {**SMALL_MODEL, "block_size": 32, "steps": 6, "micro_batch_size": 4, "warmup_steps": 2, "seeds": [0, 1]}
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -31,7 +32,7 @@ def workspace(tmp_path_factory) -> Path:
     """A copy of the repository's files (as git sees them), as a fresh clone would have them."""
     target = copy_repository(tmp_path_factory.mktemp("clone") / "minigpt-es")
     update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION,
-                  lora=SHORT_LORA)  # seconds, not minutes
+                  lora=SHORT_LORA, compare_architectures=SMALL_STUDY)  # seconds, not minutes
     for generated in ("metrics", "plots", "dvc.lock"):  # start as a user whose clone has no results yet
         path = target / generated
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -79,6 +80,11 @@ def test_evaluation_metrics_are_dvc_metrics_and_the_report_is_written(workspace,
         assert (workspace / "plots" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     report = (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
     assert "# MiniGPT-ES report card" in report and "ROUGE-L" in report and "```yaml" in report
+    assert "summary" in next(iter(metrics.values()))["data"]["metrics/architectures.json"]["data"]
+    architectures = json.loads((workspace / "metrics" / "architectures.json").read_text(encoding="utf-8"))
+    assert [len(runs) for runs in architectures["runs"].values()] == [2, 2]
+    assert "## Encoder vs decoder" in report and "seed-to-seed spread" in report
+    assert (workspace / "plots" / "architectures.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_an_evaluation_param_reruns_only_the_evaluations_and_the_report(workspace, first_run):
@@ -135,7 +141,7 @@ def test_a_tokenizer_param_reruns_the_tokenizer_and_what_depends_on_it(workspace
     with edited_params(workspace, "vocab_size: 4096", "vocab_size: 2000"):
         rerun = dvc("repro", cwd=workspace)
         assert stages_run(rerun.stdout) == {"tokenizer", "pretrain", "train", "evaluate", "lora", "evaluate_lora",
-                                            "report"}
+                                            "compare_architectures", "report"}
         assert json.loads((workspace / "metrics" / "tokenizer.json").read_text())["vocab_size"] == 2000
 
 

@@ -1,0 +1,45 @@
+"""Stage `compare_architectures`: data/processed + models/tokenizer -> metrics/architectures.json,
+plots/architectures.png (encoder-only vs decoder-only, matched, over seeds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minigpt.architectures import DECODER, ENCODER, run_study
+from minigpt.config import load_params
+from minigpt.data import read_split
+from minigpt.errors import run_main
+from minigpt.files import write_json
+from minigpt.plots import runs_and_bars
+from minigpt.tokenizer import load_tokenizer
+
+DATA_DIR = Path("data/processed")
+TOKENIZER_DIR = Path("models/tokenizer")
+METRICS_FILE = Path("metrics/architectures.json")
+PLOT_FILE = Path("plots/architectures.png")
+
+
+def main() -> None:
+    params = load_params().compare_architectures
+    metrics = run_study(params, load_tokenizer(TOKENIZER_DIR), read_split(DATA_DIR, "train"),
+                        read_split(DATA_DIR, "validation"))
+    write_json(METRICS_FILE, metrics)
+    summary, probe = metrics["summary"], metrics["probe"]
+
+    def bar(metric: str) -> dict[str, tuple[float, float]]:
+        return {name: (summary[name][metric]["mean"], summary[name][metric]["std"]) for name in (DECODER, ENCODER)}
+
+    runs_and_bars(
+        PLOT_FILE, {name: [([s for s, _ in run["curve"]], [l for _, l in run["curve"]]) for run in runs]
+                    for name, runs in metrics["runs"].items()},
+        "training loss (each its own task)", "step",
+        {"tokens/s (training)": bar("tokens_per_second"), "category probe accuracy": bar("probe_accuracy"),
+         "token accuracy (own task)": bar("token_accuracy")},
+        baselines={"category probe accuracy": {"majority class": probe["majority_class_accuracy"],
+                                               "untrained encoder": probe["untrained_accuracy"][ENCODER],
+                                               "untrained decoder": probe["untrained_accuracy"][DECODER]}})
+    print(f"compare_architectures: {METRICS_FILE}, {PLOT_FILE}")
+
+
+if __name__ == "__main__":
+    run_main(main)
