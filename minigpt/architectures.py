@@ -5,17 +5,22 @@ What is compared, and how fairly:
 - size: the encoder keeps the decoder's depth, width and heads; its MLP width is chosen so
   that the parameter counts match (BERT has a head transform, token types and biases GPT lacks);
 - data and budget: the same packed rows of the same tokenizer, the same rows per step, steps,
-  optimizer and schedule; each seed draws the same rows in the same order for both;
-- what each learns: token accuracy and perplexity on validation rows *of its own task*
-  (a masked token sees both sides of the blank, a next token only its past: not one scale);
+  optimizer and schedule; each seed draws the same rows in the same order for both, and the
+  order in which the two train alternates between seeds (the first run in a process is slower);
+- what each learns: token accuracy and perplexity on validation rows *of its own task*, beside
+  a unigram model of the same rows (what knowing only token frequencies gives);
 - what their features know: a linear probe (multinomial logistic regression) on mean-pooled
-  last-layer states predicts an example's category from its prompt;
-- what they can do: the decoder answers instructions, the encoder only fills blanks.
+  last-layer states predicts an example's category from its prompt, trained and untrained;
+- what they can do: the decoder answers instructions, the encoder fills blanks.
+Known confounds, reported with the results: BERT is post-LayerNorm with exact GELU (GPT:
+pre-LayerNorm, tanh GELU), both share one learning rate and warmup, and the encoder is the
+Hugging Face implementation while the decoder is the project's lean module.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -25,14 +30,29 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.config import ArchitecturesParams
-from minigpt.model import GPT, IGNORE_INDEX, GPTConfig
-from minigpt.training import PackedRows, learning_rate, make_optimizer
+from minigpt.generation import GenerationSettings, generate
+from minigpt.model import GPT, IGNORE_INDEX, GPTConfig, init_model, to_hf
+from minigpt.template import render_prompt
+from minigpt.training import PackedRows, encode_instructions, learning_rate, make_optimizer, pack
 
 ENCODER, DECODER = "encoder", "decoder"
+TIMED_AFTER = 3  # steps left out of the speed: allocation and warm-up, not architecture
+# Compared between the architectures against the seed spread; the token scores are each on
+# their own task and are reported per architecture.
+COMPARED = ("tokens_per_second", "probe_accuracy")
+PER_TASK = ("token_accuracy", "perplexity")
+CONFOUNDS = ("BERT is post-LayerNorm with exact GELU, GPT pre-LayerNorm with tanh GELU; both share one learning "
+             "rate and warmup; the encoder runs Hugging Face's implementation, the decoder the project's lean module.")
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(parameter.numel() for parameter in model.parameters())  # tied weights count once
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device: torch.device):
+    """bf16 on GPUs that have it (the seed-scale variant); fp32 elsewhere."""
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def decoder_config(params: ArchitecturesParams, vocab_size: int) -> GPTConfig:
@@ -51,25 +71,6 @@ def _bert_config(params: ArchitecturesParams, vocab_size: int, pad_id: int, inte
                       tie_word_embeddings=True)
 
 
-def _count_bert(config) -> int:
-    from transformers import BertForMaskedLM
-
-    with torch.device("meta"):  # shapes only: instant even at 110M
-        return count_parameters(BertForMaskedLM(config))
-
-
-def encoder_config(params: ArchitecturesParams, vocab_size: int, pad_id: int):
-    """The BERT config whose parameter count is closest to the decoder's: the count is linear
-    in the MLP width, so two counts give the width."""
-    with torch.device("meta"):
-        target = count_parameters(GPT(decoder_config(params, vocab_size)))
-    base = 4 * params.n_embd
-    at_base = _count_bert(_bert_config(params, vocab_size, pad_id, base))
-    per_unit = _count_bert(_bert_config(params, vocab_size, pad_id, base + 1)) - at_base
-    width = max(1, base + round((target - at_base) / per_unit))
-    return _bert_config(params, vocab_size, pad_id, width)
-
-
 def build_encoder(config, seed: int):
     from transformers import BertForMaskedLM
 
@@ -77,15 +78,28 @@ def build_encoder(config, seed: int):
     return BertForMaskedLM(config)
 
 
+def encoder_config(params: ArchitecturesParams, vocab_size: int, pad_id: int):
+    """The BERT config whose parameter count is closest to the decoder's: the count is linear
+    in the MLP width, so two counts give the width. Counted on the meta device (shapes only)."""
+    def count(intermediate_size: int) -> int:
+        with torch.device("meta"):
+            return build_encoder(_bert_config(params, vocab_size, pad_id, intermediate_size), seed=0).num_parameters()
+
+    with torch.device("meta"):
+        target = GPT(decoder_config(params, vocab_size)).num_parameters()
+    base = 4 * params.n_embd
+    width = max(1, base + round((target - count(base)) / (count(base + 1) - count(base))))
+    return _bert_config(params, vocab_size, pad_id, width)
+
+
 def mask_tokens(tokens: torch.Tensor, valid: torch.Tensor, mask_id: int, vocab_size: int, probability: float,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's corruption: each valid token is chosen with `probability`; a chosen token becomes
-    [MASK] 80 % of the time, a random token 10 %, itself 10 %. Returns (inputs, labels), with
-    IGNORE_INDEX where nothing is predicted."""
-    draw = torch.rand(tokens.shape, generator=generator)
-    chosen = (draw < probability) & valid
+                generator: torch.Generator, corrupt: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's corruption: each valid token is chosen with `probability`; with `corrupt`, a
+    chosen token becomes [MASK] 80 % of the time, a random token 10 %, itself 10 %; without
+    (scoring), always [MASK]. Returns (inputs, labels), IGNORE_INDEX where nothing is predicted."""
+    chosen = (torch.rand(tokens.shape, generator=generator) < probability) & valid
     labels = torch.where(chosen, tokens, torch.full_like(tokens, IGNORE_INDEX))
-    kind = torch.rand(tokens.shape, generator=generator)
+    kind = torch.rand(tokens.shape, generator=generator) if corrupt else torch.zeros(tokens.shape)
     random_tokens = torch.randint(vocab_size, tokens.shape, generator=generator)
     inputs = torch.where(chosen & (kind < 0.8), torch.full_like(tokens, mask_id), tokens)
     inputs = torch.where(chosen & (kind >= 0.8) & (kind < 0.9), random_tokens, inputs)
@@ -98,12 +112,13 @@ class Task:
     it predicts, and the hidden states a probe reads."""
     name: str
     model: torch.nn.Module
-    predict: Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+    predict: Callable[[torch.Tensor, torch.Tensor, torch.Generator, bool], tuple[torch.Tensor, torch.Tensor]]
     states: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids, attention) -> [batch, time, width]
 
 
 def decoder_task(model: GPT) -> Task:
-    def predict(rows: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+    def predict(rows: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, training: bool):
+        rows, targets = rows.to(model.wte.weight.device), targets.to(model.wte.weight.device)
         labels = torch.where(targets[:, 1:], rows[:, 1:], torch.full_like(rows[:, 1:], IGNORE_INDEX))
         return model(rows[:, :-1])[0], labels
 
@@ -111,14 +126,14 @@ def decoder_task(model: GPT) -> Task:
 
 
 def encoder_task(model, pad_id: int, probability: float) -> Task:
-    mask_id = model.config.vocab_size - 1
-    vocab_size = model.config.vocab_size - 1
+    mask_id = vocab_size = model.config.vocab_size - 1  # [MASK] is the id after the tokenizer's
 
-    def predict(rows: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+    def predict(rows: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, training: bool):
         tokens = rows[:, :-1]  # the same block_size tokens the decoder reads
         valid = tokens != pad_id
-        inputs, labels = mask_tokens(tokens, valid, mask_id, vocab_size, probability, generator)
-        return model(input_ids=inputs, attention_mask=valid.long()).logits, labels
+        inputs, labels = mask_tokens(tokens, valid, mask_id, vocab_size, probability, generator, corrupt=training)
+        device = model.device
+        return model(input_ids=inputs.to(device), attention_mask=valid.long().to(device)).logits, labels.to(device)
 
     def states(ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         return model.bert(input_ids=ids, attention_mask=attention).last_hidden_state
@@ -126,59 +141,75 @@ def encoder_task(model, pad_id: int, probability: float) -> Task:
     return Task(ENCODER, model, predict, states)
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+def _generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
+    """Row order and masking: separate streams, none shared with another seed's."""
+    return torch.Generator().manual_seed(2 * seed), torch.Generator().manual_seed(2 * seed + 1)
 
 
 def train(task: Task, rows: PackedRows, params: ArchitecturesParams, seed: int) -> dict:
     """Train on `params.steps` batches of rows drawn with `seed` (the same rows for every
-    architecture); returns the loss curve and the speed past the first step."""
-    model = task.model.train()
+    architecture); returns the loss curve and the median speed of the steps after TIMED_AFTER."""
+    device = _device()
+    model = task.model.to(device).train()
     optimizer = make_optimizer(model, params, fused=False)
-    order = torch.Generator().manual_seed(seed)
-    masking = torch.Generator().manual_seed(seed + 1)
-    curve, started = [], None
+    order, masking = _generators(seed)
+    curve, step_seconds = [], []
     for step in range(params.steps):
-        if step == 1:
-            started = time.perf_counter()  # the first step pays for allocation, not architecture
+        started = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, params.steps, params)
         batch = torch.randint(len(rows), (params.micro_batch_size,), generator=order)
-        loss = _loss(*task.predict(rows.tokens[batch], rows.targets[batch], masking))
+        with _autocast(device):
+            logits, labels = task.predict(rows.tokens[batch], rows.targets[batch], masking, True)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                   ignore_index=IGNORE_INDEX)
         loss.backward()
         if params.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        step_seconds.append(time.perf_counter() - started)
         if step % params.log_every == 0 or step == params.steps - 1:
             curve.append((step, round(loss.item(), 4)))
-    seconds = time.perf_counter() - started if started else float("nan")
-    tokens = (params.steps - 1) * params.micro_batch_size * params.block_size
-    return {"curve": curve, "train_seconds": round(seconds, 2), "tokens_per_second": round(tokens / seconds, 1)}
+    timed = statistics.median(step_seconds[min(TIMED_AFTER, params.steps - 1):])
+    return {"curve": curve, "train_seconds": round(sum(step_seconds), 2),
+            "tokens_per_second": round(params.micro_batch_size * params.block_size / timed, 1)}
 
 
 @torch.inference_mode()
 def token_scores(task: Task, rows: PackedRows, seed: int, batch_size: int = 32) -> dict:
-    """Accuracy and perplexity of the tokens the task predicts on `rows` (masking drawn with
-    a fixed generator, so every model is scored on the same blanks)."""
+    """Accuracy and perplexity of the tokens the task predicts on `rows`; blanks are drawn
+    with a fixed generator and are all [MASK], so every model is scored on the same blanks."""
     model = task.model.eval()
     generator = torch.Generator().manual_seed(seed)
     total_loss, correct, count = 0.0, 0, 0
     for start in range(0, len(rows), batch_size):
-        logits, labels = task.predict(rows.tokens[start:start + batch_size], rows.targets[start:start + batch_size],
-                                      generator)
+        with _autocast(_device()):
+            logits, labels = task.predict(rows.tokens[start:start + batch_size], rows.targets[start:start + batch_size],
+                                          generator, False)
         scored = labels != IGNORE_INDEX
-        total_loss += F.cross_entropy(logits[scored], labels[scored], reduction="sum").item()
+        total_loss += F.cross_entropy(logits[scored].float(), labels[scored], reduction="sum").item()
         correct += (logits[scored].argmax(-1) == labels[scored]).sum().item()
         count += scored.sum().item()
-    return {"token_accuracy": round(correct / count, 4), "perplexity": round(math.exp(total_loss / count), 2),
-            "scored_tokens": count}
+    return {"token_accuracy": round(correct / count, 4), "perplexity": round(math.exp(total_loss / count), 2)}
+
+
+def unigram_scores(train_rows: PackedRows, validation_rows: PackedRows, vocab_size: int) -> dict:
+    """What knowing only token frequencies gives (add-one smoothed): the floor both must beat."""
+    counts = torch.bincount(train_rows.tokens[train_rows.targets], minlength=vocab_size).double() + 1
+    log_probabilities = (counts / counts.sum()).log()
+    targets = validation_rows.tokens[validation_rows.targets]
+    return {"token_accuracy": round((targets == counts.argmax()).double().mean().item(), 4),
+            "perplexity": round(math.exp(-log_probabilities[targets].mean().item()), 2)}
 
 
 @torch.inference_mode()
 def pooled_features(task: Task, sequences: Sequence[list[int]], pad_id: int, batch_size: int = 64) -> torch.Tensor:
     """Mean of the last layer's states over each sequence's tokens, [sequences, width]."""
     model = task.model.eval()
+    device = next(model.parameters()).device
     features = []
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start:start + batch_size]
@@ -188,9 +219,10 @@ def pooled_features(task: Task, sequences: Sequence[list[int]], pad_id: int, bat
         for row, sequence in enumerate(chunk):
             ids[row, :len(sequence)] = torch.tensor(sequence)
             attention[row, :len(sequence)] = 1
-        states = task.states(ids, attention)
-        weights = attention.unsqueeze(-1).to(states.dtype)
-        features.append((states * weights).sum(1) / weights.sum(1))
+        with _autocast(device):
+            states = task.states(ids.to(device), attention.to(device)).float()
+        weights = attention.to(device).unsqueeze(-1).float()
+        features.append(((states * weights).sum(1) / weights.sum(1)).cpu())
     return torch.cat(features)
 
 
@@ -236,113 +268,31 @@ def separated(first: dict, second: dict) -> bool:
     return first["max"] < second["min"] or second["max"] < first["min"]
 
 
-# Compared between the architectures against the seed-to-seed spread (token accuracy with the
-# caveat that each scores its own task); perplexity is reported per architecture only.
-COMPARED = ("tokens_per_second", "probe_accuracy", "token_accuracy")
-PER_TASK = ("perplexity",)
+def chance_of_separation(seeds: int) -> float:
+    """How often n runs of each of two identical architectures have ranges that do not
+    overlap by chance: 2 of the C(2n, n) equally likely orderings."""
+    return 2 / math.comb(2 * seeds, seeds)
+
+
+def format_stats(stats: dict) -> str:
+    digits = 0 if abs(stats["mean"]) >= 100 else 3
+    return f"{stats['mean']:,.{digits}f} ± {stats['std']:,.{digits}f}"
+
+
+# --------------------------------------------------------------------------- the study
 
 
 def _probe_sequences(rows: Sequence[dict], tokenizer, length: int) -> list[list[int]]:
     """The prompt of each example (instruction and input: what a classifier would see)."""
-    from minigpt.template import render_prompt
-
     texts = [render_prompt(row["instruction"], row.get("input", "")) for row in rows]
     return [ids[:length] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def _probe_accuracy(task: Task, probe_data: dict, pad_id: int) -> float:
-    train_features = pooled_features(task, probe_data["train"], pad_id)
-    probe = fit_probe(train_features, probe_data["train_labels"], probe_data["classes"])
-    validation_features = pooled_features(task, probe_data["validation"], pad_id)
-    return round((probe.predict(validation_features) == probe_data["validation_labels"]).float().mean().item(), 4)
-
-
-def _demonstrate(task: Task, tokenizer, rows: Sequence[dict], block_size: int) -> list[dict]:
-    """The decoder answers instructions; the encoder fills a blank in a reference answer."""
-    if task.name == DECODER:
-        from minigpt.generation import GenerationSettings, generate
-        from minigpt.model import to_hf
-        from minigpt.template import render_prompt
-
-        model = to_hf(task.model, tokenizer.eos_token_id, tokenizer.pad_token_id).eval()
-        prompts = [render_prompt(row["instruction"], row.get("input", "")) for row in rows]
-        answers = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=min(48, block_size // 2)))
-        return [{"instruction": row["instruction"], "answer": answer.text} for row, answer in zip(rows, answers)]
-    model, mask_id = task.model.eval(), task.model.config.vocab_size - 1
-    demos = []
-    for row in rows:
-        ids = tokenizer(row["output"], add_special_tokens=False)["input_ids"][:block_size]
-        if len(ids) < 3:
-            continue
-        blank = len(ids) // 2
-        masked = ids[:blank] + [mask_id] + ids[blank + 1:]
-        with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([masked])).logits[0, blank]
-        guesses = logits.topk(3).indices.tolist()
-        demos.append({"text": tokenizer.decode(ids[:blank]) + " [MASK] " + tokenizer.decode(ids[blank + 1:]),
-                      "answer": tokenizer.decode([ids[blank]]), "guesses": [tokenizer.decode([g]) for g in guesses]})
-    return demos
-
-
-def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict], validation_split: Sequence[dict],
-              log: Callable[[str], None] = print) -> dict:
-    """Train and score both architectures once per seed; the metrics file's content."""
-    from minigpt.training import encode_instructions, pack
-
-    pad_id, vocab_size = tokenizer.pad_token_id, len(tokenizer)
-    row_length = params.block_size + 1
-    train_rows, validation_rows = (pack(encode_instructions(split, tokenizer, train_on_prompt=True), row_length, pad_id)
-                                   for split in (train_split, validation_split))
-    probe_rows = train_split[:params.probe_examples] if params.probe_examples else train_split
-    classes = sorted({row["category"] for row in [*probe_rows, *validation_split]})
-    probe_data = {
-        "train": _probe_sequences(probe_rows, tokenizer, params.block_size),
-        "train_labels": torch.tensor([classes.index(row["category"]) for row in probe_rows]),
-        "validation": _probe_sequences(validation_split, tokenizer, params.block_size),
-        "validation_labels": torch.tensor([classes.index(row["category"]) for row in validation_split]),
-        "classes": len(classes)}
-    encoder = encoder_config(params, vocab_size, pad_id)
-    builders = {DECODER: lambda seed: decoder_task(_seeded_decoder(params, vocab_size, seed)),
-                ENCODER: lambda seed: encoder_task(build_encoder(encoder, seed), pad_id, params.mask_probability)}
-    runs: dict[str, list[dict]] = {DECODER: [], ENCODER: []}
-    untrained, demos = {}, {}
-    for seed in params.seeds:
-        for name, build in builders.items():
-            task = build(seed)
-            if seed == params.seeds[0]:  # what a probe finds in random features: the floor training must beat
-                untrained[name] = _probe_accuracy(task, probe_data, pad_id)
-            result = {"seed": seed, "parameters": count_parameters(task.model)}
-            result |= train(task, train_rows, params, seed)
-            result |= token_scores(task, validation_rows, seed=params.seeds[0])
-            result["probe_accuracy"] = _probe_accuracy(task, probe_data, pad_id)
-            if seed == params.seeds[0]:
-                demos[name] = _demonstrate(task, tokenizer, _one_per_category(validation_split, params.demo_examples),
-                                           params.block_size)
-            runs[name].append(result)
-            log(f"{name} seed {seed}: {result['tokens_per_second']:,.0f} tokens/s, token accuracy "
-                f"{result['token_accuracy']:.3f}, probe {result['probe_accuracy']:.3f}")
-    summary = {name: {metric: summarize([run[metric] for run in results])
-                      for metric in ("parameters", *COMPARED, *PER_TASK)} for name, results in runs.items()}
-    counts = torch.bincount(probe_data["validation_labels"], minlength=len(classes))
-    return {
-        "shape": {"n_layer": params.n_layer, "n_head": params.n_head, "n_embd": params.n_embd,
-                  "block_size": params.block_size, "encoder_intermediate_size": encoder.intermediate_size,
-                  "decoder_intermediate_size": 4 * params.n_embd},
-        "mask_probability": params.mask_probability,
-        "budget": {"steps": params.steps, "rows_per_step": params.micro_batch_size,
-                   "tokens": params.steps * params.micro_batch_size * params.block_size, "seeds": params.seeds,
-                   "train_rows": len(train_rows), "validation_rows": len(validation_rows)},
-        "summary": summary,
-        "comparisons": {metric: {"decoder_over_encoder": round(summary[DECODER][metric]["mean"]
-                                                               / summary[ENCODER][metric]["mean"], 3),
-                                 "beyond_seed_spread": separated(summary[DECODER][metric], summary[ENCODER][metric])}
-                        for metric in COMPARED},
-        "probe": {"classes": classes, "train_examples": len(probe_rows), "validation_examples": len(validation_split),
-                  "majority_class_accuracy": round(counts.max().item() / counts.sum().item(), 4),
-                  "untrained_accuracy": untrained},
-        "runs": runs,
-        "demos": demos,
-    }
+    probe = fit_probe(pooled_features(task, probe_data["train"], pad_id), probe_data["train_labels"],
+                      probe_data["classes"])
+    predicted = probe.predict(pooled_features(task, probe_data["validation"], pad_id))
+    return round((predicted == probe_data["validation_labels"]).float().mean().item(), 4)
 
 
 def _one_per_category(rows: Sequence[dict], count: int) -> list[dict]:
@@ -353,48 +303,160 @@ def _one_per_category(rows: Sequence[dict], count: int) -> list[dict]:
     return list(chosen.values())[:count]
 
 
-def _seeded_decoder(params: ArchitecturesParams, vocab_size: int, seed: int) -> GPT:
-    from minigpt.model import init_model
+def _answers(task: Task, tokenizer, rows: Sequence[dict], block_size: int) -> list[dict]:
+    """The decoder answers instructions, greedily, through the chat's generation code."""
+    model = to_hf(task.model, tokenizer.eos_token_id, tokenizer.pad_token_id).eval()
+    prompts = [render_prompt(row["instruction"], row.get("input", "")) for row in rows]
+    answers = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=min(48, block_size // 2)))
+    return [{"instruction": row["instruction"], "answer": answer.text} for row, answer in zip(rows, answers)]
 
-    return init_model(decoder_config(params, vocab_size), seed)
+
+@torch.inference_mode()
+def _fills(task: Task, tokenizer, rows: Sequence[dict], block_size: int) -> list[dict]:
+    """The encoder fills one blank per reference answer: the middle token that starts a word."""
+    model, mask_id = task.model.eval(), task.model.config.vocab_size - 1
+    fills = []
+    for row in rows:
+        ids = tokenizer(row["output"], add_special_tokens=False)["input_ids"][:block_size]
+        pieces = [tokenizer.decode([token]) for token in ids] + [" "]
+        # A whole word: a token that starts one and is followed by the start of another (or the end).
+        starts = [index for index in range(1, len(ids))
+                  if pieces[index].startswith(" ") and pieces[index].strip().isalpha()
+                  and not pieces[index + 1][:1].isalnum()]
+        if not starts:
+            continue
+        blank = starts[len(starts) // 2]
+        masked = torch.tensor([ids[:blank] + [mask_id] + ids[blank + 1:]], device=model.device)
+        guesses = model(input_ids=masked).logits[0, blank].topk(3).indices.tolist()
+        fills.append({"text": tokenizer.decode(ids[:blank]) + " ____" + tokenizer.decode(ids[blank + 1:]),
+                      "answer": tokenizer.decode([ids[blank]]).strip(),
+                      "guesses": [tokenizer.decode([guess]).strip() for guess in guesses]})
+    return fills
+
+
+def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict], validation_split: Sequence[dict],
+              log: Callable[[str], None] = print) -> dict:
+    """Train and score both architectures once per seed; the metrics file's content."""
+    pad_id, vocab_size = tokenizer.pad_token_id, len(tokenizer)
+    row_length = params.block_size + 1
+    train_rows, validation_rows = (pack(encode_instructions(split, tokenizer, train_on_prompt=True), row_length, pad_id)
+                                   for split in (train_split, validation_split))
+    probe_rows = list(train_split)
+    if params.probe_examples:  # a seeded sample: the split is ordered by source, its head is one category
+        probe_rows = random.Random(0).sample(probe_rows, min(params.probe_examples, len(probe_rows)))
+    classes = sorted({row["category"] for row in [*probe_rows, *validation_split]})
+    probe_data = {
+        "train": _probe_sequences(probe_rows, tokenizer, params.block_size),
+        "train_labels": torch.tensor([classes.index(row["category"]) for row in probe_rows]),
+        "validation": _probe_sequences(validation_split, tokenizer, params.block_size),
+        "validation_labels": torch.tensor([classes.index(row["category"]) for row in validation_split]),
+        "classes": len(classes)}
+    encoder = encoder_config(params, vocab_size, pad_id)
+    builders = {DECODER: lambda seed: decoder_task(init_model(decoder_config(params, vocab_size), seed)),
+                ENCODER: lambda seed: encoder_task(build_encoder(encoder, seed), pad_id, params.mask_probability)}
+    runs: dict[str, list[dict]] = {DECODER: [], ENCODER: []}
+    demos = {}
+    warm_up = params.model_copy(update={"steps": TIMED_AFTER, "log_every": TIMED_AFTER})
+    for build in builders.values():  # the process's first steps are slow whoever takes them: nobody's result
+        train(build(params.seeds[0]), train_rows, warm_up, params.seeds[0])
+    for index, seed in enumerate(params.seeds):
+        order = (DECODER, ENCODER) if index % 2 == 0 else (ENCODER, DECODER)
+        for name in order:
+            task = builders[name](seed)
+            task.model.to(_device())
+            result = {"seed": seed, "parameters": task.model.num_parameters(),
+                      "untrained_probe_accuracy": _probe_accuracy(task, probe_data, pad_id)}
+            result |= train(task, train_rows, params, seed)
+            result |= token_scores(task, validation_rows, seed=params.seeds[0])
+            result["probe_accuracy"] = _probe_accuracy(task, probe_data, pad_id)
+            if index == 0:
+                demo_rows = _one_per_category(validation_split, params.demo_examples)
+                demos[name] = (_answers if name == DECODER else _fills)(task, tokenizer, demo_rows, params.block_size)
+            runs[name].append(result)
+            log(f"{name} seed {seed}: {result['tokens_per_second']:,.0f} tokens/s, token accuracy "
+                f"{result['token_accuracy']:.3f}, probe {result['probe_accuracy']:.3f} "
+                f"(untrained {result['untrained_probe_accuracy']:.3f})")
+    metrics = ("parameters", *COMPARED, *PER_TASK, "untrained_probe_accuracy")
+    summary = {name: {metric: summarize([run[metric] for run in results]) for metric in metrics}
+               for name, results in runs.items()}
+    counts = torch.bincount(probe_data["validation_labels"], minlength=len(classes))
+    return {
+        "shape": {"n_layer": params.n_layer, "n_head": params.n_head, "n_embd": params.n_embd,
+                  "block_size": params.block_size, "encoder_intermediate_size": encoder.intermediate_size,
+                  "decoder_intermediate_size": 4 * params.n_embd},
+        "mask_probability": params.mask_probability,
+        "device": _device().type,
+        "budget": {"steps": params.steps, "rows_per_step": params.micro_batch_size,
+                   "tokens": params.steps * params.micro_batch_size * params.block_size, "seeds": params.seeds,
+                   "train_rows": len(train_rows), "validation_rows": len(validation_rows)},
+        "summary": summary,
+        "comparisons": {metric: {"decoder_over_encoder": round(summary[DECODER][metric]["mean"]
+                                                               / summary[ENCODER][metric]["mean"], 3),
+                                 "beyond_seed_spread": separated(summary[DECODER][metric], summary[ENCODER][metric])}
+                        for metric in COMPARED},
+        "training_moves_the_probe": {name: separated(summary[name]["probe_accuracy"],
+                                                     summary[name]["untrained_probe_accuracy"]) for name in runs},
+        "chance_of_separation": round(chance_of_separation(len(params.seeds)), 3),
+        "unigram": unigram_scores(train_rows, validation_rows, vocab_size),
+        "probe": {"classes": classes, "train_examples": len(probe_rows), "validation_examples": len(validation_split),
+                  "majority_class_accuracy": round(counts.max().item() / counts.sum().item(), 4)},
+        "runs": runs,
+        "demos": demos,
+    }
 
 
 def conclusions(metrics: dict) -> list[str]:
-    """The study's findings in plain words, each backed by its numbers."""
-    summary, comparisons, probe = metrics["summary"], metrics["comparisons"], metrics["probe"]
+    """The study's findings in plain words, each backed by its numbers and worded by them."""
+    summary, comparisons, probe, unigram = metrics["summary"], metrics["comparisons"], metrics["probe"], metrics["unigram"]
     decoder, encoder = summary[DECODER], summary[ENCODER]
-    seeds = len(metrics["budget"]["seeds"])
+    seeds, chance = len(metrics["budget"]["seeds"]), metrics["chance_of_separation"]
 
-    def spread(metric: str) -> str:
-        beyond = comparisons[metric]["beyond_seed_spread"]
-        return (f"larger than the seed-to-seed spread (the {seeds} seeds' ranges do not overlap)" if beyond
+    def spread(beyond: bool) -> str:
+        return (f"larger than the seed-to-seed spread (the {seeds} seeds' ranges do not overlap, which identical "
+                f"architectures would show {chance:.0%} of the time)" if beyond
                 else f"within the seed-to-seed spread (the {seeds} seeds' ranges overlap): not a finding")
 
-    def value(name: str, metric: str, digits: int = 3) -> str:
-        stats = summary[name][metric]
-        return f"{stats['mean']:,.{digits}f} ± {stats['std']:,.{digits}f}"
+    def value(name: str, metric: str) -> str:
+        return format_stats(summary[name][metric])
 
-    speed = comparisons["tokens_per_second"]["decoder_over_encoder"]
-    gains = {name: summary[name]["probe_accuracy"]["mean"] - probe["untrained_accuracy"][name] for name in (ENCODER, DECODER)}
-    return [
+    lines = [
         f"Size: decoder {decoder['parameters']['mean']:,.0f} and encoder {encoder['parameters']['mean']:,.0f} parameters "
         f"(the encoder's MLP is {metrics['shape']['encoder_intermediate_size']} wide instead of "
         f"{metrics['shape']['decoder_intermediate_size']} to match).",
-        f"Training speed: the decoder processes {speed:.2f}× the encoder's tokens per second "
-        f"({value(DECODER, 'tokens_per_second', 0)} vs {value(ENCODER, 'tokens_per_second', 0)}); {spread('tokens_per_second')}.",
+        f"Training speed ({metrics['device']}): the decoder processes "
+        f"{comparisons['tokens_per_second']['decoder_over_encoder']:.2f}× the encoder's tokens per second "
+        f"({value(DECODER, 'tokens_per_second')} vs {value(ENCODER, 'tokens_per_second')}); "
+        f"{spread(comparisons['tokens_per_second']['beyond_seed_spread'])}.",
         f"Features: a linear probe predicts an example's category from mean-pooled states with accuracy "
         f"{value(ENCODER, 'probe_accuracy')} on the encoder and {value(DECODER, 'probe_accuracy')} on the decoder "
-        f"(majority class {probe['majority_class_accuracy']:.3f}; untrained networks "
-        f"{probe['untrained_accuracy'][ENCODER]:.3f} and {probe['untrained_accuracy'][DECODER]:.3f}); "
-        f"the difference is {spread('probe_accuracy')}. Training adds {gains[ENCODER]:+.3f} (encoder) and "
-        f"{gains[DECODER]:+.3f} (decoder) to what random features give: the categories come from keyword rules, "
-        "so the words alone go a long way.",
-        f"Own tasks: the encoder recovers {value(ENCODER, 'token_accuracy')} of masked tokens (perplexity "
-        f"{value(ENCODER, 'perplexity', 1)}), the decoder predicts {value(DECODER, 'token_accuracy')} of next tokens "
-        f"(perplexity {value(DECODER, 'perplexity', 1)}); the gap is {spread('token_accuracy')}, but not on one scale: a blank is predicted from both sides, a "
-        f"next token from its past only; and the encoder learns from the {metrics['mask_probability']:.0%} of tokens "
-        f"it masks while the decoder learns from every token, {1 / metrics['mask_probability']:.1f}× the training "
-        "signal from the same tokens.",
-        "Use: only the decoder answers an instruction, left to right; the encoder can fill blanks in text it is "
-        "given (see the examples) but has no way to continue one.",
+        f"(majority class {probe['majority_class_accuracy']:.3f}); the difference is "
+        f"{spread(comparisons['probe_accuracy']['beyond_seed_spread'])}.",
     ]
+    untouched = [name for name, moved in metrics["training_moves_the_probe"].items() if not moved]
+    lines.append(
+        f"Untrained networks give the probe {value(ENCODER, 'untrained_probe_accuracy')} (encoder) and "
+        f"{value(DECODER, 'untrained_probe_accuracy')} (decoder): "
+        + (f"for the {' and the '.join(untouched)}, training moves it by no more than the seed spread, so at this "
+           "budget the probe reads which words a prompt contains, not what the network learnt." if untouched
+           else "training moves both beyond the seed spread."))
+    learnt = {name: summary[name]["perplexity"]["max"] < unigram["perplexity"] for name in (ENCODER, DECODER)}
+    lines.append(
+        f"Own tasks: the encoder recovers {value(ENCODER, 'token_accuracy')} of masked tokens (perplexity "
+        f"{value(ENCODER, 'perplexity')}), the decoder predicts {value(DECODER, 'token_accuracy')} of next tokens "
+        f"(perplexity {value(DECODER, 'perplexity')}); token frequencies alone give {unigram['token_accuracy']:.3f} "
+        f"(perplexity {unigram['perplexity']:,.0f}). "
+        + (f"Both beat the frequency model's perplexity in every seed." if all(learnt.values()) else
+           " ".join(f"The {name} {'beats' if below else 'does not beat'} the frequency model's perplexity in every seed."
+                    for name, below in learnt.items()))
+        + f" Not one scale: a blank is predicted from both sides, a next token from its past only, and the encoder "
+        f"learns from the {metrics['mask_probability']:.0%} of tokens it masks while the decoder learns from every "
+        f"token ({1 / metrics['mask_probability']:.1f}× the training signal from the same tokens).")
+    fills = metrics["demos"][ENCODER]
+    hits = sum(fill["answer"] in fill["guesses"] for fill in fills)
+    lines += [
+        f"Use: only the decoder can answer an instruction, left to right (its answers are below, as good as "
+        f"{metrics['budget']['tokens']:,} tokens of training make them); the encoder can only fill blanks in text "
+        f"it is given, and had the right word among its top 3 guesses in {hits} of {len(fills)} examples.",
+        f"Confounds: {CONFOUNDS}",
+    ]
+    return lines

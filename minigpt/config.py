@@ -172,13 +172,20 @@ class ArchitecturesParams(ModelParams, OptimizerParams):
     """The encoder-vs-decoder study: one shape for both (the encoder's MLP is resized to match
     the decoder's parameter count), the same data and steps, repeated over seeds."""
 
-    steps: int = Field(ge=1)
+    steps: int = Field(ge=5)
     micro_batch_size: int = Field(ge=1)
     mask_probability: float = Field(gt=0, lt=1)  # the encoder's masked-LM rate (BERT: 0.15)
-    seeds: list[int] = Field(min_length=2)  # a spread needs at least two runs
+    # Three runs each at least: with two, identical architectures look different a third of the time.
+    seeds: list[int] = Field(min_length=3)
     log_every: int = Field(ge=1)
     probe_examples: int = Field(ge=0)  # train-split examples the category probe is fit on; 0 = all
     demo_examples: int = Field(ge=0)  # validation examples the decoder answers and the encoder fills
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> "ArchitecturesParams":
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must differ (got {self.seeds}): a repeated seed repeats a run and hides the spread")
+        return self
 
 
 class Params(Section):

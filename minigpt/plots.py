@@ -69,10 +69,11 @@ def histogram(path: str | Path, values: list[float], title: str, xlabel: str, bi
 
 
 def runs_and_bars(path: str | Path, curves: dict[str, list[tuple[list[float], list[float]]]], curve_title: str,
-                  xlabel: str, bars: dict[str, dict[str, tuple[float, float]]],
+                  xlabel: str, bars: dict[str, dict[str, tuple[float, float, float]]],
                   baselines: dict[str, dict[str, float]] | None = None) -> None:
     """A panel of curves (every run, one colour per series), then one panel per bar metric
-    (title -> {series -> (mean, std)}) with error bars and optional dashed baselines."""
+    (title -> {series -> (mean, min, max)}): bars at the mean, whiskers over the runs' range,
+    optional dashed baselines."""
     colours = {name: f"C{index}" for index, name in enumerate(curves)}
     figure, axes_list = plt.subplots(1, 1 + len(bars), figsize=(5 * (1 + len(bars)), 4), squeeze=False)
     curve_axes = axes_list[0][0]
@@ -85,10 +86,12 @@ def runs_and_bars(path: str | Path, curves: dict[str, list[tuple[list[float], li
     curve_axes.legend()
     for axes, (title, values) in zip(axes_list[0][1:], bars.items()):
         names = list(values)
-        heights = [values[name][0] for name in names]
-        bar_set = axes.bar(names, heights, yerr=[values[name][1] for name in names], capsize=6,
-                           color=[colours.get(name, "C7") for name in names])
-        axes.bar_label(bar_set, fmt="%.3g", fontsize=8, label_type="center")
+        means = [values[name][0] for name in names]
+        ranges = [[mean - values[name][1] for name, mean in zip(names, means)],
+                  [values[name][2] - mean for name, mean in zip(names, means)]]
+        bar_set = axes.bar(names, means, yerr=ranges, capsize=6, color=[colours.get(name, "C7") for name in names])
+        axes.bar_label(bar_set, fmt=lambda value: f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}",
+                       fontsize=8, label_type="center")
         for index, (label, level) in enumerate((baselines or {}).get(title, {}).items()):
             axes.axhline(level, color="black", linestyle=["--", ":", "-."][index % 3], linewidth=1, label=label)
         if (baselines or {}).get(title):

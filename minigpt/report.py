@@ -124,19 +124,16 @@ def _lora_section(lora: dict) -> list[str]:
 
 
 def _architectures_section(metrics: dict) -> list[str]:
-    from minigpt.architectures import DECODER, ENCODER, conclusions
+    from minigpt.architectures import DECODER, ENCODER, conclusions, format_stats
 
     shape, budget, summary = metrics["shape"], metrics["budget"], metrics["summary"]
-    def spread(stats: dict) -> str:
-        digits = 0 if abs(stats["mean"]) >= 100 else 3
-        return f"{stats['mean']:,.{digits}f} ± {stats['std']:,.{digits}f}"
-
-    rows = [(label, *(spread(summary[name][metric]) for name in (ENCODER, DECODER)))
+    rows = [(label, *(format_stats(summary[name][metric]) for name in (ENCODER, DECODER)))
             for label, metric in (("parameters", "parameters"), ("training tokens/s", "tokens_per_second"),
                                   ("category probe accuracy", "probe_accuracy"),
+                                  ("probe accuracy, untrained", "untrained_probe_accuracy"),
                                   ("token accuracy (own task)", "token_accuracy"), ("perplexity (own task)", "perplexity"))]
-    fills = [f"- {demo['text']!r}: {demo['answer']!r}; guesses {', '.join(map(repr, demo['guesses']))}"
-             for demo in metrics["demos"][ENCODER]]
+    fills = [f"- {fill['text']!r}: {fill['answer']!r}; guesses {', '.join(map(repr, fill['guesses']))}"
+             for fill in metrics["demos"][ENCODER]]
     answers = [f"- {demo['instruction']} → {demo['answer'] or '(empty)'!r}" for demo in metrics["demos"][DECODER]]
     return ["## Encoder vs decoder",
             f"A BERT encoder (masked LM) and the project's GPT decoder, {shape['n_layer']} layers × {shape['n_head']} "
@@ -145,8 +142,8 @@ def _architectures_section(metrics: dict) -> list[str]:
             f"({', '.join(map(str, budget['seeds']))}); mean ± standard deviation over seeds.",
             _table(("metric", "encoder", "decoder"), rows),
             "\n".join(f"- {line}" for line in conclusions(metrics)),
-            "Encoder filling a blank (seed " + str(budget["seeds"][0]) + "):\n\n" + "\n".join(fills),
-            "Decoder answering:\n\n" + "\n".join(answers)]
+            "Encoder filling a blank (first seed):\n\n" + "\n".join(fills),
+            "Decoder answering (first seed):\n\n" + "\n".join(answers)]
 
 
 def _quote(text: str) -> str:

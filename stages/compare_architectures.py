@@ -26,8 +26,9 @@ def main() -> None:
     write_json(METRICS_FILE, metrics)
     summary, probe = metrics["summary"], metrics["probe"]
 
-    def bar(metric: str) -> dict[str, tuple[float, float]]:
-        return {name: (summary[name][metric]["mean"], summary[name][metric]["std"]) for name in (DECODER, ENCODER)}
+    def bar(metric: str) -> dict[str, tuple[float, float, float]]:
+        return {name: (summary[name][metric]["mean"], summary[name][metric]["min"], summary[name][metric]["max"])
+                for name in (DECODER, ENCODER)}
 
     runs_and_bars(
         PLOT_FILE, {name: [([s for s, _ in run["curve"]], [l for _, l in run["curve"]]) for run in runs]
@@ -35,9 +36,11 @@ def main() -> None:
         "training loss (each its own task)", "step",
         {"tokens/s (training)": bar("tokens_per_second"), "category probe accuracy": bar("probe_accuracy"),
          "token accuracy (own task)": bar("token_accuracy")},
-        baselines={"category probe accuracy": {"majority class": probe["majority_class_accuracy"],
-                                               "untrained encoder": probe["untrained_accuracy"][ENCODER],
-                                               "untrained decoder": probe["untrained_accuracy"][DECODER]}})
+        baselines={"category probe accuracy": {
+            "majority class": probe["majority_class_accuracy"],
+            "untrained encoder": summary[ENCODER]["untrained_probe_accuracy"]["mean"],
+            "untrained decoder": summary[DECODER]["untrained_probe_accuracy"]["mean"]},
+            "token accuracy (own task)": {"token frequencies": metrics["unigram"]["token_accuracy"]}})
     print(f"compare_architectures: {METRICS_FILE}, {PLOT_FILE}")
 
 
