@@ -31,7 +31,6 @@ def main() -> None:
         with atomic_directory(OUTPUTS.model_dir) as tmp:
             (tmp / "README.md").write_text("Pretraining is off: list plain-text files in pretrain.files "
                                            "(params.yaml) to pretrain the model before instruction tuning.\n")
-        OUTPUTS.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         write_json(OUTPUTS.metrics_file, {"enabled": False})
         print("pretrain: no files listed in pretrain.files, nothing to do")
         return

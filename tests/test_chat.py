@@ -210,6 +210,23 @@ def test_the_served_app_streams_answers_to_an_api_client(served, models):
     assert refused["metadata"]["title"] == ERROR_TITLE and "hasta 300 caracteres" in refused["content"]
 
 
+def test_concurrent_clients_are_all_served_and_over_long_inputs_refused(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    def conversation(index: int) -> tuple[str, dict]:
+        client = Client(served, verbose=False)
+        answered, _ = client.predict(message=f"Explica el concepto número {index}.", **GREEDY, api_name="/chat")
+        refused, _ = client.predict(message="x" * 301, api_name="/chat")
+        return answered, refused
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(conversation, range(8)))  # 16 requests through a queue of one answer at a time
+    assert len(results) == 8 and all(isinstance(answered, str) for answered, _ in results)
+    assert all(refused["metadata"]["title"] == ERROR_TITLE for _, refused in results)
+
+
 def test_the_served_app_binds_to_this_machine_only(served):
     assert served.startswith("http://127.0.0.1:")
 

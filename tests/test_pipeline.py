@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ SMALL_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
 SHORT_TRAINING = {"epochs": 0.3, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 10, "checkpoint_every": 10}
 QUICK_EVALUATION = {"generate_examples": 16, "max_new_tokens": 24}
 SHORT_LORA = {"epochs": 1.0, "micro_batch_size": 8, "batch_tokens": 512, "rank": 2, "alpha": 4}
-SMALL_STUDY = {**SMALL_MODEL, "block_size": 32, "steps": 6, "micro_batch_size": 4, "warmup_steps": 2, "seeds": [0, 1]}
+SMALL_STUDY = {**SMALL_MODEL, "block_size": 32, "steps": 6, "micro_batch_size": 4, "warmup_steps": 2, "seeds": [0, 1, 2]}
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -82,7 +83,7 @@ def test_evaluation_metrics_are_dvc_metrics_and_the_report_is_written(workspace,
     assert "# MiniGPT-ES report card" in report and "ROUGE-L" in report and "```yaml" in report
     assert "summary" in next(iter(metrics.values()))["data"]["metrics/architectures.json"]["data"]
     architectures = json.loads((workspace / "metrics" / "architectures.json").read_text(encoding="utf-8"))
-    assert [len(runs) for runs in architectures["runs"].values()] == [2, 2]
+    assert [len(runs) for runs in architectures["runs"].values()] == [3, 3]
     assert "## Encoder vs decoder" in report and "seed-to-seed spread" in report
     assert (workspace / "plots" / "architectures.png").read_bytes().startswith(b"\x89PNG")
 
@@ -156,3 +157,62 @@ def test_tokenizer_stage_says_which_stage_to_run_first(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     result = run_command([sys.executable, str(REPO / "stages" / "tokenizer.py")], tmp_path, check=False)
     assert result.returncode == 1 and "dvc repro prepare" in result.stderr and "Traceback" not in result.stderr
+
+
+# The tests below commit the workspace and change it: they run last.
+
+def answer(directory: Path) -> str:
+    return run_command([sys.executable, "-m", "minigpt", "generate", "¿Qué es la luz?", "--max-new-tokens", "12"],
+                       directory).stdout
+
+
+def test_weights_travel_through_a_remote_and_a_pulled_clone_is_up_to_date(workspace, first_run, tmp_path):
+    remote = tmp_path / "remote"
+    dvc("remote", "add", "-d", "storage", str(remote), cwd=workspace)  # .dvc/config: committed with the project
+    dvc("push", cwd=workspace)
+    before = answer(workspace)
+    run_command(["git", "add", "-A"], workspace)
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "results"], workspace)
+
+    clone = tmp_path / "clone"
+    run_command(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
+    assert not (clone / "models" / "minigpt").exists() and not (clone / ".dvc" / "cache").exists()
+    dvc("pull", cwd=clone)
+    assert (clone / "models" / "minigpt" / "model.safetensors").is_file()
+    assert dvc("status", cwd=clone).stdout.strip() == "Data and pipelines are up to date."
+    assert "Running stage" not in dvc("repro", cwd=clone).stdout
+    assert answer(clone) == before
+    artifacts = yaml.safe_load((clone / "dvc.yaml").read_text(encoding="utf-8"))["artifacts"]
+    assert artifacts["minigpt"] == artifacts["minigpt"] | {"path": "models/minigpt", "type": "model"}
+
+
+def test_experiments_run_queue_and_compare(workspace, first_run):
+    dvc("exp", "run", "-n", "lr-high", "-S", "train.learning_rate=0.004", cwd=workspace)
+    dvc("exp", "run", "--queue", "-n", "lr-low", "-S", "train.learning_rate=0.001", cwd=workspace)
+    dvc("queue", "start", cwd=workspace)
+    deadline = time.monotonic() + 600
+    while any(state in dvc("queue", "status", cwd=workspace).stdout for state in ("Queued", "Running")):
+        assert time.monotonic() < deadline, "the queued experiment did not finish in 10 minutes"
+        time.sleep(2)
+    assert "Failed" not in dvc("queue", "status", cwd=workspace).stdout, \
+        dvc("queue", "logs", "lr-low", cwd=workspace, check=False).stdout
+    rows = _experiments(workspace)
+    assert rows["lr-high"]["params"]["train"]["learning_rate"] == 0.004
+    assert rows["lr-low"]["params"]["train"]["learning_rate"] == 0.001
+    assert rows["lr-high"]["metrics"]["val_loss"] != rows["lr-low"]["metrics"]["val_loss"]
+    assert "train.learning_rate" in dvc("exp", "diff", "lr-high", "lr-low", "--md", cwd=workspace).stdout
+    assert "lr-low" in dvc("exp", "show", "--md", cwd=workspace).stdout
+    dvc("exp", "apply", "lr-low", cwd=workspace)
+    assert "learning_rate: 0.001" in (workspace / "params.yaml").read_text(encoding="utf-8")
+
+
+def _experiments(workspace: Path) -> dict[str, dict]:
+    """Experiment name -> its params.yaml and metrics/train.json, from `dvc exp show --json`."""
+    rows = {}
+    for commit in json.loads(dvc("exp", "show", "--json", cwd=workspace).stdout):
+        for experiment in commit.get("experiments") or []:
+            for revision in experiment["revs"]:
+                data = revision["data"]
+                rows[revision["name"]] = {"params": data["params"]["params.yaml"]["data"],
+                                          "metrics": data["metrics"]["metrics/train.json"]["data"]}
+    return rows
