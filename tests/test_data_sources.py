@@ -232,3 +232,49 @@ def test_oasst_counts_records_read_apart_from_examples_built(write_jsonl):
     policy = ErrorPolicy("fail")
     examples, records = read_source(Source(kind="oasst", path=str(path)), policy)
     assert (len(examples), records) == (1, 3)
+
+
+def _mutations(seed: int, count: int) -> list[bytes]:
+    """Records broken in the ways real files break: cut short, wrong types, stray bytes,
+    huge or deeply nested values, other encodings, binary noise."""
+    import random
+
+    rng = random.Random(seed)
+    good = json.dumps(example("¿Qué es la luz?", "La luz es una onda electromagnética."), ensure_ascii=False)
+    makers = [
+        lambda: good.encode()[: rng.randrange(1, len(good.encode()))],
+        lambda: json.dumps({"instruction": rng.choice([None, 3, [], {}, True]), "output": "x"}).encode(),
+        lambda: json.dumps({"instruction": "a", "output": "b" * rng.randrange(10**5, 10**6)}).encode(),
+        lambda: ("[" * rng.randrange(1, 50_000)).encode(),
+        lambda: good.encode("latin-1", errors="replace").replace(b"?", b"\xe9"),
+        lambda: bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))).replace(b"\n", b" "),
+        lambda: json.dumps(rng.choice([1, "texto", None, [good]])).encode(),
+        lambda: good.encode(),
+    ]
+    return [rng.choice(makers)() for _ in range(count)]
+
+
+@pytest.mark.parametrize("kind", ["alpaca", "jsonl"])
+def test_fuzzed_files_give_counted_skips_or_a_named_line_never_a_crash(tmp_path, kind):
+    lines = _mutations(seed=7, count=300)
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    examples, policy = read(kind, path, on_error="skip")
+    assert len(examples) + sum(policy.skipped.values()) == sum(1 for line in lines if line.strip())
+    assert len(examples) >= 1 and sum(policy.skipped.values()) >= 100
+    with pytest.raises(MiniGPTError, match=rf"{path}:\d+: "):
+        read(kind, path)
+
+
+def test_a_file_of_one_example_repeated_is_counted_as_duplicates(write_jsonl, prepare_params, tmp_path):
+    from minigpt.data import prepare, read_split
+    from minigpt.files import write_jsonl as write_rows
+
+    path = write_jsonl("same.jsonl", [example("¿Qué es la luz?", "La luz es una onda que vemos.")] * 50)
+    prepared = prepare(prepare_params([{"kind": "jsonl", "path": str(path)}]))
+    assert prepared.stats["examples"]["kept"] == 1 and prepared.stats["dropped"]["exact_duplicate"] == 49
+    for name, rows in prepared.splits.items():
+        write_rows(tmp_path / f"{name}.jsonl", rows)
+    empty = next(name for name, rows in prepared.splits.items() if not rows)
+    with pytest.raises(MiniGPTError, match=f"{empty}.jsonl is empty: check prepare.sources"):
+        read_split(tmp_path, empty)  # what the next stage says
