@@ -48,6 +48,7 @@ SCALES = {  # shape, rows per step, micro-batch, seconds per recipe, validation 
     "tiny": dict(vocab=400, shape=dict(n_layer=1, n_head=2, n_embd=32, block_size=64), rows=4, micro=4,
                  seconds=4.0, validation=20, choices=10, throughput=["--rows", "2", "--steps", "3"]),
 }
+REFERENCE_RECIPE, OUR_RECIPE = "reference (padded, full loss)", "ours (pretrain + packed, answer loss)"
 PRETRAIN_SHARE = 0.3  # of our recipe's seconds spent on plain text before instruction tuning
 
 
@@ -95,8 +96,12 @@ def train_recipe(model, rows: PackedRows, validation: PackedRows, params: LoopPa
     return {"model": result.model, "summary": result.summary, "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
-def score(model, tokenizer, validation: list[dict], choices: Path, scale: dict, out: Path) -> dict:
-    hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(_device()).eval()
+def as_hf(model, tokenizer):
+    """The trained lean model as the Hugging Face model that evaluation and generation take."""
+    return to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(_device()).eval()
+
+
+def score(hf_model, tokenizer, validation: list[dict], choices: Path, scale: dict, out: Path) -> dict:
     items = out / "choices-sample.jsonl"  # the kit's first items (the data folder may be read-only)
     lines = choices.read_text(encoding="utf-8").splitlines()[:scale["choices"]]
     items.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -107,8 +112,7 @@ def score(model, tokenizer, validation: list[dict], choices: Path, scale: dict, 
             "okapi_chance": metrics["multiple_choice"]["okapi"]["chance"]}
 
 
-def generation_speed(model, tokenizer, validation: list[dict], new_tokens: int) -> dict:
-    hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(_device()).eval()
+def generation_speed(hf_model, tokenizer, validation: list[dict], new_tokens: int) -> dict:
     prompts = [render_prompt(row["instruction"], row["input"]) for row in validation[:16]]
     speeds = {}
     for batch in (1, 16):
@@ -117,8 +121,8 @@ def generation_speed(model, tokenizer, validation: list[dict], new_tokens: int) 
         answers = generate(hf_model, tokenizer, prompts[:batch], GenerationSettings(max_new_tokens=new_tokens),
                            batch_size=batch)
         seconds = time.perf_counter() - started
-        speeds[f"batch_{batch}"] = {"new_tokens": sum(answer.new_tokens for answer in answers),
-                                    "tokens_per_second": round(sum(a.new_tokens for a in answers) / seconds, 1)}
+        new = sum(answer.new_tokens for answer in answers)
+        speeds[f"batch_{batch}"] = {"new_tokens": new, "tokens_per_second": round(new / seconds, 1)}
     return speeds
 
 
@@ -190,20 +194,21 @@ def main() -> None:
                         loop_params(packed, (1 - PRETRAIN_SHARE) * seconds, tokens_per_second, scale), args.out, "ours")
 
     choices = args.data / "instrucciones-es" / "opcion-multiple.jsonl"
-    recipes = {}
-    for name, phases in (("reference (padded, full loss)", [reference]),
-                         ("ours (pretrain + packed, answer loss)", [pretrained, ours])):
+    recipes, trained = {}, {}
+    for name, phases in ((REFERENCE_RECIPE, [reference]), (OUR_RECIPE, [pretrained, ours])):
+        trained[name] = as_hf(phases[-1]["model"], tokenizer)
         recipes[name] = {"steps": sum(p["summary"]["steps"] for p in phases),
                          "tokens": sum(p["summary"]["tokens"] for p in phases),
                          "train_seconds": round(sum(p["summary"]["train_seconds"] for p in phases), 1),
                          "wall_seconds": round(sum(p["wall_seconds"] for p in phases), 1),
-                         "scores": score(phases[-1]["model"], tokenizer, validation, choices, scale, args.out)}
+                         "scores": score(trained[name], tokenizer, validation, choices, scale, args.out)}
     results = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
         "commit": args.commit or _git_commit(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
         "scale": args.scale, "seconds_per_recipe": seconds, "throughput": speed, "recipes": recipes,
         "reference_padding": reference_rows.stats["padding_fraction"],
-        "generation": generation_speed(ours["model"], tokenizer, validation, new_tokens=min(128, config.block_size // 2)),
+        "generation": generation_speed(trained[OUR_RECIPE], tokenizer, validation,
+                                       new_tokens=min(128, config.block_size // 2)),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")

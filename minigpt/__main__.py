@@ -71,12 +71,12 @@ def _default_adapter(model_dir: Path) -> Path | None:
     import json
 
     from minigpt.chat import DEFAULT_LORA_DIR
-    from minigpt.lora import ADAPTER_WEIGHTS
+    from minigpt.lora import has_adapter
 
-    config = DEFAULT_LORA_DIR / "adapter_config.json"
-    if not config.is_file() or not (DEFAULT_LORA_DIR / ADAPTER_WEIGHTS).is_file():
+    if not has_adapter(DEFAULT_LORA_DIR):
         return None
-    base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
+    config = json.loads((DEFAULT_LORA_DIR / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path") or ""
     if Path(base).resolve() != model_dir.resolve():
         print(f"note: {DEFAULT_LORA_DIR} adapts {base or 'an unnamed model'}, not {model_dir}: offering the base "
               "model only (--lora DIR to choose an adapter)", flush=True)

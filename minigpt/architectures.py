@@ -182,11 +182,12 @@ def train(task: Task, rows: PackedRows, params: ArchitecturesParams, seed: int) 
 def token_scores(task: Task, rows: PackedRows, seed: int, batch_size: int = 32) -> dict:
     """Accuracy and perplexity of the tokens the task predicts on `rows`; blanks are drawn
     with a fixed generator and are all [MASK], so every model is scored on the same blanks."""
-    model = task.model.eval()
+    task.model.eval()
+    device = _device()
     generator = torch.Generator().manual_seed(seed)
     total_loss, correct, count = 0.0, 0, 0
     for start in range(0, len(rows), batch_size):
-        with _autocast(_device()):
+        with _autocast(device):
             logits, labels = task.predict(rows.tokens[start:start + batch_size], rows.targets[start:start + batch_size],
                                           generator, False)
         scored = labels != IGNORE_INDEX

@@ -63,9 +63,9 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu", lora: 
     if context_length(model) is None:
         raise MiniGPTError(f"{directory}/config.json gives no context length (n_positions or max_position_embeddings)")
     if lora is not None:
-        from minigpt.lora import ADAPTER_WEIGHTS, load_with_adapter
+        from minigpt.lora import has_adapter, load_with_adapter
 
-        if not (Path(lora) / ADAPTER_WEIGHTS).is_file() or not (Path(lora) / "adapter_config.json").is_file():
+        if not has_adapter(lora):
             raise MiniGPTError(f"no LoRA adapter in {lora}: run 'dvc repro lora' first")
         model = load_with_adapter(model, lora)
     return model.to(device).eval(), tokenizer

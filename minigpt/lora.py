@@ -95,6 +95,11 @@ def save_adapter(model: GPT, directory: str | Path, params: LoraParams, base_dir
         tokenizer.save_pretrained(tmp)
 
 
+def has_adapter(directory: str | Path) -> bool:
+    """Whether `directory` holds a complete adapter: its weights and its PEFT config."""
+    return (Path(directory) / ADAPTER_WEIGHTS).is_file() and (Path(directory) / "adapter_config.json").is_file()
+
+
 def load_with_adapter(base_model, adapter_dir: str | Path):
     """The Hugging Face base model with the adapter applied (not merged), in eval mode."""
     from peft import PeftModel

@@ -44,6 +44,7 @@ def main() -> None:
     print(f"packed {train_rows.stats['sequences']} examples into {len(train_rows)} rows "
           f"({train_rows.stats['padding_fraction']:.1%} padding, {train_rows.stats['truncated']} truncated, "
           f"{train_rows.stats['dropped_too_long']} too long)")
+
     def save(trained, directory: Path, metrics: dict) -> None:
         card = render_model_card(params.model, params.train, metrics, vocab_size=len(tokenizer), directory=str(directory))
         save_hf(trained, directory, tokenizer, card=card)
