@@ -1,128 +1,269 @@
 """Seed scale in one run: the pipeline's code at the reference's shape (12 × 12 × 768, context
-512, vocab 32,000) on the real Spanish data kit, on one GPU, in about ten minutes.
+512, vocab 32,000) on the real Spanish data kit, on one GPU, within a time budget (7 minutes).
 
-    python benchmarks/gpu_seed_scale.py --data gpu_data --out results/              # GPU, seed scale
-    python benchmarks/gpu_seed_scale.py --data kit --out /tmp/r --scale tiny       # CPU, minutes (the test)
+    bash benchmarks/gpu_seed_scale.sh run OUT --commit abc1234                      # GPU, seed scale
+    python benchmarks/gpu_seed_scale.py --data kit --out /tmp/r --scale tiny        # CPU, a minute (the tests)
 
-`--data` holds a copy of the kit's layout (`corpus-es/*.txt`, `instrucciones-es/traduccion-*.jsonl`,
-`instrucciones-es/opcion-multiple.jsonl`). It writes `results.json` and `results.md` to `--out`:
-1. training throughput: `benchmarks/train_step.py` (the project's loop beside plain HF GPT-2,
-   tokens/s, MFU against the measured bf16 peak, peak memory);
-2. the reference's recipe (one example per padded row, loss on every token) against ours
-   (text pretraining, then packed rows with the loss on answers), given the same GPU seconds:
-   validation loss and bits per byte on the answers, multiple-choice accuracy on the kit's
-   Okapi items, wall time;
-3. generation speed of our trained model at batch 1 and 16.
-It needs only torch, transformers, tokenizers, accelerate and pydantic (no dvc, dvclive or
-network): telemetry falls back to JSON, weights stay on the machine, numbers come back.
+`--data` holds the kit's layout (`corpus-es/*.txt`, `instrucciones-es/traduccion-*.jsonl`,
+`instrucciones-es/opcion-multiple.jsonl`). Phases, each timed, each given a share of the
+budget (skipped, with the reason, when too little is left), and `results.json` and
+`results.md` rewritten in `--out` after every one, so a run cut short still returns what it
+measured:
+
+1. environment: versions, the device, and a torch.compile pre-flight (eager if it fails);
+2. throughput: `benchmarks/train_step.py`, the project's training step beside plain HF GPT-2
+   in the reference's style (tokens/s, MFU against the measured bf16 peak and the spec);
+3. data: the kit's translation pairs through `prepare` (split by pair: no pair or its reverse
+   in both splits; validation pairs sharing a sentence with train are left out of scoring),
+   and a 32k BPE tokenizer trained on corpus + train split;
+4. reference and ours: the reference's recipe (one example per padded row, loss on every token)
+   against ours (text pretraining, then packed rows with the loss on answers), given the same
+   GPU seconds; each scored on answer perplexity, bits per byte and multiple-choice accuracy
+   on the kit's Okapi items, with a few sample answers;
+5. generation: tokens/s of our model at batch 1 and 16, every answer forced to full length;
+6. micro-batch: the training step with one micro-batch of 64 rows (if time is left).
+
+It imports only what the GPU image has plus pydantic (carried by `gpu_seed_scale.sh`): no dvc,
+dvclive, rouge-score or gradio, no network and no git; weights stay on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from minigpt.config import LoopParams, PrepareParams, load_params  # noqa: E402
-from minigpt.data import prepare  # noqa: E402
-from minigpt.evaluation import evaluate_model  # noqa: E402
-from minigpt.generation import GenerationSettings, generate  # noqa: E402
-from minigpt.model import GPTConfig, init_model, to_hf  # noqa: E402
+from minigpt.data import normalize_key, prepare  # noqa: E402
+from minigpt.evaluation import LikelihoodTotals, likelihood, load_choice_items, multiple_choice_accuracy  # noqa: E402
+from minigpt.generation import GenerationSettings, _generate_arguments, _left_padded, generate  # noqa: E402
+from minigpt.model import GPT, GPTConfig, init_model, to_hf  # noqa: E402
 from minigpt.template import render_prompt  # noqa: E402
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents, save_pretrained, train_bpe  # noqa: E402
-from minigpt.training import PackedRows, encode_documents, encode_instructions, pack, run  # noqa: E402
+from minigpt.training import (PackedRows, TokenSequence, encode_documents, encode_instructions, pack,  # noqa: E402
+                              run)
 
 REPO = Path(__file__).resolve().parent.parent
-SCALES = {  # shape, rows per step, micro-batch, seconds per recipe, validation examples scored
+SPEC_BF16_FLOPS = 989e12  # H100 SXM / H200 dense bf16, the datasheet figure MFU is also quoted against
+SCALES = {
     "seed": dict(vocab=32_000, shape=dict(n_layer=12, n_head=12, n_embd=768, block_size=512), rows=32, micro=32,
-                 seconds=150.0, validation=1000, choices=2000, throughput=["--shape", "seed", "--rows", "32",
-                                                                          "--compile", "--measure-peak"]),
+                 seconds=75.0, budget=420.0, validation=1000, choices=2000, batch=64, new_tokens=128,
+                 throughput=["--shape", "seed", "--rows", "32", "--steps", "30", "--measure-peak", "--skip", "hf-tuned"],
+                 micro_variant=["--shape", "seed", "--rows", "64", "--micro", "64", "--steps", "30", "--measure-peak",
+                                "--skip", "hf-reference", "hf-tuned"]),
     "tiny": dict(vocab=400, shape=dict(n_layer=1, n_head=2, n_embd=32, block_size=64), rows=4, micro=4,
-                 seconds=4.0, validation=20, choices=10, throughput=["--rows", "2", "--steps", "3"]),
+                 seconds=4.0, budget=900.0, validation=20, choices=10, batch=8, new_tokens=16,
+                 throughput=["--rows", "2", "--steps", "3"],
+                 micro_variant=["--rows", "4", "--micro", "4", "--steps", "3", "--skip", "hf-reference"]),
 }
 REFERENCE_RECIPE, OUR_RECIPE = "reference (padded, full loss)", "ours (pretrain + packed, answer loss)"
 PRETRAIN_SHARE = 0.3  # of our recipe's seconds spent on plain text before instruction tuning
+VALIDATION_FRACTION = 0.05  # the reference's
+RECIPE_OVERHEAD = 45.0  # seconds a recipe costs beyond training: compile (cached after the first), export, scoring
 
 
-def build_data(data_dir: Path, out: Path, scale: dict) -> tuple[object, list[dict], list[dict], list[Path]]:
-    """The kit's instructions through `prepare`, and a BPE tokenizer trained on corpus + train split."""
+class Report:
+    """results.json and results.md, rewritten after every phase; phases run while the budget allows."""
+
+    def __init__(self, out: Path, budget: float, header: dict[str, Any]):
+        self.out, self.budget, self.started = out, budget, time.perf_counter()
+        self.results: dict[str, Any] = {**header, "budget_seconds": budget, "phases": {}}
+
+    def left(self) -> float:
+        return self.budget - (time.perf_counter() - self.started)
+
+    def phase(self, name: str, needs: float, work: Callable[[], Any], keep: bool = True) -> Any:
+        """Run `work` if `needs` seconds are left and return its value (kept under `name` in the
+        results if `keep`); a failure is recorded, never raised."""
+        if needs > self.left():
+            self._record(name, {"status": "skipped", "reason": f"needs ~{needs:.0f} s, {self.left():.0f} s left"})
+            return None
+        print(f"--- {name} ({self.left():.0f} s of the budget left)", flush=True)
+        started = time.perf_counter()
+        try:
+            value = work()
+        except Exception as error:  # recorded, and the phases that do not depend on it still run
+            traceback.print_exc()
+            self._record(name, {"status": "failed", "error": f"{type(error).__name__}: {error}"[:1000],
+                                "seconds": round(time.perf_counter() - started, 1)})
+            return None
+        if keep and value is not None:
+            self.results[name] = value
+        self._record(name, {"status": "done", "seconds": round(time.perf_counter() - started, 1)})
+        return value
+
+    def _record(self, name: str, status: dict) -> None:
+        self.results["phases"][name] = status
+        self.results["total_seconds"] = round(time.perf_counter() - self.started, 1)
+        (self.out / "results.json").write_text(json.dumps(self.results, indent=2, ensure_ascii=False), encoding="utf-8")
+        (self.out / "results.md").write_text(markdown(self.results), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- phases
+
+def environment() -> dict:
+    """Versions, device, and whether torch.compile works here (a tiny model, forward and
+    backward; on a GPU only: on a CPU the project trains eagerly)."""
+    import tokenizers
+    import transformers
+
+    device = _device()
+    found = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+             "tokenizers": tokenizers.__version__, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+             "cpu_threads": torch.get_num_threads(), "compile": False}
+    if device != "cuda":
+        return found
+    try:
+        model = torch.compile(GPT(GPTConfig(vocab_size=256, block_size=32, n_layer=1, n_head=2, n_embd=64)).to(device))
+        tokens = torch.randint(0, 256, (2, 32), device=device)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            _, loss = model(tokens, tokens)
+        loss.backward()
+        found["compile"] = True
+    except Exception as error:  # an image without a working compiler toolchain: eager, and say so
+        print(f"torch.compile does not work here ({type(error).__name__}: {error}): running eager", flush=True)
+        found["compile"], found["compile_error"] = False, f"{type(error).__name__}: {error}"[:500]
+    return found
+
+
+def throughput(arguments: list[str], out: Path, name: str, timeout: float) -> dict:
+    """benchmarks/train_step.py in its own process (it compiles and measures the peak), bounded in time."""
+    target = out / f"{name}.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), *arguments, "--out", str(target)],
+                   check=True, timeout=timeout)
+    measured = {**json.loads(target.read_text()), "arguments": arguments}
+    for row in measured["results"].values():
+        row["mfu_vs_spec"] = round(row["mfu"] * measured["peak_flops"] / SPEC_BF16_FLOPS, 4) if row["mfu"] else None
+    return measured
+
+
+@dataclass
+class Data:
+    tokenizer: Any
+    train: list[TokenSequence]  # the train split, encoded (targets: the answers)
+    validation: list[dict]  # pairs none of whose sentences occur in train, by id
+    documents: list[str]  # the corpus, for pretraining
+    stats: dict
+
+
+def build_data(data_dir: Path, scale: dict) -> Data:
+    """The kit's translations through `prepare`, split by pair, and a BPE tokenizer trained on
+    the corpus + the train split."""
     defaults = load_params(REPO / "params.yaml").prepare.model_dump()
     sources = [{"kind": "alpaca", "path": str(data_dir / "instrucciones-es" / "traduccion-*.jsonl")}]
-    prepared = prepare(PrepareParams.model_validate(defaults | {"sources": sources, "on_error": "skip"}))
-    corpus = sorted((data_dir / "corpus-es").glob("*.txt"))
-    texts = [text for path in corpus for text in read_documents(path, plain_text)]
-    texts += [render_prompt(row["instruction"], row["input"]) + row["output"] for row in prepared.splits["train"]]
-    save_pretrained(train_bpe(texts, scale["vocab"], min_frequency=2), out / "tokenizer",
-                    model_max_length=scale["shape"]["block_size"])
-    return load_tokenizer(out / "tokenizer"), prepared.splits["train"], prepared.splits["validation"], corpus
+    prepared = prepare(PrepareParams.model_validate(defaults | {"sources": sources, "on_error": "skip", "split_by": "pair",
+                                                                "validation_fraction": VALIDATION_FRACTION}))
+    train = prepared.splits["train"]
+    seen = {normalize_key(row[field]) for row in train for field in ("input", "output")}
+    validation = sorted((row for row in prepared.splits["validation"]
+                         if not {normalize_key(row["input"]), normalize_key(row["output"])} & seen),
+                        key=lambda row: row["id"])  # ids are hashes: a spread of the split
+    documents = [text for path in sorted((data_dir / "corpus-es").glob("*.txt")) for text in read_documents(path, plain_text)]
+    texts = documents + [render_prompt(row["instruction"], row["input"]) + row["output"] for row in train]
+    directory = Path(tempfile.mkdtemp()) / "tokenizer"  # not in `out`: only a few files may come back from a GPU machine
+    save_pretrained(train_bpe(texts, scale["vocab"], min_frequency=2), directory, model_max_length=scale["shape"]["block_size"])
+    tokenizer = load_tokenizer(directory)
+    stats = {"train": len(train), "validation": len(prepared.splits["validation"]),
+             "validation_unseen": len(validation), "corpus_documents": len(documents), "vocab": len(tokenizer),
+             "dropped": {name: count for name, count in prepared.stats["dropped"].items() if count}}
+    print(f"data: {stats}", flush=True)
+    return Data(tokenizer, encode_instructions(train, tokenizer, train_on_prompt=False), validation, documents, stats)
 
 
-def padded_rows(sequences, row_length: int, pad_id: int) -> PackedRows:
+def padded_rows(sequences: list[TokenSequence], row_length: int, pad_id: int) -> PackedRows:
     """The reference's batches: one example per row, cut to the row, padded; loss on every token."""
-    tokens = torch.full((len(sequences), row_length), pad_id, dtype=torch.long)
-    targets = torch.zeros((len(sequences), row_length), dtype=torch.bool)
-    for row, (ids, _) in enumerate(sequences):
-        ids = ids[:row_length]
-        tokens[row, :len(ids)] = torch.tensor(ids)
-        targets[row, 1:len(ids)] = True
+    lengths = torch.tensor([min(len(ids), row_length) for ids, _ in sequences])
+    ids = np.fromiter(itertools.chain.from_iterable(ids[:row_length] for ids, _ in sequences), dtype=np.int64,
+                      count=int(lengths.sum()))
+    targets = torch.arange(row_length) < lengths[:, None]  # row-major: the order the ids were chained in
+    tokens = torch.full(targets.shape, pad_id, dtype=torch.long)
+    tokens[targets] = torch.from_numpy(ids)
     return PackedRows(tokens, targets, {"rows": len(sequences), "padding_fraction":
-                                        round(1 - targets.sum().item() / targets.numel(), 4)})
+                                        round(1 - targets[:, 1:].sum().item() / targets.numel(), 4)})
 
 
-def loop_params(rows: PackedRows, seconds: float, tokens_per_second: float, scale: dict) -> LoopParams:
-    """Loop settings whose step count fills `seconds` at the measured speed (a cosine schedule
-    needs its length up front, so the budget is turned into steps)."""
+def loop_params(rows: PackedRows, seconds: float, tokens_per_second: float, scale: dict, compile_model: bool) -> LoopParams:
+    """Settings whose step count fills `seconds` at the measured speed (a cosine schedule needs
+    its length up front, so the budget is turned into steps). No evaluation and no checkpoint
+    inside the loop: scoring comes after, and nothing here is resumed."""
     block = scale["shape"]["block_size"]
     steps = max(2, int(seconds * tokens_per_second / (scale["rows"] * block)))
     return LoopParams(epochs=steps * scale["rows"] / len(rows), micro_batch_size=scale["micro"],
                       batch_tokens=scale["rows"] * block, learning_rate=6e-4, min_lr_ratio=0.1,
                       warmup_steps=min(100, steps // 10), weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0,
-                      log_every=max(1, steps // 20), eval_every=max(1, steps), eval_rows=64,
-                      checkpoint_every=10**9, keep_checkpoints=1, precision="auto", compile=torch.cuda.is_available(),
-                      seed=0)
+                      log_every=max(1, steps // 10), eval_every=0, eval_rows=0, checkpoint_every=0,
+                      keep_checkpoints=1, precision="auto", compile=compile_model, seed=0)
 
 
-def train_recipe(model, rows: PackedRows, validation: PackedRows, params: LoopParams, out: Path, name: str) -> dict:
-    started = time.perf_counter()
-    result = run(model, rows, validation, params, out / "checkpoints" / name, live_dir=None)
-    return {"model": result.model, "summary": result.summary, "wall_seconds": round(time.perf_counter() - started, 1)}
+def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_per_second: float, scale: dict,
+                 compile_model: bool, tokenizer) -> tuple[Any, dict]:
+    """Train one fresh model through `phases` (rows, share of `seconds`); (Hugging Face model, numbers)."""
+    config = GPTConfig(vocab_size=len(tokenizer), **scale["shape"])
+    model, totals, started = init_model(config, seed=0), {"steps": 0, "tokens": 0, "train_seconds": 0.0}, time.perf_counter()
+    for rows, share in phases:
+        params = loop_params(rows, share * seconds, tokens_per_second, scale, compile_model)
+        with tempfile.TemporaryDirectory() as checkpoints:
+            result = run(model, rows, rows, params, Path(checkpoints), live_dir=None)
+        model = result.model
+        for key in ("steps", "tokens", "train_seconds"):
+            totals[key] += result.summary[key]
+        totals["final_train_loss"] = next(entry["train/loss"] for entry in reversed(result.history) if "train/loss" in entry)
+        totals["mfu"] = result.summary["mfu"]
+    totals["train_seconds"] = round(totals["train_seconds"], 1)
+    totals["wall_seconds"] = round(time.perf_counter() - started, 1)
+    hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(_device()).eval()
+    return hf_model, totals
 
 
-def as_hf(model, tokenizer):
-    """The trained lean model as the Hugging Face model that evaluation and generation take."""
-    return to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(_device()).eval()
-
-
-def score(hf_model, tokenizer, validation: list[dict], choices: Path, scale: dict, out: Path) -> dict:
-    items = out / "choices-sample.jsonl"  # the kit's first items (the data folder may be read-only)
-    lines = choices.read_text(encoding="utf-8").splitlines()[:scale["choices"]]
-    items.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    metrics, _ = evaluate_model(hf_model, tokenizer, validation[:scale["validation"]], {"okapi": str(items)},
-                                GenerationSettings(max_new_tokens=32), generate_count=16, batch_size=16)
-    return {"perplexity": metrics["perplexity"], "bits_per_byte": metrics["bits_per_byte"],
-            "okapi_accuracy": metrics["multiple_choice"]["okapi"]["accuracy"],
-            "okapi_chance": metrics["multiple_choice"]["okapi"]["chance"]}
+def score(hf_model, data: Data, choices: Path, scale: dict) -> dict:
+    """Answer likelihood on unseen validation pairs and multiple-choice accuracy (no generation
+    metrics: ROUGE needs rouge-score, which the GPU image lacks), with three sample answers."""
+    rows = data.validation[:scale["validation"]]
+    totals = [total for total in likelihood(hf_model, data.tokenizer, rows, scale["batch"]) if total is not None]
+    choice = multiple_choice_accuracy(hf_model, data.tokenizer, load_choice_items(str(choices))[:scale["choices"]],
+                                      scale["batch"])
+    samples = rows[:3]
+    answers = generate(hf_model, data.tokenizer, [render_prompt(row["instruction"], row["input"]) for row in samples],
+                       GenerationSettings(max_new_tokens=48))
+    return {**sum(totals, LikelihoodTotals()).summary(), "examples_scored": len(totals),
+            "okapi_accuracy": choice["accuracy"], "okapi_accuracy_norm": choice["accuracy_norm"],
+            "okapi_chance": choice["chance"], "okapi_items": choice["items"],
+            "samples": [{"prompt": f"{row['instruction']} {row['input']}", "reference": row["output"], "answer": answer.text}
+                        for row, answer in zip(samples, answers)]}
 
 
 def generation_speed(hf_model, tokenizer, validation: list[dict], new_tokens: int) -> dict:
+    """Greedy decoding tokens/s at batch 1 and 16, every answer forced to `new_tokens`."""
     prompts = [render_prompt(row["instruction"], row["input"]) for row in validation[:16]]
+    limit = hf_model.config.n_positions
     speeds = {}
     for batch in (1, 16):
-        generate(hf_model, tokenizer, prompts[:batch], GenerationSettings(max_new_tokens=8), batch_size=batch)  # warm-up
-        started = time.perf_counter()
-        answers = generate(hf_model, tokenizer, prompts[:batch], GenerationSettings(max_new_tokens=new_tokens),
-                           batch_size=batch)
+        input_ids, attention = _left_padded(tokenizer, prompts[:batch], limit - new_tokens)
+        for length in (8, new_tokens):  # a warm-up, then the timed run
+            arguments = _generate_arguments(hf_model, tokenizer, input_ids, attention,
+                                            GenerationSettings(max_new_tokens=length), limit)
+            _synchronize()
+            started = time.perf_counter()
+            with torch.inference_mode():
+                hf_model.generate(**arguments, min_new_tokens=length)
+            _synchronize()
         seconds = time.perf_counter() - started
-        new = sum(answer.new_tokens for answer in answers)
-        speeds[f"batch_{batch}"] = {"new_tokens": new, "tokens_per_second": round(new / seconds, 1)}
+        speeds[f"batch_{batch}"] = {"new_tokens": batch * new_tokens, "seconds": round(seconds, 2),
+                                    "tokens_per_second": round(batch * new_tokens / seconds, 1)}
     return speeds
 
 
@@ -130,32 +271,63 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def throughput(out: Path, scale: dict) -> dict:
-    """benchmarks/train_step.py in its own process (it compiles and measures the peak)."""
-    target = out / "throughput.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), *scale["throughput"], "--out",
-                    str(target)], check=True)
-    return json.loads(target.read_text())
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+# --------------------------------------------------------------------------- the report
+
+def _percent(value: float | None) -> str:
+    return f"{value:.1%}" if value is not None else "-"
 
 
 def markdown(results: dict) -> str:
-    recipes = results["recipes"]
-    lines = [f"# Seed scale on {results['device']}", "",
-             f"Commit `{results['commit']}`, {results['date']}, torch {results['torch']}, scale `{results['scale']}`.", "",
-             "## Recipes at equal GPU seconds", "",
-             "| recipe | steps | tokens | train s | wall s | answer perplexity | bits/byte | Okapi accuracy |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, recipe in recipes.items():
-        scores = recipe["scores"]
-        lines.append(f"| {name} | {recipe['steps']} | {recipe['tokens']:,} | {recipe['train_seconds']} | "
-                     f"{recipe['wall_seconds']} | {scores['perplexity']} | {scores['bits_per_byte']} | "
-                     f"{scores['okapi_accuracy']} (chance {scores['okapi_chance']}) |")
-    lines += ["", "## Generation (ours, greedy)", "", "| batch | new tokens | tokens/s |", "|---:|---:|---:|"]
-    lines += [f"| {name.split('_')[1]} | {row['new_tokens']} | {row['tokens_per_second']} |"
-              for name, row in results["generation"].items()]
-    lines += ["", "## Training throughput (benchmarks/train_step.py)", "", "```json",
-              json.dumps(results["throughput"], indent=2), "```", ""]
-    return "\n".join(lines)
+    lines = [f"# Seed scale on {results.get('environment', {}).get('device', 'an unknown device')}", "",
+             f"Commit `{results['commit']}`, {results['date']}, scale `{results['scale']}`, "
+             f"{results['total_seconds']} s of a {results['budget_seconds']:.0f} s budget.", "",
+             "| phase | status | seconds |", "|---|---|---:|"]
+    for name, phase in results["phases"].items():
+        why = " ".join(phase.get("reason", phase.get("error", "")).split()).replace("|", "/")  # one table cell
+        lines.append(f"| {name} | {phase['status']}{': ' + why if why else ''} | {phase.get('seconds', '-')} |")
+    if "environment" in results:
+        env = results["environment"]
+        compiled = "on" if env["compile"] else "off (failed: eager)" if "compile_error" in env else "off (CPU: eager)"
+        lines += ["", f"torch {env['torch']}, transformers {env['transformers']}, tokenizers {env['tokenizers']}, "
+                      f"Python {env['python']}; torch.compile {compiled}."]
+    for name in ("throughput", "micro_batch"):
+        if name in results:
+            measured = results[name]
+            peak = measured["peak_flops"]
+            lines += ["", f"## Training step: `train_step.py {' '.join(measured.get('arguments', []))}`", "",
+                      f"{measured['device']}; MFU against the measured bf16 peak "
+                      f"({peak / 1e12:.0f} TFLOP/s)" if peak else measured["device"], "",
+                      "| run | tokens/s | MFU (measured peak) | MFU (989 TFLOP/s spec) | peak memory GiB |",
+                      "|---|---:|---:|---:|---:|"]
+            lines += [f"| {run_name} | {row['tokens_per_second']:,} | {_percent(row['mfu'])} | {_percent(row['mfu_vs_spec'])} "
+                      f"| {row['peak_memory_gib'] if row['peak_memory_gib'] is not None else '-'} |"
+                      for run_name, row in measured["results"].items()]
+    if "data" in results:
+        lines += ["", f"## Data\n\n`{json.dumps(results['data'], ensure_ascii=False)}`"]
+    recipes = {name: results[name] for name in (REFERENCE_RECIPE, OUR_RECIPE) if name in results}
+    if recipes:
+        lines += ["", f"## Recipes at equal GPU seconds ({results.get('seconds_per_recipe')} s of training each)", "",
+                  "| recipe | steps | tokens | train s | wall s | final train loss | answer perplexity | bits/byte | "
+                  "Okapi accuracy |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, recipe in recipes.items():
+            lines.append(f"| {name} | {recipe['steps']} | {recipe['tokens']:,} | {recipe['train_seconds']} | "
+                         f"{recipe['wall_seconds']} | {recipe['final_train_loss']:.3f} | {recipe['perplexity']} | "
+                         f"{recipe['bits_per_byte']} | {recipe['okapi_accuracy']} (chance {recipe['okapi_chance']}) |")
+        for name, recipe in recipes.items():
+            lines += ["", f"Samples, {name}:", ""]
+            lines += [f"- {sample['prompt']} → {sample['answer']!r} (reference: {sample['reference']!r})"
+                      for sample in recipe["samples"]]
+    if "generation" in results:
+        lines += ["", "## Generation (ours, greedy, forced full length)", "", "| batch | new tokens | tokens/s |",
+                  "|---:|---:|---:|"]
+        lines += [f"| {name.split('_')[1]} | {row['new_tokens']} | {row['tokens_per_second']:,} |"
+                  for name, row in results["generation"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -163,62 +335,61 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="a copy of the data kit's layout")
     parser.add_argument("--out", type=Path, required=True, help="results.json and results.md go here")
     parser.add_argument("--scale", choices=sorted(SCALES), default="seed")
+    parser.add_argument("--commit", default="unknown", help="the commit measured (written into the results)")
     parser.add_argument("--seconds", type=float, help="training seconds per recipe (default: the scale's)")
-    parser.add_argument("--commit", default=None, help="the commit measured (default: git rev-parse HEAD)")
+    parser.add_argument("--budget", type=float, help="seconds for the whole run (default: the scale's)")
     args = parser.parse_args()
     scale = SCALES[args.scale]
-    seconds = args.seconds or scale["seconds"]
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    report = Report(args.out, args.budget or scale["budget"],
+                    {"commit": args.commit, "date": time.strftime("%Y-%m-%d"), "scale": args.scale})
 
-    speed = throughput(args.out, scale)
-    tokenizer, train_split, validation, corpus = build_data(args.data, args.out, scale)
-    config = GPTConfig(vocab_size=len(tokenizer), **scale["shape"])
-    row_length = config.block_size + 1
-    tokens_per_second = speed["results"]["minigpt"]["tokens_per_second"]
-    print(f"{len(train_split)} train / {len(validation)} validation examples, {len(corpus)} corpus files, "
-          f"{tokens_per_second:,.0f} tokens/s measured", flush=True)
-    validation_rows = pack(encode_instructions(validation, tokenizer, False), row_length, tokenizer.pad_token_id)
-
-    reference_rows = padded_rows(encode_instructions(train_split, tokenizer, True), row_length, tokenizer.pad_token_id)
-    reference = train_recipe(init_model(config, seed=0), reference_rows, validation_rows,
-                             loop_params(reference_rows, seconds, tokens_per_second, scale), args.out, "reference")
-
-    documents = [text for path in corpus for text in read_documents(path, plain_text)]
-    text_rows = pack(encode_documents(documents, tokenizer, row_length), row_length, tokenizer.pad_token_id)
-    pretrained = train_recipe(init_model(config, seed=0), text_rows, validation_rows,
-                              loop_params(text_rows, PRETRAIN_SHARE * seconds, tokens_per_second, scale),
-                              args.out, "pretrain")
-    packed = pack(encode_instructions(train_split, tokenizer, False), row_length, tokenizer.pad_token_id)
-    ours = train_recipe(pretrained["model"], packed, validation_rows,
-                        loop_params(packed, (1 - PRETRAIN_SHARE) * seconds, tokens_per_second, scale), args.out, "ours")
-
+    env = report.phase("environment", 0, environment) or {"compile": False}
+    compile_flag = ["--compile"] if env["compile"] else []
+    speed = report.phase("throughput", 60, lambda: throughput(scale["throughput"] + compile_flag, args.out, "throughput",
+                                                              timeout=max(1.0, report.left() - 240)))
+    data = report.phase("data", 40, lambda: build_data(args.data, scale), keep=False)
+    if data is None:
+        return
+    report.results["data"] = data.stats
+    # Without a measured speed, a conservative one: the recipes then train less, never longer.
+    tokens_per_second = speed["results"]["minigpt"]["tokens_per_second"] if speed else 50_000.0
+    seconds = min(args.seconds or scale["seconds"], (report.left() - 30) / 2 - RECIPE_OVERHEAD)
+    report.results["seconds_per_recipe"] = round(seconds, 1)
+    row_length = scale["shape"]["block_size"] + 1
+    pad = data.tokenizer.pad_token_id
     choices = args.data / "instrucciones-es" / "opcion-multiple.jsonl"
-    recipes, trained = {}, {}
-    for name, phases in ((REFERENCE_RECIPE, [reference]), (OUR_RECIPE, [pretrained, ours])):
-        trained[name] = as_hf(phases[-1]["model"], tokenizer)
-        recipes[name] = {"steps": sum(p["summary"]["steps"] for p in phases),
-                         "tokens": sum(p["summary"]["tokens"] for p in phases),
-                         "train_seconds": round(sum(p["summary"]["train_seconds"] for p in phases), 1),
-                         "wall_seconds": round(sum(p["wall_seconds"] for p in phases), 1),
-                         "scores": score(trained[name], tokenizer, validation, choices, scale, args.out)}
-    results = {
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-        "commit": args.commit or _git_commit(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-        "scale": args.scale, "seconds_per_recipe": seconds, "throughput": speed, "recipes": recipes,
-        "reference_padding": reference_rows.stats["padding_fraction"],
-        "generation": generation_speed(trained[OUR_RECIPE], tokenizer, validation,
-                                       new_tokens=min(128, config.block_size // 2)),
-        "total_seconds": round(time.perf_counter() - started, 1),
-    }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-    (args.out / "results.md").write_text(markdown(results), encoding="utf-8")
-    print(markdown(results))
+
+    def reference() -> dict:
+        rows = padded_rows(data.train, row_length, pad)
+        model, numbers = train_recipe([(rows, 1.0)], seconds, tokens_per_second, scale, env["compile"], data.tokenizer)
+        return {**numbers, "padding_fraction": rows.stats["padding_fraction"], **score(model, data, choices, scale)}
+
+    trained = {}
+
+    def ours() -> dict:
+        text = pack(encode_documents(data.documents, data.tokenizer, row_length), row_length, pad)
+        answers = pack(data.train, row_length, pad)
+        model, numbers = train_recipe([(text, PRETRAIN_SHARE), (answers, 1 - PRETRAIN_SHARE)], seconds,
+                                      tokens_per_second, scale, env["compile"], data.tokenizer)
+        trained["model"] = model
+        return {**numbers, "padding_fraction": answers.stats["padding_fraction"], **score(model, data, choices, scale)}
+
+    for name, recipe in ((REFERENCE_RECIPE, reference), (OUR_RECIPE, ours)):
+        report.phase(name, seconds + RECIPE_OVERHEAD, recipe)
+        _free_memory()
+    if "model" in trained:
+        report.phase("generation", 20, lambda: generation_speed(trained.pop("model"), data.tokenizer, data.validation,
+                                                                scale["new_tokens"]))
+    _free_memory()
+    report.phase("micro_batch", 75, lambda: throughput(scale["micro_variant"] + compile_flag, args.out, "micro_batch",
+                                                       timeout=max(1.0, report.left())))
+    print(markdown(report.results), flush=True)
 
 
-def _git_commit() -> str:
-    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return found.stdout.strip() or "unknown"
+def _free_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -1,31 +1,47 @@
 #!/usr/bin/env bash
-# The seed-scale benchmark on a bare GPU machine (no network; torch, transformers, tokenizers,
-# accelerate and peft installed, not dvc or pydantic).
+# The seed-scale benchmark on a bare GPU machine (no network, no pip index, maybe no git; torch,
+# transformers, tokenizers and accelerate installed, not dvc, dvclive, pydantic or rouge-score).
 #
-#   bash benchmarks/gpu_seed_scale.sh prepare [KIT]   # here: copy the kit (default ../shared/data) and
-#                                                     # the wheels the GPU image lacks into gpu_data/ (< 64 MiB)
-#   bash benchmarks/gpu_seed_scale.sh run OUT         # there: install those wheels offline, run, write OUT/
+#   bash benchmarks/gpu_seed_scale.sh prepare [KIT]        # here: the kit (default ../shared/data) packed
+#                                                          # into gpu_data/kit.tar.gz, and pydantic unpacked
+#                                                          # into gpu_data/site/ for the GPU's Python (< 50 MiB)
+#   bash benchmarks/gpu_seed_scale.sh run OUT [ARGS...]    # there: the kit unpacked to a temporary folder,
+#                                                          # gpu_data/site on PYTHONPATH, results in OUT/
 #
-# PYVER (default 3.11) must be the GPU machine's Python for the compiled pydantic-core wheel.
+# ARGS go to benchmarks/gpu_seed_scale.py: --commit SHA (there may be no git to ask), --scale tiny,
+# --budget SECONDS. PYVER (default 3.12, the GPU image's Python) picks pydantic-core's wheel;
+# GPU_DATA (default gpu_data) moves the folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+data="${GPU_DATA:-gpu_data}"
 case "${1:-}" in
   prepare)
     kit="${2:-../shared/data}"
-    rm -rf gpu_data && mkdir -p gpu_data/corpus-es gpu_data/instrucciones-es gpu_data/wheels
-    cp "$kit"/corpus-es/*.txt gpu_data/corpus-es/
-    cp "$kit"/instrucciones-es/*.jsonl gpu_data/instrucciones-es/
-    python -m pip download --quiet --only-binary=:all: --python-version "${PYVER:-3.11}" \
-      --platform manylinux2014_x86_64 --dest gpu_data/wheels "pydantic~=2.14"
-    du -sh gpu_data
+    rm -rf "$data" && mkdir -p "$data/site"
+    tar -C "$kit" -czf "$data/kit.tar.gz" corpus-es instrucciones-es
+    wheels="$(mktemp -d)"
+    python3 -m pip download --quiet --only-binary=:all: --python-version "${PYVER:-3.12}" --implementation cp \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --dest "$wheels" "pydantic~=2.14"
+    for wheel in "$wheels"/*.whl; do  # a wheel is a zip of an importable tree: no pip needed there
+      python3 -m zipfile -e "$wheel" "$data/site"
+    done
+    rm -rf "$wheels"
+    size=$(du -sm "$data" | cut -f1)
+    echo "$data: ${size} MiB"
+    [ "$size" -lt 50 ] || { echo "$data is over 50 MiB: it must travel to the GPU machine" >&2; exit 1; }
     ;;
   run)
-    out="${2:?usage: gpu_seed_scale.sh run OUT}"
-    python -c "import pydantic" 2>/dev/null || python -m pip install --quiet --no-index --find-links gpu_data/wheels pydantic
-    python benchmarks/gpu_seed_scale.py --data gpu_data --out "$out" --scale seed
+    out="${2:?usage: gpu_seed_scale.sh run OUT [ARGS...]}"
+    shift 2
+    kit="$(mktemp -d)"
+    trap 'rm -rf "$kit"' EXIT
+    tar -C "$kit" -xzf "$data/kit.tar.gz"
+    site="$(cd "$data/site" && pwd)"
+    PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 \
+      python3 benchmarks/gpu_seed_scale.py --data "$kit" --out "$out" "$@"
     ;;
   *)
-    sed -n '2,9p' "$0" >&2
+    sed -n '2,13p' "$0" >&2
     exit 2
     ;;
 esac

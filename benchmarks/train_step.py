@@ -63,8 +63,8 @@ def project_step(config: GPTConfig, rows_per_step: int, micro: int, steps: int, 
     log_every = max(1, steps // 5)
     params = LoopParams(epochs=1.0, micro_batch_size=micro, batch_tokens=rows_per_step * config.block_size,
                         learning_rate=6e-4, min_lr_ratio=0.1, warmup_steps=10, weight_decay=0.1, beta1=0.9,
-                        beta2=0.95, grad_clip=1.0, log_every=log_every, eval_every=10**9, eval_rows=micro,
-                        checkpoint_every=10**9, keep_checkpoints=1, precision="auto", compile=compile_model, seed=0)
+                        beta2=0.95, grad_clip=1.0, log_every=log_every, eval_every=0, eval_rows=0,
+                        checkpoint_every=0, keep_checkpoints=1, precision="auto", compile=compile_model, seed=0)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
         result = run(GPT(config), synthetic_rows(config, rows_per_step * steps), synthetic_rows(config, micro),

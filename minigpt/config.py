@@ -60,7 +60,7 @@ class PrepareParams(Section):
     spanish_threshold: float = Field(ge=0, le=1)
     spanish_min_evidence: int = Field(ge=1)
     validation_fraction: float = Field(gt=0, lt=1)
-    split_by: Literal["prompt", "instruction"] = "prompt"
+    split_by: Literal["prompt", "instruction", "pair"] = "prompt"
     split_seed: int = 0
     categories: dict[str, list[str]]
     default_category: str = Field(min_length=1)
@@ -110,9 +110,9 @@ class LoopParams(OptimizerParams):
     micro_batch_size: int = Field(ge=1)
     batch_tokens: int = Field(ge=1)
     log_every: int = Field(ge=1)
-    eval_every: int = Field(ge=1)
+    eval_every: int = Field(ge=0)  # steps; 0: never (no validation loss)
     eval_rows: int = Field(ge=0)
-    checkpoint_every: int = Field(ge=1)
+    checkpoint_every: int = Field(ge=0)  # steps; 0: never (no resume)
     keep_checkpoints: int = Field(ge=1)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     compile: bool = False

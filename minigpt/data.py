@@ -365,7 +365,10 @@ def _hash_fraction(key: str, seed: int) -> float:
 
 
 def split_key(example: Example, split_by: str) -> str:
-    """The text that decides the split: the normalised prompt or instruction."""
+    """The text that decides the split: the normalised prompt, instruction, or input and answer
+    in either order ("pair": a translation and its reverse share a split)."""
+    if split_by == "pair":
+        return "\x00".join(sorted((normalize_key(example.input), normalize_key(example.output))))
     return normalize_key(example.instruction, example.input) if split_by == "prompt" else normalize_key(example.instruction)
 
 

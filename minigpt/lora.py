@@ -76,10 +76,9 @@ def quantize_4bit(model: GPT, target_modules: list[str]) -> GPT:
     return model.cuda()  # moving Params4bit to the GPU quantizes them
 
 
-def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameters."""
-    return (sum(p.numel() for p in model.parameters() if p.requires_grad),
-            sum(p.numel() for p in model.parameters()))
+def parameter_counts(model: GPT) -> tuple[int, int]:
+    """(trainable, total) parameters, the adapters included (and the vocabulary's padding not)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), model.num_parameters()
 
 
 def save_adapter(model: GPT, directory: str | Path, params: LoraParams, base_dir: str | Path, tokenizer) -> None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 IGNORE_INDEX = -100  # target positions that carry no loss
+VOCAB_MULTIPLE = 128  # embedding rows are padded to this: tensor-core matmuls want aligned sizes
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ class GPTConfig:
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding and columns of the head: the vocabulary rounded up to
+        VOCAB_MULTIPLE. The extra rows are never looked up and their logits are cut off, so
+        the model computes exactly what an unpadded one would."""
+        return -(-self.vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
 
 class CausalSelfAttention(nn.Module):
@@ -80,12 +88,12 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled down by the depth they accumulate over.
@@ -101,7 +109,9 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def num_parameters(self) -> int:
-        return sum(parameter.numel() for parameter in self.parameters())  # the tied head counts once
+        """Parameters in use: the tied head counts once, the embedding's padding rows not at all."""
+        padding = (self.config.padded_vocab_size - self.config.vocab_size) * self.config.n_embd
+        return sum(parameter.numel() for parameter in self.parameters()) - padding
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """The last layer's normalised states, [batch, time, n_embd]: what the head reads."""
@@ -117,11 +127,11 @@ class GPT(nn.Module):
         target is IGNORE_INDEX carry no loss). Training never gets the logits back: returning
         them would keep a [batch, time, vocab] tensor alive (and accelerate casts outputs to
         fp32), and keeping them inside the graph lets torch.compile fuse head and loss."""
-        logits = self.lm_head(self.hidden_states(idx))
+        logits = self.lm_head(self.hidden_states(idx))[..., :self.config.vocab_size]
         if targets is None:
             return logits, None
         # Under autocast cross_entropy runs in fp32 (it is on autocast's fp32 list).
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1),
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=IGNORE_INDEX, reduction=loss_reduction)
         return None, loss
 
@@ -137,6 +147,7 @@ def flops_per_token(config: GPTConfig, num_parameters: int) -> float:
 
 # Hugging Face's GPT-2 stores these projections as Conv1D, i.e. transposed nn.Linear weights.
 _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_VOCAB_ROWS = ("wte.weight", "lm_head.weight")  # padded here, exactly vocab_size rows in Hugging Face
 
 
 def hf_parameter_name(name: str) -> str:
@@ -165,6 +176,8 @@ def to_hf(model: GPT, eos_token_id: int, pad_token_id: int):
     state = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu", torch.float32)
+        if name in _VOCAB_ROWS:
+            tensor = tensor[:model.config.vocab_size]
         state[hf_parameter_name(name)] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor.clone()
     missing, unexpected = hf_model.load_state_dict(state, strict=False)
     if unexpected or [key for key in missing if key != "lm_head.weight"]:
@@ -184,10 +197,14 @@ def from_hf(directory: str | Path) -> GPT:
     model = GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.n_positions, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.resid_pdrop))
     hf_state = hf_model.state_dict()
-    state = {}
-    for name in model.state_dict():
+    state = model.state_dict()
+    for name in state:
         tensor = hf_state[hf_parameter_name(name)]
-        state[name] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor
+        if name in _VOCAB_ROWS:  # the padding rows are never used: zeros, so a load is always the same weights
+            state[name][:len(tensor)] = tensor
+            state[name][len(tensor):] = 0
+        else:
+            state[name] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor
     model.load_state_dict(state)
     return model
 

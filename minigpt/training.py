@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from minigpt import template
@@ -120,20 +122,37 @@ def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> Pa
         if free - length > 0:
             bisect.insort(space, (free - length, row))
 
-    tokens = torch.full((len(rows), row_length), pad_id, dtype=torch.long)
-    flags = torch.zeros((len(rows), row_length), dtype=torch.bool)
-    for row, members in enumerate(rows):
-        cursor = 0
-        for index in members:
-            ids, targets = kept[index]
-            tokens[row, cursor:cursor + len(ids)] = torch.tensor(ids)
-            flags[row, cursor:cursor + len(ids)] = torch.tensor(targets)
-            cursor += len(ids)
+    tokens, flags = fill_rows(kept, rows, row_length, pad_id)
     used = sum(len(ids) for ids, _ in kept)
     stats = {"sequences": len(kept), "truncated": truncated, "dropped_too_long": dropped, "rows": len(rows),
              "padding_fraction": round(1 - used / tokens.numel(), 4),
              "target_tokens": int(flags[:, 1:].sum())}
     return PackedRows(tokens, flags, stats)
+
+
+def fill_rows(sequences: Sequence[TokenSequence], rows: Sequence[Sequence[int]], row_length: int,
+              pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and target flags, [rows, row_length]: row r holds sequences[i] for i in rows[r],
+    one after another, then padding. One scatter of all tokens, not one copy per sequence."""
+    order, starts = [], []
+    for row, members in enumerate(rows):
+        cursor = row * row_length
+        for index in members:
+            order.append(index)
+            starts.append(cursor)
+            cursor += len(sequences[index][0])
+    lengths = torch.tensor([len(sequences[index][0]) for index in order], dtype=torch.long)
+    total = int(lengths.sum())
+    ids = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(sequences[index][0] for index in order),
+                                       dtype=np.int64, count=total))
+    targets = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(sequences[index][1] for index in order),
+                                           dtype=np.bool_, count=total))
+    offsets = torch.arange(len(ids)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    positions = torch.repeat_interleave(torch.tensor(starts, dtype=torch.long), lengths) + offsets
+    tokens = torch.full((len(rows) * row_length,), pad_id, dtype=torch.long)
+    flags = torch.zeros(len(rows) * row_length, dtype=torch.bool)
+    tokens[positions], flags[positions] = ids, targets
+    return tokens.view(len(rows), row_length), flags.view(len(rows), row_length)
 
 
 # --------------------------------------------------------------------------- schedule and optimizer
@@ -296,15 +315,31 @@ class RunResult:
     is_main_process: bool = True
 
 
-def _row_order(rows: int, step: int, rows_per_step: int, seed: int) -> torch.Tensor:
-    """Row indices of one global step: epochs are consecutive permutations drawn from the seed."""
-    first, last = step * rows_per_step, (step + 1) * rows_per_step
-    indices = []
-    for epoch in range(first // rows, (last - 1) // rows + 1):
-        permutation = torch.randperm(rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        start, stop = max(first - epoch * rows, 0), min(last - epoch * rows, rows)
-        indices.append(permutation[start:stop])
-    return torch.cat(indices)
+class RowOrder:
+    """Row indices of each global step: epochs are consecutive permutations drawn from the seed.
+
+    Each epoch's permutation is drawn on the CPU (the same on every device and rank) and moved
+    to the training device once, so a step costs no host work and no host-to-device copy that
+    would make the host wait for the GPU."""
+
+    def __init__(self, rows: int, rows_per_step: int, seed: int, device: torch.device):
+        self.rows, self.rows_per_step, self.seed, self.device = rows, rows_per_step, seed, device
+        self._epochs: dict[int, torch.Tensor] = {}
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._epochs:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._epochs = {e: p for e, p in self._epochs.items() if e >= epoch - 1}  # a step spans two at most
+            self._epochs[epoch] = torch.randperm(self.rows, generator=generator).to(self.device)
+        return self._epochs[epoch]
+
+    def step(self, step: int) -> torch.Tensor:
+        first, last = step * self.rows_per_step, (step + 1) * self.rows_per_step
+        parts = []
+        for epoch in range(first // self.rows, (last - 1) // self.rows + 1):
+            start, stop = max(first - epoch * self.rows, 0), min(last - epoch * self.rows, self.rows)
+            parts.append(self._permutation(epoch)[start:stop])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _batch(data: PackedRows, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -365,24 +400,26 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
               f"on {device} with precision {accelerator.mixed_precision}", flush=True)
 
     evaluated = {entry["step"] for entry in telemetry.history if "val/loss" in entry}
-    if state is not None and start_step not in evaluated and (start_step % params.eval_every == 0
-                                                              or start_step == total_steps):
+    if state is not None and start_step not in evaluated and _due(start_step, params.eval_every,
+                                                                  start_step == total_steps):
         telemetry.log(start_step, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
         # (checkpoints are written before evaluating, so a resumed run owes the evaluation)
 
     on_device = PackedRows(train_rows.tokens.to(device), train_rows.targets.to(device), train_rows.stats)  # no copies per step
+    row_targets = on_device.targets[:, 1:].sum(dim=1)
+    order = RowOrder(len(train_rows), rows_per_step, params.seed, device)
+    # Accumulated on the device and read only when logging: the host never waits inside a step.
     loss_sum = torch.zeros((), device=device)
+    target_count = torch.zeros((), dtype=torch.long, device=device)
     gradients_finite = torch.ones((), dtype=torch.bool, device=device)
-    target_count = 0
     interval_started, interval_tokens = time.perf_counter(), 0
     compiled.train()
     for step in range(start_step, total_steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total_steps, params)
         torch.manual_seed(params.seed * 1_000_003 + step * world + rank)
-        indices = _row_order(len(train_rows), step, rows_per_step, params.seed)
-        step_targets = int(train_rows.targets[indices, 1:].sum())  # counted on the CPU copy: no device sync
-        indices = indices.to(device)
+        indices = order.step(step)
+        step_targets = row_targets[indices].sum()  # of the whole step, all ranks: every target weighs the same
         for micro in range(accumulation):
             first = (micro * world + rank) * params.micro_batch_size
             inputs, labels = _batch(on_device, indices[first:first + params.micro_batch_size])
@@ -402,11 +439,11 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         interval_tokens += rows_per_step * block
 
         last = done == total_steps
-        evaluate = done % params.eval_every == 0 or last
-        save = done % params.checkpoint_every == 0 or evaluate  # save before evaluating: a crash there loses nothing
+        evaluate = _due(done, params.eval_every, last)
+        save = _due(done, params.checkpoint_every, evaluate)  # save before evaluating: a crash there loses nothing
         if not (save or done % params.log_every == 0):
             continue
-        train_loss = accelerator.reduce(loss_sum, "sum").item() / target_count
+        train_loss = accelerator.reduce(loss_sum, "sum").item() / target_count.item()
         if not math.isfinite(train_loss) or not bool(gradients_finite):
             latest = store.paths()[-1].name if store.paths() else "none"
             what = f"the loss is {train_loss}" if not math.isfinite(train_loss) else "a gradient is not finite"
@@ -422,7 +459,7 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
             metrics["mfu"] = flops * tokens_per_second / (peak * world)
         telemetry.log(done, **metrics)
         loss_sum.zero_()
-        target_count = 0
+        target_count.zero_()
 
         if save:
             if accelerator.is_main_process:
@@ -445,6 +482,12 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
                "processes": world, "precision": accelerator.mixed_precision}
     return RunResult(model=raw_model, steps=total_steps, history=telemetry.history, summary=summary,
                      is_main_process=accelerator.is_main_process)
+
+
+def _due(step: int, every: int, also: bool) -> bool:
+    """Whether a cadence of `every` steps (0: never) falls on `step`; `also` adds the run's last
+    step (evaluation) or an evaluation (checkpoint) while the cadence is on."""
+    return every > 0 and (step % every == 0 or also)
 
 
 @torch.no_grad()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_command
+from tests.conftest import REPO, example, run_command
 
 
 def test_the_generation_benchmark_reports_every_variant(tiny_model_dir, tmp_path):
@@ -19,29 +22,72 @@ def test_the_generation_benchmark_reports_every_variant(tiny_model_dir, tmp_path
     assert all(row["new_tokens"] == 8 and row["tokens_per_second"] > 0 for row in rows)
 
 
-@pytest.mark.slow
-def test_the_gpu_seed_scale_script_runs_at_a_tiny_scale(tmp_path):
-    """The GPU script's whole path on a CPU, on a kit-shaped folder, so that it cannot rot."""
-    from tests.conftest import spanish_examples
-
-    kit = tmp_path / "kit"
+def kit_folder(root: Path) -> Path:
+    """A folder in the data kit's layout: translation pairs (each with its reverse), a corpus, Okapi items."""
+    kit = root / "kit"
     (kit / "corpus-es").mkdir(parents=True)
     (kit / "instrucciones-es").mkdir()
     (kit / "corpus-es" / "texto.txt").write_text(
         "\n\n".join(f"El río número {i} pasa por el pueblo y llega al mar después de muchos días." for i in range(60)),
         encoding="utf-8")
+    pairs = [(f"Los {i} gatos duermen en la casa de la abuela.", f"The {i} cats sleep in grandmother's house.")
+             for i in range(150)]
+    rows = [example("Traduce al inglés la siguiente frase.", english, input=spanish) for spanish, english in pairs]
+    rows += [example("Traduce al español la siguiente frase.", spanish, input=english) for spanish, english in pairs]
     (kit / "instrucciones-es" / "traduccion-1.jsonl").write_text(
-        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(200)), encoding="utf-8")
+        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     item = {"instruction": "¿Qué planeta es el más grande?", "input": "A. Marte\nB. Júpiter\nC. Venus\nD. Mercurio",
             "output": "La respuesta correcta es B: Júpiter.", "source": "okapi-arc-challenge-es", "category": "ciencia"}
     (kit / "instrucciones-es" / "opcion-multiple.jsonl").write_text(
         "".join(json.dumps(item, ensure_ascii=False) + "\n" for _ in range(5)), encoding="utf-8")
+    return kit
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
+    """The rehearsal of benchmarks/gpu_seed_scale.sh: a fresh virtual environment with the GPU
+    image's packages (a CPU torch), none of the project's others, at the tiny scale. It fails
+    the day the benchmark imports something the image lacks."""
+    venv = tmp_path / "venv"
+    run_command([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    run_command([*pip, "install", "--quiet", "-r", str(REPO / "benchmarks" / "gpu_image_requirements.txt")], cwd=tmp_path)
+    run_command([*pip, "uninstall", "--yes", "--quiet", "pydantic", "pydantic-core"], cwd=tmp_path)  # via typer
+    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env |= {"PATH": f"{venv / 'bin'}{os.pathsep}{env['PATH']}", "GPU_DATA": str(tmp_path / "gpu_data"),
+            "PYVER": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    for module in ("pydantic", "dvc", "dvclive", "rouge_score", "gradio"):
+        assert subprocess.run([str(venv / "bin" / "python"), "-c", f"import {module}"], env=env, cwd=tmp_path,
+                              capture_output=True).returncode != 0, f"{module} is not in the GPU image"
+
+    def script(*arguments: str) -> None:
+        done = subprocess.run(["bash", "benchmarks/gpu_seed_scale.sh", *arguments], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, f"{arguments[0]} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+
+    script("prepare", str(kit_folder(tmp_path)))
     out = tmp_path / "out"
-    run_command([sys.executable, "benchmarks/gpu_seed_scale.py", "--data", str(kit), "--out", str(out), "--scale", "tiny",
-                 "--commit", "test"], cwd=REPO)
+    script("run", str(out), "--scale", "tiny", "--commit", "rehearsal")
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert set(results["recipes"]) == {"reference (padded, full loss)", "ours (pretrain + packed, answer loss)"}
-    for recipe in results["recipes"].values():
-        assert recipe["steps"] >= 2 and 0 < recipe["scores"]["bits_per_byte"] and recipe["scores"]["okapi_chance"] == 0.25
-    assert set(results["generation"]) == {"batch_1", "batch_16"} and results["throughput"]["results"]["minigpt"]
+    assert {name: phase["status"] for name, phase in results["phases"].items()} == dict.fromkeys(
+        ["environment", "throughput", "data", "reference (padded, full loss)", "ours (pretrain + packed, answer loss)",
+         "generation", "micro_batch"], "done")
+    assert results["commit"] == "rehearsal" and results["environment"]["transformers"] == "5.17.0"
+    assert results["data"]["validation"] > 0 and results["data"]["validation_unseen"] == results["data"]["validation"]
+    for name in ("reference (padded, full loss)", "ours (pretrain + packed, answer loss)"):
+        recipe = results[name]
+        assert recipe["steps"] >= 2 and recipe["bits_per_byte"] > 0 and recipe["okapi_chance"] == 0.25
+        assert len(recipe["samples"]) == 3
+    assert results["generation"]["batch_16"]["new_tokens"] == 16 * 16
+    assert results["throughput"]["results"]["minigpt"]["tokens_per_second"] > 0
     assert "## Recipes at equal GPU seconds" in (out / "results.md").read_text(encoding="utf-8")
+
+
+def test_a_gpu_benchmark_out_of_time_still_writes_what_it_has(tmp_path):
+    out = tmp_path / "out"
+    run_command([sys.executable, "benchmarks/gpu_seed_scale.py", "--data", str(kit_folder(tmp_path)), "--out", str(out),
+                 "--scale", "tiny", "--budget", "20"], cwd=REPO)
+    phases = json.loads((out / "results.json").read_text(encoding="utf-8"))["phases"]
+    assert phases["environment"]["status"] == "done"
+    assert phases["throughput"]["status"] == "skipped" and "needs ~60 s" in phases["throughput"]["reason"]
+    assert "| throughput | skipped: needs ~60 s" in (out / "results.md").read_text(encoding="utf-8")

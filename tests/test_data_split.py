@@ -63,6 +63,21 @@ def test_prompt_split_spreads_one_instruction_wording_over_both_splits(write_jso
     assert all(any(row["instruction"] == wording for row in result.splits[split]) for split in ("train", "validation"))
 
 
+def test_pair_split_keeps_a_translation_and_its_reverse_together(write_jsonl, prepare_params):
+    forward = [example("Traduce al inglés la siguiente frase.", f"The {i} cats are here.", input=f"Los {i} gatos están aquí.")
+               for i in range(200)]
+    reverse = [example("Traduce al español la siguiente frase.", row["input"], input=row["output"]) for row in forward]
+    source = {"kind": "jsonl", "path": str(write_jsonl("pairs.jsonl", forward + reverse))}
+
+    def leaks(split_by: str) -> int:
+        splits = prepare(prepare_params([source], split_by=split_by, validation_fraction=0.3)).splits
+        train = {(normalize_key(row["input"]), normalize_key(row["output"])) for row in splits["train"]}
+        return sum((normalize_key(row["output"]), normalize_key(row["input"])) in train for row in splits["validation"])
+
+    assert leaks("prompt") > 20  # the reverse of most validation pairs is trained on
+    assert leaks("pair") == 0
+
+
 def test_prepare_is_deterministic_to_the_byte(write_jsonl, prepare_params, tmp_path):
     source = {"kind": "jsonl", "path": str(write_jsonl("a.jsonl", shared_instruction_rows()))}
     outputs = []

@@ -21,6 +21,15 @@ def test_the_seed_shape_has_the_reference_parameter_count():
     assert flops_per_token(seed, model.num_parameters()) == pytest.approx(6 * 109_632_000 + 12 * 12 * 768 * 512)
 
 
+def test_the_vocabulary_is_padded_for_the_matmuls_but_never_seen():
+    model = GPT(TINY)  # 320 tokens: 384 rows
+    assert model.wte.weight.shape == (384, 64) and TINY.padded_vocab_size == 384
+    assert model.num_parameters() == sum(p.numel() for p in model.parameters()) - 64 * 64
+    logits, _ = model(torch.randint(0, TINY.vocab_size, (1, 5)))
+    assert logits.shape == (1, 5, TINY.vocab_size)  # padded columns are cut before softmax and loss
+    assert GPTConfig(vocab_size=32_000, block_size=8, n_layer=1, n_head=1, n_embd=8).padded_vocab_size == 32_000
+
+
 def test_heads_must_divide_the_width():
     with pytest.raises(ValueError, match="divisible"):
         GPTConfig(vocab_size=100, block_size=16, n_layer=1, n_head=5, n_embd=64)

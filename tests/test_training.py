@@ -14,8 +14,8 @@ from minigpt import template
 from minigpt.config import LoopParams
 from minigpt.errors import MiniGPTError
 from minigpt.model import GPT, GPTConfig
-from minigpt.training import (CheckpointStore, PackedRows, encode_documents, encode_instructions, learning_rate, pack,
-                              run)
+from minigpt.training import (CheckpointStore, PackedRows, RowOrder, encode_documents, encode_instructions,
+                              learning_rate, pack, run)
 from tests.conftest import REPO, spanish_examples
 
 TINY = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
@@ -78,6 +78,23 @@ def test_over_long_sequences_are_cut_or_dropped_and_counted():
 def test_documents_are_cut_into_row_sized_chunks_with_an_end_marker():
     sequences = encode_documents(["a" * 40], CharTokenizer(), row_length=16)
     assert [len(ids) for ids, _ in sequences] == [16, 16, 9] and sequences[-1][0][-1] == 0
+
+
+def test_steps_visit_every_row_once_per_epoch_in_a_seeded_order():
+    order = RowOrder(rows=10, rows_per_step=4, seed=3, device=torch.device("cpu"))
+    first_epochs = torch.cat([order.step(step) for step in range(5)])  # 20 rows: two epochs, steps spanning both
+    assert sorted(first_epochs[:10].tolist()) == list(range(10)) == sorted(first_epochs[10:].tolist())
+    assert not torch.equal(first_epochs[:10], first_epochs[10:])  # each epoch has its own permutation
+    again = RowOrder(rows=10, rows_per_step=4, seed=3, device=torch.device("cpu"))
+    assert torch.equal(again.step(3), first_epochs[12:16])  # a function of the step: resuming needs no history
+
+
+def test_evaluation_and_checkpoints_can_be_turned_off(tmp_path):
+    torch.manual_seed(0)
+    result = run(GPT(TINY), random_rows(32), random_rows(8, seed=1), loop_params(eval_every=0, checkpoint_every=0),
+                 tmp_path, None)
+    assert result.steps > 2 and not any("val/loss" in entry for entry in result.history)
+    assert not CheckpointStore(tmp_path, 2).paths()
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor():
