@@ -20,8 +20,8 @@ measured:
    against ours (text pretraining, then packed rows with the loss on answers), given the same
    GPU seconds; each scored on answer perplexity, bits per byte and multiple-choice accuracy
    on the kit's Okapi items, with a few sample answers;
-5. generation: tokens/s of our model at batch 1 and 16, every answer forced to full length;
-6. micro-batch: the training step with one micro-batch of 64 rows (if time is left).
+5. generation: tokens/s of our model (fp32 weights) at batch 1 and 16, answers forced to full length;
+6. micro-batch: steps of 64 rows as two micro-batches of 32 and as one of 64 (if time is left).
 
 It imports only what the GPU image has plus pydantic (carried by `gpu_seed_scale.sh`): no dvc,
 dvclive, rouge-score or gradio, no network and no git; weights stay on the machine.
@@ -32,7 +32,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,26 +56,27 @@ from minigpt.generation import GenerationSettings, _generate_arguments, _left_pa
 from minigpt.model import GPT, GPTConfig, init_model, to_hf  # noqa: E402
 from minigpt.template import render_prompt  # noqa: E402
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents, save_pretrained, train_bpe  # noqa: E402
-from minigpt.training import (PackedRows, TokenSequence, encode_documents, encode_instructions, pack,  # noqa: E402
-                              run)
+from minigpt.training import (PackedRows, TokenSequence, device_peak_flops, encode_documents,  # noqa: E402
+                              encode_instructions, pack, run)
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC_BF16_FLOPS = 989e12  # H100 SXM / H200 dense bf16, the datasheet figure MFU is also quoted against
 SCALES = {
     "seed": dict(vocab=32_000, shape=dict(n_layer=12, n_head=12, n_embd=768, block_size=512), rows=32, micro=32,
                  seconds=75.0, budget=420.0, validation=1000, choices=2000, batch=64, new_tokens=128,
                  throughput=["--shape", "seed", "--rows", "32", "--steps", "30", "--measure-peak", "--skip", "hf-tuned"],
-                 micro_variant=["--shape", "seed", "--rows", "64", "--micro", "64", "--steps", "30", "--measure-peak",
-                                "--skip", "hf-reference", "hf-tuned"]),
+                 micro_variant=["--shape", "seed", "--rows", "64", "--micro", "32", "64", "--steps", "30",
+                                "--measure-peak", "--skip", "hf-reference", "hf-tuned"]),
     "tiny": dict(vocab=400, shape=dict(n_layer=1, n_head=2, n_embd=32, block_size=64), rows=4, micro=4,
                  seconds=4.0, budget=900.0, validation=20, choices=10, batch=8, new_tokens=16,
                  throughput=["--rows", "2", "--steps", "3"],
-                 micro_variant=["--rows", "4", "--micro", "4", "--steps", "3", "--skip", "hf-reference"]),
+                 micro_variant=["--rows", "4", "--micro", "2", "4", "--steps", "3", "--skip", "hf-reference"]),
 }
 REFERENCE_RECIPE, OUR_RECIPE = "reference (padded, full loss)", "ours (pretrain + packed, answer loss)"
 PRETRAIN_SHARE = 0.3  # of our recipe's seconds spent on plain text before instruction tuning
 VALIDATION_FRACTION = 0.05  # the reference's
-RECIPE_OVERHEAD = 45.0  # seconds a recipe costs beyond training: compile (cached after the first), export, scoring
+# Seconds a recipe costs beyond its training: rows, compile (cold for the first, cached for the
+# second), export and scoring; and the least training worth comparing.
+FIRST_RECIPE_OVERHEAD, LATER_RECIPE_OVERHEAD, MIN_RECIPE_SECONDS = 75.0, 30.0, 20.0
 
 
 class Report:
@@ -127,6 +130,7 @@ def environment() -> dict:
              "cpu_threads": torch.get_num_threads(), "compile": False}
     if device != "cuda":
         return found
+    torch._dynamo.config.suppress_errors = False  # the pre-flight must see a failure
     try:
         model = torch.compile(GPT(GPTConfig(vocab_size=256, block_size=32, n_layer=1, n_head=2, n_embd=64)).to(device))
         tokens = torch.randint(0, 256, (2, 32), device=device)
@@ -137,6 +141,11 @@ def environment() -> dict:
     except Exception as error:  # an image without a working compiler toolchain: eager, and say so
         print(f"torch.compile does not work here ({type(error).__name__}: {error}): running eager", flush=True)
         found["compile"], found["compile_error"] = False, f"{type(error).__name__}: {error}"[:500]
+    torch._dynamo.reset()  # nothing of the tiny model's graphs or shapes carries over
+    # From here on a graph that fails to compile runs eagerly instead of ending the run (the log
+    # says so); the subprocesses inherit this through the environment.
+    torch._dynamo.config.suppress_errors = True
+    os.environ["TORCHDYNAMO_SUPPRESS_ERRORS"] = "1"
     return found
 
 
@@ -146,8 +155,10 @@ def throughput(arguments: list[str], out: Path, name: str, timeout: float) -> di
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), *arguments, "--out", str(target)],
                    check=True, timeout=timeout)
     measured = {**json.loads(target.read_text()), "arguments": arguments}
+    spec = device_peak_flops(torch.device(_device()))  # the datasheet's dense bf16 figure
+    measured["spec_flops"] = spec
     for row in measured["results"].values():
-        row["mfu_vs_spec"] = round(row["mfu"] * measured["peak_flops"] / SPEC_BF16_FLOPS, 4) if row["mfu"] else None
+        row["mfu_vs_spec"] = round(row["mfu"] * measured["peak_flops"] / spec, 4) if row["mfu"] and spec else None
     return measured
 
 
@@ -214,6 +225,7 @@ def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_
     """Train one fresh model through `phases` (rows, share of `seconds`); (Hugging Face model, numbers)."""
     config = GPTConfig(vocab_size=len(tokenizer), **scale["shape"])
     model, totals, started = init_model(config, seed=0), {"steps": 0, "tokens": 0, "train_seconds": 0.0}, time.perf_counter()
+    speeds = []  # tokens/s of every logged interval but each run's first (which holds the compile)
     for rows, share in phases:
         params = loop_params(rows, share * seconds, tokens_per_second, scale, compile_model)
         with tempfile.TemporaryDirectory() as checkpoints:
@@ -222,8 +234,9 @@ def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_
         for key in ("steps", "tokens", "train_seconds"):
             totals[key] += result.summary[key]
         totals["final_train_loss"] = next(entry["train/loss"] for entry in reversed(result.history) if "train/loss" in entry)
-        totals["mfu"] = result.summary["mfu"]
+        speeds += [entry["tokens_per_second"] for entry in result.history if "tokens_per_second" in entry][1:]
     totals["train_seconds"] = round(totals["train_seconds"], 1)
+    totals["steady_tokens_per_second"] = round(statistics.median(speeds)) if speeds else None
     totals["wall_seconds"] = round(time.perf_counter() - started, 1)
     hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(_device()).eval()
     return hf_model, totals
@@ -299,10 +312,11 @@ def markdown(results: dict) -> str:
         if name in results:
             measured = results[name]
             peak = measured["peak_flops"]
+            spec = measured.get("spec_flops")
             lines += ["", f"## Training step: `train_step.py {' '.join(measured.get('arguments', []))}`", "",
-                      f"{measured['device']}; MFU against the measured bf16 peak "
-                      f"({peak / 1e12:.0f} TFLOP/s)" if peak else measured["device"], "",
-                      "| run | tokens/s | MFU (measured peak) | MFU (989 TFLOP/s spec) | peak memory GiB |",
+                      f"{measured['device']}; MFU against the measured bf16 peak ({peak / 1e12:.0f} TFLOP/s) and the "
+                      f"datasheet's ({spec / 1e12:.0f} TFLOP/s)" if peak and spec else measured["device"], "",
+                      "| run | tokens/s | MFU (measured peak) | MFU (datasheet) | peak memory GiB |",
                       "|---|---:|---:|---:|---:|"]
             lines += [f"| {run_name} | {row['tokens_per_second']:,} | {_percent(row['mfu'])} | {_percent(row['mfu_vs_spec'])} "
                       f"| {row['peak_memory_gib'] if row['peak_memory_gib'] is not None else '-'} |"
@@ -311,19 +325,24 @@ def markdown(results: dict) -> str:
         lines += ["", f"## Data\n\n`{json.dumps(results['data'], ensure_ascii=False)}`"]
     recipes = {name: results[name] for name in (REFERENCE_RECIPE, OUR_RECIPE) if name in results}
     if recipes:
+        planning = results.get("planning")
         lines += ["", f"## Recipes at equal GPU seconds ({results.get('seconds_per_recipe')} s of training each)", "",
-                  "| recipe | steps | tokens | train s | wall s | final train loss | answer perplexity | bits/byte | "
-                  "Okapi accuracy |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  f"Steps planned at {planning['tokens_per_second']:,} tokens/s ({planning['source']}): both recipes "
+                  "run the same steps of the same row tokens; 'train s' includes each run's compile." if planning else "",
+                  "", "| recipe | steps | row tokens (with padding) | train s | steady tokens/s | wall s | final train loss "
+                  "| answer perplexity | bits/byte | Okapi accuracy |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, recipe in recipes.items():
             lines.append(f"| {name} | {recipe['steps']} | {recipe['tokens']:,} | {recipe['train_seconds']} | "
-                         f"{recipe['wall_seconds']} | {recipe['final_train_loss']:.3f} | {recipe['perplexity']} | "
-                         f"{recipe['bits_per_byte']} | {recipe['okapi_accuracy']} (chance {recipe['okapi_chance']}) |")
+                         f"{recipe['steady_tokens_per_second']:,} | {recipe['wall_seconds']} | "
+                         f"{recipe['final_train_loss']:.3f} | {recipe['perplexity']} | {recipe['bits_per_byte']} | "
+                         f"{recipe['okapi_accuracy']} (chance {recipe['okapi_chance']}) |")
         for name, recipe in recipes.items():
             lines += ["", f"Samples, {name}:", ""]
             lines += [f"- {sample['prompt']} → {sample['answer']!r} (reference: {sample['reference']!r})"
                       for sample in recipe["samples"]]
     if "generation" in results:
-        lines += ["", "## Generation (ours, greedy, forced full length)", "", "| batch | new tokens | tokens/s |",
+        lines += ["", "## Generation (ours, Hugging Face `generate`, fp32 weights, greedy, forced full length)", "",
+                  "| batch | new tokens | tokens/s |",
                   "|---:|---:|---:|"]
         lines += [f"| {name.split('_')[1]} | {row['new_tokens']} | {row['tokens_per_second']:,} |"
                   for name, row in results["generation"].items()]
@@ -353,8 +372,11 @@ def main() -> None:
         return
     report.results["data"] = data.stats
     # Without a measured speed, a conservative one: the recipes then train less, never longer.
-    tokens_per_second = speed["results"]["minigpt"]["tokens_per_second"] if speed else 50_000.0
-    seconds = min(args.seconds or scale["seconds"], (report.left() - 30) / 2 - RECIPE_OVERHEAD)
+    tokens_per_second = speed["results"]["minigpt"]["tokens_per_second"] if speed else 50_000
+    report.results["planning"] = {"tokens_per_second": tokens_per_second,
+                                  "source": "the throughput phase" if speed else "a fallback: the throughput phase failed"}
+    seconds = min(args.seconds or scale["seconds"],
+                  (report.left() - 30 - FIRST_RECIPE_OVERHEAD - LATER_RECIPE_OVERHEAD) / 2)
     report.results["seconds_per_recipe"] = round(seconds, 1)
     row_length = scale["shape"]["block_size"] + 1
     pad = data.tokenizer.pad_token_id
@@ -375,14 +397,16 @@ def main() -> None:
         trained["model"] = model
         return {**numbers, "padding_fraction": answers.stats["padding_fraction"], **score(model, data, choices, scale)}
 
-    for name, recipe in ((REFERENCE_RECIPE, reference), (OUR_RECIPE, ours)):
-        report.phase(name, seconds + RECIPE_OVERHEAD, recipe)
+    if seconds >= min(MIN_RECIPE_SECONDS, scale["seconds"]):
+        report.phase(REFERENCE_RECIPE, seconds + FIRST_RECIPE_OVERHEAD, reference)
+        _free_memory()
+        report.phase(OUR_RECIPE, seconds + LATER_RECIPE_OVERHEAD, ours)
         _free_memory()
     if "model" in trained:
         report.phase("generation", 20, lambda: generation_speed(trained.pop("model"), data.tokenizer, data.validation,
                                                                 scale["new_tokens"]))
     _free_memory()
-    report.phase("micro_batch", 75, lambda: throughput(scale["micro_variant"] + compile_flag, args.out, "micro_batch",
+    report.phase("micro_batch", 120, lambda: throughput(scale["micro_variant"] + compile_flag, args.out, "micro_batch",
                                                        timeout=max(1.0, report.left())))
     print(markdown(report.results), flush=True)
 

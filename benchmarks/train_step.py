@@ -116,14 +116,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=SHAPES, default="default")
     parser.add_argument("--rows", type=int, default=32, help="rows per optimizer step")
-    parser.add_argument("--micro", type=int, default=None, help="rows per forward pass (default: --rows)")
+    parser.add_argument("--micro", type=int, nargs="+", default=None,
+                        help="rows per forward pass (default: --rows); several give one minigpt row each")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="torch.compile the project's model (GPU)")
     parser.add_argument("--measure-peak", action="store_true", help="measure the bf16 matmul peak (GPU)")
     parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out: minigpt hf-reference hf-tuned")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
-    config, micro = SHAPES[args.shape], args.micro or args.rows
+    config, micros = SHAPES[args.shape], args.micro or [args.rows]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak = measure_peak_flops(device) if args.measure_peak and device.type == "cuda" else device_peak_flops(device)
     with torch.device("meta"):  # count parameters without allocating them
@@ -131,10 +132,11 @@ def main() -> None:
 
     results = {}
     runners = {
-        "minigpt": lambda: project_step(config, args.rows, micro, args.steps, args.compile),
-        "hf-reference": lambda: hf_step(config, args.rows, micro, args.steps, tuned=False, device=device),
-        "hf-tuned": lambda: hf_step(config, args.rows, micro, args.steps, tuned=True, device=device),
-    }
+        ("minigpt" if len(micros) == 1 else f"minigpt (micro {micro})"):
+            lambda micro=micro: project_step(config, args.rows, micro, args.steps, args.compile)
+        for micro in micros}
+    runners["hf-reference"] = lambda: hf_step(config, args.rows, micros[0], args.steps, tuned=False, device=device)
+    runners["hf-tuned"] = lambda: hf_step(config, args.rows, micros[0], args.steps, tuned=True, device=device)
     if device.type != "cuda":
         args.skip.append("hf-tuned")  # bf16 + compile: a GPU configuration
     for name, runner in runners.items():

@@ -387,7 +387,9 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
             print(f"resuming from step {start_step} of {total_steps}")
 
     raw_model = model
-    compiled = torch.compile(model) if params.compile else model
+    # Static shapes: training batches never change size, and a shape seen earlier in the process
+    # (another model, a warm-up) must not turn these graphs dynamic and slower.
+    compiled = torch.compile(model, dynamic=False) if params.compile else model
     compiled, optimizer = accelerator.prepare(compiled, optimizer)
     if state is not None and state.get("scaler") and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
@@ -441,7 +443,7 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         last = done == total_steps
         evaluate = _due(done, params.eval_every, last)
         save = _due(done, params.checkpoint_every, evaluate)  # save before evaluating: a crash there loses nothing
-        if not (save or done % params.log_every == 0):
+        if not (save or last or done % params.log_every == 0):  # the last steps always count in the summary
             continue
         train_loss = accelerator.reduce(loss_sum, "sum").item() / target_count.item()
         if not math.isfinite(train_loss) or not bool(gradients_finite):

@@ -43,6 +43,11 @@ def kit_folder(root: Path) -> Path:
     return kit
 
 
+def test_the_packing_benchmark_runs():
+    printed = run_command([sys.executable, "benchmarks/packing.py", "--sequences", "300"], cwd=REPO).stdout
+    assert printed.startswith("pack: 300 sequences into ")
+
+
 @pytest.mark.slow
 def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
     """The rehearsal of benchmarks/gpu_seed_scale.sh: a fresh virtual environment with the GPU

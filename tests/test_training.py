@@ -91,9 +91,10 @@ def test_steps_visit_every_row_once_per_epoch_in_a_seeded_order():
 
 def test_evaluation_and_checkpoints_can_be_turned_off(tmp_path):
     torch.manual_seed(0)
-    result = run(GPT(TINY), random_rows(32), random_rows(8, seed=1), loop_params(eval_every=0, checkpoint_every=0),
-                 tmp_path, None)
-    assert result.steps > 2 and not any("val/loss" in entry for entry in result.history)
+    result = run(GPT(TINY), random_rows(32), random_rows(8, seed=1),
+                 loop_params(eval_every=0, checkpoint_every=0, log_every=3, epochs=3.0), tmp_path, None)
+    assert result.steps % 3 and not any("val/loss" in entry for entry in result.history)
+    assert result.history[-1]["step"] == result.steps  # the steps after the last log still count
     assert not CheckpointStore(tmp_path, 2).paths()
 
 
