@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from minigpt.errors import MiniGPTError, run_main
+from minigpt.config import DEVICES
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -20,7 +21,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         raise MiniGPTError(f"{args.data} holds no examples")
     rows = [{"instruction": e.instruction, "input": e.input, "output": e.output, "category": e.category or "general"}
             for e in examples]
-    model, tokenizer = load_model(args.model, lora=args.lora)
+    model, tokenizer = load_model(args.model, args.device, lora=args.lora)
     choices = {Path(path).stem: str(path) for path in args.choices}
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     metrics, samples = evaluate_model(model, tokenizer, rows, choices, settings, args.generate, args.batch_size)
@@ -42,7 +43,7 @@ def generate_command(args: argparse.Namespace) -> None:
     from minigpt.generation import GenerationSettings, generate, load_model, stream
     from minigpt.template import render_prompt
 
-    model, tokenizer = load_model(args.model, lora=args.lora)
+    model, tokenizer = load_model(args.model, args.device, lora=args.lora)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
                                   temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                   repetition_penalty=args.repetition_penalty, seed=args.seed)
@@ -61,7 +62,7 @@ def chat_command(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the chat", flush=True)
     lora = None if args.no_lora else args.lora or _default_adapter(args.model)
-    models = ChatModels(args.model, lora)
+    models = ChatModels(args.model, lora, args.device)
     launch(models, args.host, args.port, args.share,
            ChatLimits(max_input_chars=args.max_input_chars, max_seconds=args.max_seconds, concurrency=args.concurrency))
 
@@ -139,6 +140,9 @@ def main() -> None:
     evaluate.add_argument("--max-new-tokens", type=int, default=96)
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.set_defaults(handler=evaluate_command)
+    for command in (chat, generate, evaluate):
+        command.add_argument("--device", choices=DEVICES, default="auto",
+                             help="auto (default): the GPU if CUDA has one, in bf16 where it has bf16; else the CPU")
     args = parser.parse_args()
     if getattr(args, "generate", 0) < 0 or getattr(args, "max_new_tokens", 1) < 1 or getattr(args, "batch_size", 1) < 1:
         parser.error("--generate must be ≥ 0, --max-new-tokens and --batch-size ≥ 1")

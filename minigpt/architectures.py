@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.config import ArchitecturesParams
-from minigpt.generation import GenerationSettings, generate
+from minigpt.generation import GenerationSettings, generate, pick_device
 from minigpt.model import GPT, IGNORE_INDEX, GPTConfig, init_model, to_hf
 from minigpt.template import render_prompt
 from minigpt.training import PackedRows, encode_instructions, learning_rate, make_optimizer, pack
@@ -43,10 +43,6 @@ COMPARED = ("tokens_per_second", "probe_accuracy")
 PER_TASK = ("token_accuracy", "perplexity")
 CONFOUNDS = ("BERT is post-LayerNorm with exact GELU, GPT pre-LayerNorm with tanh GELU; both share one learning "
              "rate and warmup; the encoder runs Hugging Face's implementation, the decoder the project's lean module.")
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _autocast(device: torch.device):
@@ -97,10 +93,11 @@ def mask_tokens(tokens: torch.Tensor, valid: torch.Tensor, mask_id: int, vocab_s
     """BERT's corruption: each valid token is chosen with `probability`; with `corrupt`, a
     chosen token becomes [MASK] 80 % of the time, a random token 10 %, itself 10 %; without
     (scoring), always [MASK]. Returns (inputs, labels), IGNORE_INDEX where nothing is predicted."""
-    chosen = (torch.rand(tokens.shape, generator=generator) < probability) & valid
+    where = dict(generator=generator, device=tokens.device)  # the generator lives where the tokens do
+    chosen = (torch.rand(tokens.shape, **where) < probability) & valid
     labels = torch.where(chosen, tokens, torch.full_like(tokens, IGNORE_INDEX))
-    kind = torch.rand(tokens.shape, generator=generator) if corrupt else torch.zeros(tokens.shape)
-    random_tokens = torch.randint(vocab_size, tokens.shape, generator=generator)
+    kind = torch.rand(tokens.shape, **where) if corrupt else torch.zeros(tokens.shape, device=tokens.device)
+    random_tokens = torch.randint(vocab_size, tokens.shape, **where)
     inputs = torch.where(chosen & (kind < 0.8), torch.full_like(tokens, mask_id), tokens)
     inputs = torch.where(chosen & (kind >= 0.8) & (kind < 0.9), random_tokens, inputs)
     return inputs, labels
@@ -112,15 +109,17 @@ class Task:
     it predicts, and the hidden states a probe reads."""
     name: str
     model: torch.nn.Module
-    predict: Callable[[torch.Tensor, torch.Tensor, torch.Generator, bool], tuple[torch.Tensor, torch.Tensor]]
+    # (forward, rows, targets, generator, training) -> (logits, labels); `forward` is the model
+    # or its compiled form
+    predict: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     states: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids, attention) -> [batch, time, width]
 
 
 def decoder_task(model: GPT) -> Task:
-    def predict(rows: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, training: bool):
+    def predict(forward, rows: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, training: bool):
         rows, targets = rows.to(model.wte.weight.device), targets.to(model.wte.weight.device)
         labels = torch.where(targets[:, 1:], rows[:, 1:], torch.full_like(rows[:, 1:], IGNORE_INDEX))
-        return model(rows[:, :-1])[0], labels
+        return forward(rows[:, :-1])[0], labels
 
     return Task(DECODER, model, predict, lambda ids, attention: model.hidden_states(ids))
 
@@ -128,12 +127,12 @@ def decoder_task(model: GPT) -> Task:
 def encoder_task(model, pad_id: int, probability: float) -> Task:
     mask_id = vocab_size = model.config.vocab_size - 1  # [MASK] is the id after the tokenizer's
 
-    def predict(rows: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, training: bool):
+    def predict(forward, rows: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, training: bool):
         tokens = rows[:, :-1]  # the same block_size tokens the decoder reads
         valid = tokens != pad_id
         inputs, labels = mask_tokens(tokens, valid, mask_id, vocab_size, probability, generator, corrupt=training)
         device = model.device
-        return model(input_ids=inputs.to(device), attention_mask=valid.long().to(device)).logits, labels.to(device)
+        return forward(input_ids=inputs.to(device), attention_mask=valid.long().to(device)).logits, labels.to(device)
 
     def states(ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         return model.bert(input_ids=ids, attention_mask=attention).last_hidden_state
@@ -141,38 +140,63 @@ def encoder_task(model, pad_id: int, probability: float) -> Task:
     return Task(ENCODER, model, predict, states)
 
 
-def _generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
-    """Row order and masking: separate streams, none shared with another seed's."""
-    return torch.Generator().manual_seed(2 * seed), torch.Generator().manual_seed(2 * seed + 1)
+def _generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """Row order (on the CPU: the same rows on every device) and masking (on the training
+    device: no host work per step): separate streams, none shared with another seed's."""
+    return torch.Generator().manual_seed(2 * seed), torch.Generator(device=device).manual_seed(2 * seed + 1)
+
+
+class StepTimer:
+    """Seconds of each step without making the host wait for the GPU inside the loop: CUDA
+    events there, read once at the end; the wall clock on a CPU, where nothing runs ahead."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.marks: list = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def seconds(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [start.elapsed_time(end) / 1000 for start, end in zip(self.marks, self.marks[1:])]
+        return [end - start for start, end in zip(self.marks, self.marks[1:])]
 
 
 def train(task: Task, rows: PackedRows, params: ArchitecturesParams, seed: int) -> dict:
     """Train on `params.steps` batches of rows drawn with `seed` (the same rows for every
     architecture); returns the loss curve and the median speed of the steps after TIMED_AFTER."""
-    device = _device()
+    device = pick_device(params.device)
     model = task.model.to(device).train()
-    optimizer = make_optimizer(model, params, fused=False)
-    order, masking = _generators(seed)
-    curve, step_seconds = [], []
+    forward = torch.compile(model, dynamic=False) if params.compile else model
+    optimizer = make_optimizer(model, params, fused=device.type == "cuda")
+    order, masking = _generators(seed, device)
+    tokens, targets = rows.tokens.to(device), rows.targets.to(device)
+    batches = torch.randint(len(rows), (params.steps, params.micro_batch_size), generator=order).to(device)
+    losses, timer = [], StepTimer(device)
+    timer.mark()
     for step in range(params.steps):
-        started = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, params.steps, params)
-        batch = torch.randint(len(rows), (params.micro_batch_size,), generator=order)
-        with _autocast(device):
-            logits, labels = task.predict(rows.tokens[batch], rows.targets[batch], masking, True)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+        with _autocast(device):  # (cross-entropy runs in fp32 under autocast)
+            logits, labels = task.predict(forward, tokens[batches[step]], targets[batches[step]], masking, True)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
         loss.backward()
         if params.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        step_seconds.append(time.perf_counter() - started)
+        timer.mark()
         if step % params.log_every == 0 or step == params.steps - 1:
-            curve.append((step, round(loss.item(), 4)))
+            losses.append((step, loss.detach()))
+    step_seconds = timer.seconds()
+    curve = [(step, round(loss.item(), 4)) for step, loss in losses]
     timed = statistics.median(step_seconds[min(TIMED_AFTER, params.steps - 1):])
     return {"curve": curve, "train_seconds": round(sum(step_seconds), 2),
             "tokens_per_second": round(params.micro_batch_size * params.block_size / timed, 1)}
@@ -183,13 +207,13 @@ def token_scores(task: Task, rows: PackedRows, seed: int, batch_size: int = 32) 
     """Accuracy and perplexity of the tokens the task predicts on `rows`; blanks are drawn
     with a fixed generator and are all [MASK], so every model is scored on the same blanks."""
     task.model.eval()
-    device = _device()
-    generator = torch.Generator().manual_seed(seed)
+    device = next(task.model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same blanks on every device
     total_loss, correct, count = 0.0, 0, 0
     for start in range(0, len(rows), batch_size):
         with _autocast(device):
-            logits, labels = task.predict(rows.tokens[start:start + batch_size], rows.targets[start:start + batch_size],
-                                          generator, False)
+            logits, labels = task.predict(task.model, rows.tokens[start:start + batch_size],
+                                          rows.targets[start:start + batch_size], generator, False)
         scored = labels != IGNORE_INDEX
         total_loss += F.cross_entropy(logits[scored].float(), labels[scored], reduction="sum").item()
         correct += (logits[scored].argmax(-1) == labels[scored]).sum().item()
@@ -306,7 +330,8 @@ def _one_per_category(rows: Sequence[dict], count: int) -> list[dict]:
 
 def _answers(task: Task, tokenizer, rows: Sequence[dict], block_size: int) -> list[dict]:
     """The decoder answers instructions, greedily, through the chat's generation code."""
-    model = to_hf(task.model, tokenizer.eos_token_id, tokenizer.pad_token_id).eval()
+    device = next(task.model.parameters()).device
+    model = to_hf(task.model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(device).eval()
     prompts = [render_prompt(row["instruction"], row.get("input", "")) for row in rows]
     answers = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=min(48, block_size // 2)))
     return [{"instruction": row["instruction"], "answer": answer.text} for row, answer in zip(rows, answers)]
@@ -364,7 +389,7 @@ def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict
         order = (DECODER, ENCODER) if index % 2 == 0 else (ENCODER, DECODER)
         for name in order:
             task = builders[name](seed)
-            task.model.to(_device())
+            task.model.to(pick_device(params.device))
             result = {"seed": seed, "parameters": task.model.num_parameters(),
                       "untrained_probe_accuracy": _probe_accuracy(task, probe_data, pad_id)}
             result |= train(task, train_rows, params, seed)
@@ -386,7 +411,7 @@ def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict
                   "block_size": params.block_size, "encoder_intermediate_size": encoder.intermediate_size,
                   "decoder_intermediate_size": 4 * params.n_embd},
         "mask_probability": params.mask_probability,
-        "device": _device().type,
+        "device": pick_device(params.device).type,
         "budget": {"steps": params.steps, "rows_per_step": params.micro_batch_size,
                    "tokens": params.steps * params.micro_batch_size * params.block_size, "seeds": params.seeds,
                    "train_rows": len(train_rows), "validation_rows": len(validation_rows)},

@@ -46,7 +46,8 @@ CONTROLS: dict[str, Control] = {
     "temperature": Control("Temperatura", 0.0, 2.0, 0.7, 0.05, "0 = siempre la palabra más probable (sin azar)"),
     "top_p": Control("Top-p", 0.05, 1.0, 0.9, 0.05, "muestrea solo entre las palabras que suman esta probabilidad"),
     "top_k": Control("Top-k", 0, 200, 50, 1, "muestrea solo entre las k palabras más probables (0 = sin límite)"),
-    "max_new_tokens": Control("Máximo de tokens nuevos", 1, 512, 128, 1, "longitud máxima de la respuesta"),
+    # 200: the reference project's answer length (capped at half the model's context, below)
+    "max_new_tokens": Control("Máximo de tokens nuevos", 1, 512, 200, 1, "longitud máxima de la respuesta"),
     "repetition_penalty": Control("Penalización por repetición", 1.0, 2.0, 1.1, 0.05, "1 = sin penalización"),
 }
 
@@ -69,7 +70,7 @@ class ChatLimits:
 class ChatModels:
     """The models a user can choose from, by label, loaded once at start-up."""
 
-    def __init__(self, model_dir: str | Path, lora_dir: str | Path | None = None, device: str = "cpu"):
+    def __init__(self, model_dir: str | Path, lora_dir: str | Path | None = None, device: str = "auto"):
         base = load_model(model_dir, device)
         self.choices: dict[str, tuple] = {f"Base ({Path(model_dir).name})": base}
         if lora_dir is not None:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from minigpt.errors import MiniGPTError
 
 PARAMS_FILE = "params.yaml"
+DEVICES = ("auto", "cpu", "cuda")  # auto: the GPU when CUDA has one, else the CPU
+Device = Literal["auto", "cpu", "cuda"]
 
 
 class Section(BaseModel):
@@ -37,12 +39,18 @@ class Source(Section):
     def _one_location(self) -> "Source":
         if (self.path is None) == (self.hub is None):
             raise ValueError("give exactly one of 'path' (a local file or glob) or 'hub' (a dataset id)")
-        if self.hub is not None and not self.revision:
-            raise ValueError(f"hub dataset {self.hub!r} needs a pinned 'revision' (a commit hash or tag) "
-                             "so that runs are reproducible")
+        if self.hub is not None and not self.revision and not self.local_hub:
+            raise ValueError(f"hub dataset {self.hub!r} needs a 'revision': a commit hash, or a branch or tag that "
+                             "prepare resolves to its commit and records")
         if self.path is not None and (self.config, self.split, self.revision) != (None, None, None):
             raise ValueError("'config', 'split' and 'revision' apply to hub datasets only, not to 'path'")
         return self
+
+    @property
+    def local_hub(self) -> bool:
+        """Whether `hub` is a folder laid out like a hub repository rather than an `owner/name` id."""
+        return self.hub is not None and (self.hub.startswith((".", "/", "~")) or self.hub.count("/") > 1
+                                         or Path(self.hub).is_dir())
 
     @property
     def hub_split(self) -> str:
@@ -107,6 +115,7 @@ class LoopParams(OptimizerParams):
     """One run of the training loop: how long, how big a step, how fast, how often to report."""
 
     epochs: float = Field(gt=0)
+    max_steps: int = Field(default=0, ge=0)  # stop after this many optimizer steps (the schedule too); 0: no limit
     micro_batch_size: int = Field(ge=1)
     batch_tokens: int = Field(ge=1)
     log_every: int = Field(ge=1)
@@ -159,6 +168,7 @@ class EvaluateParams(Section):
     repetition_penalty: float = Field(gt=0)
     seed: int = 0
     multiple_choice: dict[str, str] = {}
+    device: Device = "auto"  # also used by evaluate_lora
 
     def generation(self):
         from minigpt.generation import GenerationSettings
@@ -180,6 +190,8 @@ class ArchitecturesParams(ModelParams, OptimizerParams):
     log_every: int = Field(ge=1)
     probe_examples: int = Field(ge=0)  # train-split examples the category probe is fit on; 0 = all
     demo_examples: int = Field(ge=0)  # validation examples the decoder answers and the encoder fills
+    compile: bool = False  # torch.compile both models' training steps
+    device: Device = "auto"
 
     @model_validator(mode="after")
     def _distinct_seeds(self) -> "ArchitecturesParams":
@@ -197,6 +209,35 @@ class Params(Section):
     evaluate: EvaluateParams
     lora: LoraParams
     compare_architectures: ArchitecturesParams
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> "Params":
+        """Rules that span sections, checked before any stage runs rather than hours into one."""
+        problems = []
+        block = self.model.block_size
+        for name in ("pretrain", "train", "lora"):
+            loop: LoopParams = getattr(self, name)
+            row_tokens = loop.micro_batch_size * block
+            if loop.batch_tokens % row_tokens:
+                problems.append(f"{name}.batch_tokens ({loop.batch_tokens}) must be a multiple of {name}.micro_batch_size "
+                                f"× model.block_size = {loop.micro_batch_size} × {block} = {row_tokens}")
+        for name, length in (("model.block_size", block),
+                             ("compare_architectures.block_size", self.compare_architectures.block_size)):
+            if length > self.tokenizer.model_max_length:
+                problems.append(f"{name} ({length}) is above the tokenizer's limit "
+                                f"(tokenizer.model_max_length = {self.tokenizer.model_max_length})")
+        if self.evaluate.max_new_tokens >= block:
+            problems.append(f"evaluate.max_new_tokens ({self.evaluate.max_new_tokens}) leaves no room for a prompt in "
+                            f"model.block_size ({block})")
+        known = set(self.prepare.categories) | {self.prepare.default_category}
+        unknown = [name for name in self.lora.categories if name not in known]
+        if unknown:
+            problems.append(f"lora.categories {unknown} are not categories of prepare (known: {', '.join(sorted(known))})")
+        if self.train.init_from == "pretrained" and not self.pretrain.files:
+            problems.append("train.init_from is 'pretrained' but pretrain.files is empty: nothing would be pretrained")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 def _format_location(location: tuple) -> str:

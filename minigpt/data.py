@@ -130,18 +130,42 @@ def read_records(pattern: str, policy: ErrorPolicy) -> Iterator[tuple[str, Recor
         yield from reader(path, policy)
 
 
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def resolve_revision(source: Source) -> str | None:
+    """The commit a hub source's revision names: a commit hash as given, a branch or tag asked
+    of the hub (so a run records exactly which data it read), None for a local folder."""
+    if source.local_hub:
+        return None
+    if _COMMIT_SHA.fullmatch(source.revision):
+        return source.revision
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(source.hub, revision=source.revision).sha
+    except Exception as error:  # offline, unknown id or revision
+        raise MiniGPTError(
+            f"source {source.label!r}: could not resolve revision {source.revision!r} of {source.hub!r} to a commit "
+            f"on the Hugging Face Hub: {type(error).__name__}: {error}\n{_OFFLINE_ADVICE}") from None
+
+
+_OFFLINE_ADVICE = ("Without access to the hub, download the dataset where the hub is reachable into data/raw/hub/ "
+                   "(README, 'Seed scale'; the 'local' preset reads the seed datasets from there) and point the "
+                   "source at that folder with 'hub:', or at its JSON, JSONL or Parquet files with 'path:'.")
+
+
 def _hub_records(source: Source) -> Iterator[tuple[str, Record]]:
+    """Rows of a hub dataset (or of a local folder laid out like one), at `source.revision`."""
     try:
         import datasets
 
-        rows = datasets.load_dataset(source.hub, source.config, split=source.hub_split, revision=source.revision)
+        rows = datasets.load_dataset(source.hub, source.config, split=source.hub_split,
+                                     revision=None if source.local_hub else source.revision)
     except Exception as error:  # offline, unknown id, bad revision: all need the same advice
         raise MiniGPTError(
             f"source {source.label!r}: could not load {source.hub!r} (revision {source.revision}, "
-            f"split {source.hub_split}) from the Hugging Face Hub: {type(error).__name__}: {error}\n"
-            "Without access to the hub, download the dataset on another machine, copy it into "
-            "data/raw/ and point the source at it with 'path:' (JSON, JSONL or Parquet) instead of 'hub:'."
-        ) from None
+            f"split {source.hub_split}): {type(error).__name__}: {error}\n{_OFFLINE_ADVICE}") from None
     for number, record in enumerate(rows, start=1):
         yield f"{source.hub}@{source.revision} ({source.hub_split}) row {number}", record
 
@@ -408,8 +432,12 @@ def prepare(params: PrepareParams) -> PreparedData:
 
     for source in params.sources:
         skipped_before = sum(policy.skipped.values())
-        examples, records = read_source(source, policy)
         counts = per_source.setdefault(source.label, {"records": 0, "skipped_records": 0, "examples": 0, "kept": 0})
+        if source.hub:  # read at the commit the revision names now, and say which
+            commit = resolve_revision(source)
+            counts["commit"] = commit or "local folder"
+            source = source.model_copy(update={"revision": commit or source.revision})
+        examples, records = read_source(source, policy)
         counts["records"] += records
         counts["skipped_records"] += sum(policy.skipped.values()) - skipped_before
         counts["examples"] += len(examples)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import resource
 import sys
+import time
+from pathlib import Path
 from typing import Callable
+
+# When set, every stage appends {stage, seconds, peak_rss_mib} to this JSONL file as it
+# finishes: the time and memory of each stage of a `dvc repro` or `dvc exp run`.
+STAGE_LOG = "MINIGPT_STAGE_LOG"
 
 
 class MiniGPTError(Exception):
@@ -16,8 +25,16 @@ class MiniGPTError(Exception):
 
 def run_main(main: Callable[[], None]) -> None:
     """Run a stage's `main`, printing a MiniGPTError as one clear message with exit code 1."""
+    started = time.perf_counter()
     try:
         main()
     except MiniGPTError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    log = os.environ.get(STAGE_LOG)
+    if log:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        entry = {"stage": Path(sys.argv[0]).stem, "seconds": round(time.perf_counter() - started, 1),
+                 "peak_rss_mib": round(peak)}
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")

@@ -37,9 +37,25 @@ class Generated:
     new_tokens: int
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu", lora: str | Path | None = None):
+def pick_device(requested: str = "auto") -> torch.device:
+    """`auto`: the GPU when CUDA has one, else the CPU; `cuda` without a GPU is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise MiniGPTError("device cuda was asked for, but CUDA sees no GPU here: use auto or cpu")
+    return torch.device(requested)
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs with native bf16 (half the memory traffic, fp32's range), fp32 elsewhere."""
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if native else torch.float32
+
+
+def load_model(directory: str | Path, device: str = "auto", lora: str | Path | None = None):
     """A model directory written by the pipeline (or any complete GPT-2 directory), in eval
-    mode, with a LoRA adapter directory applied if given.
+    mode, on `device` (see `pick_device`; bf16 on a GPU that has it), with a LoRA adapter
+    directory applied if given.
 
     Weights are read from safetensors only and no code from the directory is run.
     """
@@ -68,7 +84,8 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu", lora: 
         if not has_adapter(lora):
             raise MiniGPTError(f"no LoRA adapter in {lora}: run 'dvc repro lora' first")
         model = load_with_adapter(model, lora)
-    return model.to(device).eval(), tokenizer
+    target = pick_device(device)
+    return model.to(target, dtype=inference_dtype(target)).eval(), tokenizer
 
 
 def context_length(model) -> int | None:

@@ -1,11 +1,16 @@
 """Named presets: YAML files in presets/ that override a few keys of params.yaml, turned into
 `dvc exp run -S` flags so that a preset run is an ordinary, comparable DVC experiment.
 
-    dvc exp run $(python -m minigpt.presets seed)
+    dvc exp run $(python -m minigpt.presets seed)            # the reference's recipe, on a GPU
+    dvc exp run $(python -m minigpt.presets seed smoke)      # presets layer: later ones win, key by key
+
+The flags are printed for the shell to split on spaces, so no value may contain one; lists and
+mappings (e.g. `prepare.sources`) are written in Hydra's override syntax, which DVC parses.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,10 +35,34 @@ def apply_preset(params: dict, preset: dict[str, dict[str, Any]]) -> dict:
     return {section: values | preset.get(section, {}) for section, values in params.items()}
 
 
+def combine(names: list[str]) -> dict[str, dict[str, Any]]:
+    """Presets layered in order: a later preset's key replaces an earlier one's."""
+    combined: dict[str, dict[str, Any]] = {}
+    for name in names:
+        for section, values in load_preset(name).items():
+            combined[section] = combined.get(section, {}) | values
+    return combined
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./+*@-]+")  # what Hydra reads unquoted
+
+
 def _hydra_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
-    return str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ",".join(map(_hydra_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{_hydra_value(item)}" for key, item in value.items()) + "}"
+    text = str(value)
+    if any(char.isspace() for char in text) or "'" in text:
+        raise MiniGPTError(f"preset value {text!r} has a space or a quote: the shell would split or mangle the "
+                           "flag; set it in params.yaml instead")
+    return text if _PLAIN.fullmatch(text) else f"'{text}'"
 
 
 def set_param_flags(preset: dict[str, dict[str, Any]]) -> list[str]:
@@ -42,10 +71,10 @@ def set_param_flags(preset: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m minigpt.presets NAME   (prints dvc exp run -S flags)")
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m minigpt.presets NAME [NAME ...]   (prints dvc exp run -S flags)")
     try:
-        print(" ".join(set_param_flags(load_preset(sys.argv[1]))))
+        print(" ".join(set_param_flags(combine(sys.argv[1:]))))
     except MiniGPTError as error:
         sys.exit(f"error: {error}")
 

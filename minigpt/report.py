@@ -45,17 +45,24 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
         _table(("read", "kept", "train", "validation", "dropped"),
                [(data["examples"]["read"], data["examples"]["kept"], data["examples"]["train"],
                  data["examples"]["validation"], ", ".join(f"{k} {v}" for k, v in data["dropped"].items() if v) or "none")]),
+        _table(("source", "records", "examples", "kept", "read at commit"),
+               [(f"`{name}`", counts["records"], counts["examples"], counts["kept"], counts.get("commit"))
+                for name, counts in data["sources"].items()]),
         "## Tokenizer",
         f"Vocabulary {tokenizer['vocab_size']:,}. On the validation split:",
         _table(("tokenizer", "chars/token", "tokens/word"),
                [(name, score["chars_per_token"], score["tokens_per_word"]) for name, score in validation_scores.items()]),
         "## Model and training",
-        _table(("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding", "train loss",
-                "validation loss"),
+        _table(("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding"),
                [(train["parameters"], train["steps"], train["tokens"], f"{train['train_seconds']:.0f} s",
                  train["tokens_per_second"], f"{train['mfu']:.1%}" if train.get("mfu") else None,
-                 f"{train['device']} × {train['processes']}", f"{train['packing']['train']['padding_fraction']:.1%}",
-                 train["train_loss"], train["val_loss"])]),
+                 f"{train['device']} × {train['processes']}", f"{train['packing']['train']['padding_fraction']:.1%}")]),
+        "Loss per answer token: the first step's (the untrained model's), the last, and the share it fell by; "
+        "validation loss at the end.",
+        _table(("initial train loss", "final train loss", "reduction", "validation loss"),
+               [(train.get("initial_train_loss"), train["train_loss"],
+                 f"{train['loss_reduction']:.1%}" if train.get("loss_reduction") is not None else None,
+                 train["val_loss"])]),
         "## Evaluation (validation split)",
         "Perplexity and bits per byte score the reference answers (the model's job); the sequence "
         f"columns score whole examples ({evaluation['too_long']} longer than the context left out). "

@@ -364,6 +364,8 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
     rows_per_step = params.batch_tokens // block
     accumulation = rows_per_step // rows_per_micro
     total_steps = max(1, math.ceil(params.epochs * len(train_rows) / rows_per_step))
+    if params.max_steps:
+        total_steps = min(total_steps, params.max_steps)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -443,7 +445,8 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         last = done == total_steps
         evaluate = _due(done, params.eval_every, last)
         save = _due(done, params.checkpoint_every, evaluate)  # save before evaluating: a crash there loses nothing
-        if not (save or last or done % params.log_every == 0):  # the last steps always count in the summary
+        # The first step is logged too: its loss is the untrained model's, the start of the curve.
+        if not (save or last or done == 1 or done % params.log_every == 0):  # the last steps count in the summary
             continue
         train_loss = accelerator.reduce(loss_sum, "sum").item() / target_count.item()
         if not math.isfinite(train_loss) or not bool(gradients_finite):
@@ -526,6 +529,15 @@ def last_value(history: list[dict], key: str) -> float | None:
     return next((entry[key] for entry in reversed(history) if key in entry), None)
 
 
+def loss_change(history: list[dict]) -> dict[str, float | None]:
+    """The train loss at the first step (the untrained model's) and at the last logged one, and
+    the share by which it fell: what the reference reports as its loss reduction."""
+    first = next((entry["train/loss"] for entry in history if "train/loss" in entry), None)
+    last = last_value(history, "train/loss")
+    return {"initial_train_loss": first, "train_loss": last,
+            "loss_reduction": round(1 - last / first, 4) if first and last is not None else None}
+
+
 def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams,
                    outputs: RunOutputs, save_model: Callable[[GPT, Path, dict[str, Any]], None],
                    extra_metrics: dict[str, Any] | None = None) -> None:
@@ -537,7 +549,7 @@ def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, par
     result = run(model, train_rows, val_rows, params, outputs.checkpoint_dir, outputs.live_dir)
     if not result.is_main_process:
         return
-    metrics = {**(extra_metrics or {}), "train_loss": last_value(result.history, "train/loss"),
+    metrics = {**(extra_metrics or {}), **loss_change(result.history),
                "val_loss": last_value(result.history, "val/loss"), **result.summary,
                "packing": {"train": train_rows.stats, "validation": val_rows.stats}}
     save_model(result.model, outputs.model_dir, metrics)

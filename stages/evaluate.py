@@ -24,7 +24,7 @@ def main() -> None:
     params = load_params().evaluate
     warn_if_untracked(params.multiple_choice.values(), "evaluate", "data/eval")
     rows = validation_rows(DATA_DIR)
-    model, tokenizer = load_model(MODEL_DIR)
+    model, tokenizer = load_model(MODEL_DIR, params.device)
     started = time.perf_counter()
     metrics, samples = evaluate_model(model, tokenizer, rows, params.multiple_choice, params.generation(),
                                       params.generate_examples, params.batch_size)

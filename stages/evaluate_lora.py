@@ -42,7 +42,8 @@ def main() -> None:
     # domain: what the adapter should improve; other: what it may forget; general: both.
     subsets = {"domain": domain, "other": [row for row in rows if row not in domain], "general": rows}
     subsets = {name: subset for name, subset in subsets.items() if subset}
-    models = {"base": load_model(BASE_DIR), "lora": load_model(BASE_DIR, lora=ADAPTER_DIR)}
+    models = {"base": load_model(BASE_DIR, evaluate.device),
+              "lora": load_model(BASE_DIR, evaluate.device, lora=ADAPTER_DIR)}
     result: dict = {}
     for subset, subset_rows in subsets.items():
         scores = {name: headline(evaluate_rows(model, tokenizer, subset_rows, settings, evaluate.generate_examples,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,13 +81,22 @@ def copy_repository(target: Path) -> Path:
     return target
 
 
-def run_command(command: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run with this interpreter's bin first on PATH, so `python` in dvc.yaml commands is this one."""
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def run_command(command: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None,
+                **kwargs) -> subprocess.CompletedProcess:
+    """Run with this interpreter's bin first on PATH, so `python` in dvc.yaml commands is this one
+    (and with `env` added to the environment)."""
+    env = os.environ | (env or {}) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, command))} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def free_port() -> int:
+    """A TCP port on this machine that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def update_params(workspace: Path, **sections: dict) -> None:

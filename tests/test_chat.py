@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from minigpt.chat import CONTROLS, ENTRADA_TITLE, ERROR_TITLE, GENERATION_QUEUE,
     build_app, clamp, controls_for, fit_prompt, history_turns, launch, settings_from_controls  # noqa: E402
 from minigpt.generation import GenerationSettings, generate, stream  # noqa: E402
 from minigpt.template import RESPONSE_HEADER, render_conversation, render_prompt  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 LIMITS = ChatLimits(max_input_chars=300, max_seconds=30.0, concurrency=1)
 GREEDY = dict(temperature=0, top_p=1.0, top_k=0, max_new_tokens=16, repetition_penalty=1.0)
@@ -182,15 +182,9 @@ def test_the_pipelines_adapter_is_offered_only_for_the_model_it_adapts(tmp_path,
     assert "adapts models/minigpt, not" in capsys.readouterr().out
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(models):
-    app, url = launch(models, port=_free_port(), limits=LIMITS, block=False)
+    app, url = launch(models, port=free_port(), limits=LIMITS, block=False)
     yield url
     app.close()
 

@@ -58,9 +58,9 @@ def test_a_source_needs_exactly_one_location(tmp_path, default_params):
     assert "prepare.sources[0]" in message and "exactly one of 'path'" in message
 
 
-def test_a_hub_source_must_pin_a_revision(tmp_path, default_params):
+def test_a_hub_source_must_name_a_revision(tmp_path, default_params):
     default_params["prepare"]["sources"] = [{"kind": "alpaca", "hub": "bertin-project/alpaca-spanish"}]
-    assert "pinned 'revision'" in error_for(tmp_path, default_params)
+    assert "needs a 'revision'" in error_for(tmp_path, default_params)
 
 
 def test_unknown_source_kind_is_named(tmp_path, default_params):
@@ -92,3 +92,24 @@ def test_every_stage_in_dvc_yaml_has_a_params_section(repo_params):
             section, _, key = declared.partition(".")
             assert hasattr(repo_params, section), f"stage {name} declares unknown params section {section}"
             assert not key or hasattr(getattr(repo_params, section), key), f"stage {name}: unknown param {declared}"
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"model": {"block_size": 512}}, "lora.batch_tokens (4096) must be a multiple of lora.micro_batch_size × "
+                                     "model.block_size = 16 × 512 = 8192"),
+    ({"compare_architectures": {"block_size": 2048}}, "compare_architectures.block_size (2048) is above the "
+                                                      "tokenizer's limit"),
+    ({"evaluate": {"max_new_tokens": 256}}, "evaluate.max_new_tokens (256) leaves no room for a prompt"),
+    ({"lora": {"categories": ["ciencias"]}}, "lora.categories ['ciencias'] are not categories of prepare"),
+    ({"train": {"init_from": "pretrained"}}, "train.init_from is 'pretrained' but pretrain.files is empty"),
+])
+def test_rules_across_sections_fail_at_load_naming_the_keys(tmp_path, default_params, changes, named):
+    for section, values in changes.items():
+        default_params[section].update(values)
+    assert named in error_for(tmp_path, default_params)
+
+
+def test_every_broken_rule_is_named_at_once(tmp_path, default_params):
+    default_params["model"]["block_size"] = 512  # pretrain, train and lora steps no longer split into rows
+    message = error_for(tmp_path, default_params)
+    assert all(f"{name}.batch_tokens (4096)" in message for name in ("pretrain", "train", "lora"))

@@ -115,3 +115,19 @@ def test_the_time_limit_ends_an_answer(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     answer, = generate(model, tokenizer, PROMPTS[:1], GenerationSettings(max_new_tokens=40, max_seconds=0.0))
     assert answer.new_tokens == 1 and not answer.complete
+
+
+def test_the_device_is_the_gpu_when_there_is_one_and_can_be_forced(monkeypatch):
+    import torch
+
+    from minigpt.generation import inference_dtype, pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu" and pick_device("cpu").type == "cpu"
+    assert inference_dtype(torch.device("cpu")) == torch.float32
+    with pytest.raises(MiniGPTError, match="device cuda was asked for, but CUDA sees no GPU"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert pick_device("auto").type == "cuda" and pick_device("cpu").type == "cpu"
+    assert inference_dtype(torch.device("cuda")) == torch.bfloat16

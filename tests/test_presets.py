@@ -1,36 +1,82 @@
-"""Presets expand into valid params and DVC flags; the seed preset is the reference's 110M shape."""
+"""Presets expand into valid params and DVC flags; the seed preset is the reference's recipe."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
+import yaml
 
-from minigpt.config import Params
+from minigpt.config import Params, load_params
 from minigpt.errors import MiniGPTError
+from minigpt.lora import add_adapters, parameter_counts
 from minigpt.model import GPT, GPTConfig
-from minigpt.presets import PRESETS_DIR, apply_preset, load_preset, set_param_flags
+from minigpt.presets import PRESETS_DIR, apply_preset, combine, load_preset, set_param_flags
+from tests.conftest import REPO
+
+LAYERINGS = [[path.stem] for path in sorted(PRESETS_DIR.glob("*.yaml"))] + [["seed", "smoke"], ["seed", "local"]]
 
 
-@pytest.mark.parametrize("name", sorted(path.stem for path in PRESETS_DIR.glob("*.yaml")))
-def test_every_preset_gives_valid_params(default_params, name):
-    Params.model_validate(apply_preset(default_params, load_preset(name)))
+@pytest.mark.parametrize("names", LAYERINGS, ids=" + ".join)
+def test_every_preset_and_layering_validates_every_section(default_params, names):
+    """Cross-section rules included: batch_tokens against micro-batch × block size, contexts, categories."""
+    Params.model_validate(apply_preset(default_params, combine(names)))
 
 
-def test_the_seed_preset_builds_the_110m_reference_model(default_params):
+@pytest.mark.parametrize("names", [["seed"], ["seed", "smoke"], ["seed", "local"]], ids=" + ".join)
+def test_the_printed_flags_are_what_dvc_applies(tmp_path, default_params, names):
+    """The flags go through DVC's own override parser (Hydra) and give the preset's params."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    printed = subprocess.run([sys.executable, "-m", "minigpt.presets", *names], capture_output=True, text=True,
+                             check=True, cwd=REPO).stdout.split()
+    assert printed[::2] == ["-S"] * (len(printed) // 2)  # one word per flag: the shell splits on spaces
+    apply_overrides(path, printed[1::2])
+    assert load_params(path) == Params.model_validate(apply_preset(default_params, combine(names)))
+
+
+def test_the_seed_preset_is_the_reference_recipe(default_params):
     params = Params.model_validate(apply_preset(default_params, load_preset("seed")))
     config = GPTConfig(vocab_size=params.tokenizer.vocab_size, **params.model.model_dump())
     with torch.device("meta"):
         assert GPT(config).num_parameters() == 110_025_216
+        adapted = add_adapters(GPT(config), params.lora, seed=0)
+    trainable, total = parameter_counts(adapted)
+    assert trainable / total == pytest.approx(0.021, abs=0.0005)  # the reference: 2.1 % trainable
     assert params.train.batch_tokens == 32 * 512 and params.train.epochs == 3
+    assert params.prepare.validation_fraction == 0.05 and params.evaluate.max_new_tokens == 200
+    hubs = {source.hub for source in params.prepare.sources if source.hub}
+    assert hubs == {"bertin-project/alpaca-spanish", "OpenAssistant/oasst1"}
+    assert {source.path for source in params.prepare.sources if source.path} >= {"data/raw/handwritten.jsonl"}
+
+
+def test_smoke_keeps_the_seed_shape_and_shrinks_everything_else(default_params):
+    seed = Params.model_validate(apply_preset(default_params, load_preset("seed")))
+    smoke = Params.model_validate(apply_preset(default_params, combine(["seed", "smoke"])))
+    assert smoke.model == seed.model and smoke.tokenizer.vocab_size == 32_000
+    assert all(source.path for source in smoke.prepare.sources)  # no hub: it runs offline
+    for section in (smoke.pretrain, smoke.train, smoke.lora):
+        assert section.max_steps == 2 and section.batch_tokens == 512 and not section.compile
+    assert smoke.compare_architectures.block_size == 512 and smoke.pretrain.files
 
 
 def test_presets_print_dvc_set_param_flags():
-    flags = set_param_flags({"model": {"n_layer": 12}, "train": {"compile": True, "learning_rate": 6e-4}})
-    assert flags == ["-S model.n_layer=12", "-S train.compile=true", "-S train.learning_rate=0.0006"]
-    result = subprocess.run([sys.executable, "-m", "minigpt.presets", "seed"], capture_output=True, text=True)
-    assert result.returncode == 0 and "-S model.n_embd=768" in result.stdout
+    flags = set_param_flags({"model": {"n_layer": 12}, "train": {"compile": True, "learning_rate": 6e-4},
+                             "prepare": {"sources": [{"kind": "alpaca", "hub": "a/b", "split": "train+validation"}]}})
+    assert flags == ["-S model.n_layer=12", "-S train.compile=true", "-S train.learning_rate=0.0006",
+                     "-S prepare.sources=[{kind:alpaca,hub:a/b,split:train+validation}]"]
+    with pytest.raises(MiniGPTError, match="has a space"):
+        set_param_flags({"train": {"launcher": "accelerate launch"}})
     with pytest.raises(MiniGPTError, match="no preset 'huge' \\(known: .*seed"):
         load_preset("huge")
+
+
+def test_later_presets_win_key_by_key():
+    combined = combine(["seed", "smoke"])
+    assert combined["train"]["batch_tokens"] == 512 and combined["train"]["learning_rate"] == 6e-4
+    assert yaml.safe_load((PRESETS_DIR / "smoke.yaml").read_text())["train"]["max_steps"] == 2

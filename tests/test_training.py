@@ -98,6 +98,15 @@ def test_evaluation_and_checkpoints_can_be_turned_off(tmp_path):
     assert not CheckpointStore(tmp_path, 2).paths()
 
 
+def test_max_steps_ends_the_run_and_its_schedule_early(tmp_path):
+    torch.manual_seed(0)
+    params = loop_params(epochs=5.0, max_steps=3, warmup_steps=1, checkpoint_every=0, eval_every=0)
+    result = run(GPT(TINY), random_rows(64), random_rows(8, seed=1), params, tmp_path, None)
+    assert result.steps == 3 and [entry["step"] for entry in result.history] == [1, 2, 3]
+    assert result.history[-1]["lr"] == pytest.approx(learning_rate(2, 3, params))  # the cosine's end, not mid-way
+    assert result.history[0]["step"] == 1  # the first step is always logged: the untrained model's loss
+
+
 def test_learning_rate_warms_up_then_decays_to_its_floor():
     params = loop_params(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1)
     rates = [learning_rate(step, 100, params) for step in range(100)]

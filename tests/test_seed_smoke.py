@@ -1,0 +1,102 @@
+"""The seed recipe rehearsed on a CPU: `dvc exp run $(python -m minigpt.presets seed smoke)` runs
+every stage at the 110M shape, then the chat serves the model it left."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from minigpt.errors import STAGE_LOG
+from tests.conftest import REPO, SHARED_DATA, copy_repository, free_port, run_command
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["prepare", "tokenizer", "pretrain", "train", "evaluate", "lora", "evaluate_lora", "compare_architectures",
+          "report"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """A fresh clone's workspace after the smoke experiment, and each stage's time and memory."""
+    workspace = copy_repository(tmp_path_factory.mktemp("smoke") / "minigpt-es")
+    for generated in ("metrics", "plots", "dvc.lock"):
+        path = workspace / generated
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    flags = run_command([sys.executable, "-m", "minigpt.presets", "seed", "smoke"], REPO).stdout.split()
+    if SHARED_DATA.is_dir():  # enough Spanish text for all 32,000 tokens, hence the exact 110M model
+        for corpus in (SHARED_DATA / "corpus-es").glob("*.txt"):
+            shutil.copy(corpus, workspace / "data" / "corpus" / corpus.name)
+        flags += ["-S", "tokenizer.extra_files=[data/corpus/*.txt]"]
+    run_command(["git", "init", "-q"], workspace)
+    run_command(["git", "add", "-A"], workspace)
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "clone"], workspace)
+    log = workspace.parent / "stages.jsonl"
+    started = time.perf_counter()
+    run_command([sys.executable, "-m", "dvc", "exp", "run", "-n", "smoke", *flags], workspace,
+                env={STAGE_LOG: str(log)}, timeout=3600)
+    stages = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    print(f"\nseed smoke, {time.perf_counter() - started:.0f} s in all:\n| stage | seconds | peak RSS MiB |\n|---|---:|---:|")
+    for entry in stages:
+        print(f"| {entry['stage']} | {entry['seconds']} | {entry['peak_rss_mib']:,} |")
+    return workspace, stages
+
+
+def metrics(workspace: Path, name: str) -> dict:
+    return json.loads((workspace / "metrics" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_every_stage_runs_at_the_seed_shape(smoke_run):
+    workspace, stages = smoke_run
+    assert [entry["stage"] for entry in stages] == STAGES
+    train = metrics(workspace, "train")
+    assert train["steps"] == 2 and train["initial_train_loss"] > 0
+    if SHARED_DATA.is_dir():
+        assert train["parameters"] == 110_025_216
+    config = json.loads((workspace / "models" / "minigpt" / "config.json").read_text(encoding="utf-8"))
+    assert (config["n_layer"], config["n_head"], config["n_embd"], config["n_positions"]) == (12, 12, 768, 512)
+    assert metrics(workspace, "lora_train")["steps"] == 2
+    assert 0.02 < metrics(workspace, "lora")["trainable_share"] < 0.025
+    assert metrics(workspace, "architectures")["shape"]["n_embd"] == 768
+    assert "## Encoder vs decoder" in (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_experiment_is_in_dvc_exp_show(smoke_run):
+    workspace, _ = smoke_run
+    rows = json.loads(run_command([sys.executable, "-m", "dvc", "exp", "show", "--json"], workspace).stdout)
+    experiments = [experiment for row in rows for experiment in (row.get("experiments") or [])]
+    smoke = next(run for experiment in experiments for run in experiment["revs"] if run.get("name") == "smoke")
+    params = smoke["data"]["params"]["params.yaml"]["data"]
+    assert params["model"]["n_embd"] == 768 and params["train"]["max_steps"] == 2
+    assert smoke["data"]["metrics"]["metrics/train.json"]["data"]["steps"] == 2
+
+
+def test_the_chat_serves_the_model_it_left(smoke_run):
+    from gradio_client import Client
+
+    workspace, _ = smoke_run
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "minigpt", "chat", "--port", str(port)], cwd=workspace,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=os.environ | {"NO_PROXY": "127.0.0.1,localhost"})
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and server.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        assert server.poll() is None, server.stdout.read()
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        answer, entrada = client.predict(message="¿Qué es un átomo?", api_name="/chat")
+        assert isinstance(answer, str) and entrada == ""
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
