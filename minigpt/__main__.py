@@ -14,14 +14,14 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from minigpt.data import ErrorPolicy, read_source
     from minigpt.evaluation import evaluate_model
     from minigpt.files import write_json
-    from minigpt.generation import GenerationSettings, load_model
+    from minigpt.generation import SCORING_DTYPE, GenerationSettings, load_model
 
     examples, _ = read_source(Source(kind="jsonl", path=str(args.data)), ErrorPolicy("fail"))
     if not examples:
         raise MiniGPTError(f"{args.data} holds no examples")
     rows = [{"instruction": e.instruction, "input": e.input, "output": e.output, "category": e.category or "general"}
             for e in examples]
-    model, tokenizer = load_model(args.model, args.device, lora=args.lora)
+    model, tokenizer = load_model(args.model, args.device, lora=args.lora, dtype=SCORING_DTYPE)
     choices = {Path(path).stem: str(path) for path in args.choices}
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     metrics, samples = evaluate_model(model, tokenizer, rows, choices, settings, args.generate, args.batch_size)

@@ -70,7 +70,7 @@ class ChatLimits:
 class ChatModels:
     """The models a user can choose from, by label, loaded once at start-up."""
 
-    def __init__(self, model_dir: str | Path, lora_dir: str | Path | None = None, device: str = "auto"):
+    def __init__(self, model_dir: str | Path, lora_dir: str | Path | None = None, device: str = "cpu"):
         base = load_model(model_dir, device)
         self.choices: dict[str, tuple] = {f"Base ({Path(model_dir).name})": base}
         if lora_dir is not None:

@@ -7,6 +7,7 @@ silently falling back to a default deep inside a run.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -128,6 +129,11 @@ class LoopParams(OptimizerParams):
     seed: int = 0
     launcher: str = Field(default="python", min_length=1)  # how dvc.yaml starts the stage script
 
+    def processes(self) -> int:
+        """The processes `launcher` starts (`--num_processes N` of accelerate launch), else 1."""
+        found = re.search(r"--num_processes[ =](\d+)", self.launcher)
+        return int(found.group(1)) if found else 1
+
 
 class PretrainParams(LoopParams):
     files: list[str] = []
@@ -215,12 +221,16 @@ class Params(Section):
         """Rules that span sections, checked before any stage runs rather than hours into one."""
         problems = []
         block = self.model.block_size
-        for name in ("pretrain", "train", "lora"):
+        loops = ["train", "lora"] + (["pretrain"] if self.pretrain.files else [])  # pretrain off: nothing to check
+        for name in loops:
             loop: LoopParams = getattr(self, name)
-            row_tokens = loop.micro_batch_size * block
+            processes = loop.processes()
+            row_tokens = loop.micro_batch_size * block * processes
             if loop.batch_tokens % row_tokens:
+                launched = f" × {processes} processes ({name}.launcher)" if processes > 1 else ""
                 problems.append(f"{name}.batch_tokens ({loop.batch_tokens}) must be a multiple of {name}.micro_batch_size "
-                                f"× model.block_size = {loop.micro_batch_size} × {block} = {row_tokens}")
+                                f"× model.block_size{launched} = {loop.micro_batch_size} × {block}"
+                                f"{f' × {processes}' if processes > 1 else ''} = {row_tokens}")
         for name, length in (("model.block_size", block),
                              ("compare_architectures.block_size", self.compare_architectures.block_size)):
             if length > self.tokenizer.model_max_length:

@@ -135,9 +135,10 @@ _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 def resolve_revision(source: Source) -> str | None:
     """The commit a hub source's revision names: a commit hash as given, a branch or tag asked
-    of the hub (so a run records exactly which data it read), None for a local folder."""
+    of the hub (so a run records exactly which data it read); for a local folder, the commit
+    `hf download --local-dir` noted for its files, or None (its `revision` is not used)."""
     if source.local_hub:
-        return None
+        return _downloaded_commit(Path(source.hub).expanduser())
     if _COMMIT_SHA.fullmatch(source.revision):
         return source.revision
     try:
@@ -150,6 +151,15 @@ def resolve_revision(source: Source) -> str | None:
             f"on the Hugging Face Hub: {type(error).__name__}: {error}\n{_OFFLINE_ADVICE}") from None
 
 
+def _downloaded_commit(folder: Path) -> str | None:
+    """The one commit that `hf download --local-dir` recorded (first line of each file's
+    .cache/huggingface/download/*.metadata), or None if there is none or several."""
+    notes = (folder / ".cache" / "huggingface" / "download").rglob("*.metadata")
+    commits = {note.read_text(encoding="utf-8").partition("\n")[0].strip() for note in notes}
+    commit = commits.pop() if len(commits) == 1 else ""
+    return commit if _COMMIT_SHA.fullmatch(commit) else None
+
+
 _OFFLINE_ADVICE = ("Without access to the hub, download the dataset where the hub is reachable into data/raw/hub/ "
                    "(README, 'Seed scale'; the 'local' preset reads the seed datasets from there) and point the "
                    "source at that folder with 'hub:', or at its JSON, JSONL or Parquet files with 'path:'.")
@@ -160,7 +170,8 @@ def _hub_records(source: Source) -> Iterator[tuple[str, Record]]:
     try:
         import datasets
 
-        rows = datasets.load_dataset(source.hub, source.config, split=source.hub_split,
+        location = str(Path(source.hub).expanduser()) if source.local_hub else source.hub
+        rows = datasets.load_dataset(location, source.config, split=source.hub_split,
                                      revision=None if source.local_hub else source.revision)
     except Exception as error:  # offline, unknown id, bad revision: all need the same advice
         raise MiniGPTError(

@@ -52,10 +52,11 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if native else torch.float32
 
 
-def load_model(directory: str | Path, device: str = "auto", lora: str | Path | None = None):
+def load_model(directory: str | Path, device: str = "cpu", lora: str | Path | None = None,
+               dtype: torch.dtype | None = None):
     """A model directory written by the pipeline (or any complete GPT-2 directory), in eval
-    mode, on `device` (see `pick_device`; bf16 on a GPU that has it), with a LoRA adapter
-    directory applied if given.
+    mode, on `device` (see `pick_device`) in `dtype` (default: `inference_dtype`, bf16 on a GPU
+    that has it), with a LoRA adapter directory applied if given.
 
     Weights are read from safetensors only and no code from the directory is run.
     """
@@ -85,7 +86,17 @@ def load_model(directory: str | Path, device: str = "auto", lora: str | Path | N
             raise MiniGPTError(f"no LoRA adapter in {lora}: run 'dvc repro lora' first")
         model = load_with_adapter(model, lora)
     target = pick_device(device)
-    return model.to(target, dtype=inference_dtype(target)).eval(), tokenizer
+    return model.to(target, dtype=dtype or inference_dtype(target)).eval(), tokenizer
+
+
+# Scores are log-likelihoods summed over thousands of tokens, and an adapter's effect is a small
+# delta on the base's activations: both are computed from fp32 weights on any device.
+SCORING_DTYPE = torch.float32
+
+
+def describe_device(model) -> str:
+    """Where and in what precision a model runs, for the metrics that it produced."""
+    return f"{model.device.type} ({str(model.dtype).removeprefix('torch.')})"
 
 
 def context_length(model) -> int | None:

@@ -3,14 +3,18 @@
 
     dvc exp run $(python -m minigpt.presets seed)            # the reference's recipe, on a GPU
     dvc exp run $(python -m minigpt.presets seed smoke)      # presets layer: later ones win, key by key
+    python -m minigpt.presets seed smoke --run -n smoke      # the same, no shell involved (zsh, fish)
 
 The flags are printed for the shell to split on spaces, so no value may contain one; lists and
 mappings (e.g. `prepare.sources`) are written in Hydra's override syntax, which DVC parses.
+zsh stops at such a word as at a glob that matches nothing: there, use `--run`, which starts
+`dvc exp run` itself with the flags and any arguments after `--run`.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,7 +66,8 @@ def _hydra_value(value: Any) -> str:
     if any(char.isspace() for char in text) or "'" in text:
         raise MiniGPTError(f"preset value {text!r} has a space or a quote: the shell would split or mangle the "
                            "flag; set it in params.yaml instead")
-    return text if _PLAIN.fullmatch(text) else f"'{text}'"
+    # Quoted unless Hydra would read it back as this very string ('2024', 'true', 'null' would change type).
+    return text if _PLAIN.fullmatch(text) and yaml.safe_load(text) == text else f"'{text}'"
 
 
 def set_param_flags(preset: dict[str, dict[str, Any]]) -> list[str]:
@@ -71,12 +76,21 @@ def set_param_flags(preset: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def main() -> None:
-    if len(sys.argv) < 2:
-        sys.exit("usage: python -m minigpt.presets NAME [NAME ...]   (prints dvc exp run -S flags)")
+    names, run_args = sys.argv[1:], None
+    if "--run" in names:
+        names, run_args = names[:names.index("--run")], names[names.index("--run") + 1:]
+    if not names:
+        sys.exit("usage: python -m minigpt.presets NAME [NAME ...] [--run [DVC EXP RUN ARGS]]\n"
+                 "  prints the dvc exp run -S flags of the presets, or with --run runs dvc exp run with them")
     try:
-        print(" ".join(set_param_flags(combine(sys.argv[1:]))))
+        flags = set_param_flags(combine(names))
     except MiniGPTError as error:
         sys.exit(f"error: {error}")
+    if run_args is None:
+        print(" ".join(flags))
+        return
+    words = [word for flag in flags for word in flag.split(" ", 1)]
+    sys.exit(subprocess.run([sys.executable, "-m", "dvc", "exp", "run", *words, *run_args]).returncode)
 
 
 if __name__ == "__main__":

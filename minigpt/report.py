@@ -65,7 +65,8 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
                  train["val_loss"])]),
         "## Evaluation (validation split)",
         "Perplexity and bits per byte score the reference answers (the model's job); the sequence "
-        f"columns score whole examples ({evaluation['too_long']} longer than the context left out). "
+        f"columns score whole examples ({evaluation['too_long']} longer than the context left out); scored on "
+        f"{evaluation.get('device', 'cpu')}. "
         f"Generation metrics score answers to {generation['examples']} examples: {generation['decoding']}.",
         _table(("metric", "MiniGPT-ES", "reference project"),
                [("perplexity (answers)", evaluation["perplexity"], REFERENCE["perplexity"]),

@@ -11,7 +11,7 @@ from minigpt.config import load_params
 from minigpt.errors import run_main
 from minigpt.evaluation import evaluate_rows, validation_rows
 from minigpt.files import write_json
-from minigpt.generation import load_model
+from minigpt.generation import SCORING_DTYPE, describe_device, load_model
 from minigpt.lora import ADAPTER_WEIGHTS, category_rows
 
 DATA_DIR = Path("data/processed")
@@ -42,8 +42,8 @@ def main() -> None:
     # domain: what the adapter should improve; other: what it may forget; general: both.
     subsets = {"domain": domain, "other": [row for row in rows if row not in domain], "general": rows}
     subsets = {name: subset for name, subset in subsets.items() if subset}
-    models = {"base": load_model(BASE_DIR, evaluate.device),
-              "lora": load_model(BASE_DIR, evaluate.device, lora=ADAPTER_DIR)}
+    models = {"base": load_model(BASE_DIR, evaluate.device, dtype=SCORING_DTYPE),
+              "lora": load_model(BASE_DIR, evaluate.device, lora=ADAPTER_DIR, dtype=SCORING_DTYPE)}
     result: dict = {}
     for subset, subset_rows in subsets.items():
         scores = {name: headline(evaluate_rows(model, tokenizer, subset_rows, settings, evaluate.generate_examples,
@@ -55,7 +55,7 @@ def main() -> None:
     write_json(METRICS_FILE, {
         "categories": params.lora.categories, "trainable_share": training["trainable_share"],
         "adapter_mb": round((ADAPTER_DIR / ADAPTER_WEIGHTS).stat().st_size / 1e6, 3),
-        "train_seconds": training["train_seconds"], **result})
+        "train_seconds": training["train_seconds"], "device": describe_device(models["base"][0]), **result})
     print("evaluate_lora: perplexity " + "; ".join(
         f"{name} {scores['base']['perplexity']} -> {scores['lora']['perplexity']}" for name, scores in result.items()))
 

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +16,9 @@ import pytest
 import yaml
 
 from minigpt.config import PrepareParams, load_params
+
+# `datasets` caches what it loads, local folders included: never in the user's home from a test.
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="minigpt-tests-datasets-"))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -109,7 +109,18 @@ def test_rules_across_sections_fail_at_load_naming_the_keys(tmp_path, default_pa
     assert named in error_for(tmp_path, default_params)
 
 
-def test_every_broken_rule_is_named_at_once(tmp_path, default_params):
-    default_params["model"]["block_size"] = 512  # pretrain, train and lora steps no longer split into rows
+def test_every_broken_rule_is_named_at_once_and_only_for_stages_that_run(tmp_path, default_params):
+    default_params["model"]["block_size"] = 512  # train and lora steps no longer split into rows
     message = error_for(tmp_path, default_params)
-    assert all(f"{name}.batch_tokens (4096)" in message for name in ("pretrain", "train", "lora"))
+    assert "train.batch_tokens (4096)" in message and "lora.batch_tokens (4096)" in message
+    assert "pretrain." not in message  # pretrain.files is empty: the stage does nothing
+    default_params["pretrain"]["files"] = ["data/corpus/*.txt"]
+    assert "pretrain.batch_tokens (4096)" in error_for(tmp_path, default_params)
+
+
+def test_processes_of_a_launcher_count_in_the_step(tmp_path, default_params):
+    default_params["train"]["launcher"] = "accelerate launch --multi_gpu --num_processes 8"
+    assert ("train.batch_tokens (4096) must be a multiple of train.micro_batch_size × model.block_size × 8 "
+            "processes (train.launcher) = 16 × 256 × 8 = 32768") in error_for(tmp_path, default_params)
+    default_params["train"]["micro_batch_size"] = 2
+    load_params(write_params(tmp_path, default_params))

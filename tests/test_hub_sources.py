@@ -92,7 +92,7 @@ def test_alpaca_spanish_from_a_folder_like_its_hub_repository(alpaca_spanish, pr
     stats = prepare(prepare_params([source], on_error="skip")).stats
     counts = stats["sources"]["alpaca-es"]
     assert (counts["records"], counts["examples"], counts["kept"]) == (5, 5, 2)
-    assert counts["commit"] == "local folder"
+    assert counts["commit"] == "local folder"  # nothing says which commit these files are
     assert stats["dropped"]["not_spanish"] == 1 and stats["dropped"]["empty"] == 1
     assert stats["dropped"]["exact_duplicate"] == 1
 
@@ -128,9 +128,24 @@ def test_a_branch_is_read_at_the_commit_it_names_and_the_commit_is_recorded(monk
     assert stats["sources"]["alpaca-es"]["commit"] == SHA
 
 
+def test_a_folder_from_hf_download_is_recorded_at_its_commit(alpaca_spanish, prepare_params):
+    notes = alpaca_spanish / ".cache" / "huggingface" / "download" / "data"
+    notes.mkdir(parents=True)
+    (notes / "train-00000-of-00001-3a8ceb2c27df896f.parquet.metadata").write_text(
+        f"{SHA}\n\"d41d8cd98f00b204e9800998ecf8427e\"\n1732800000.0\n", encoding="utf-8")
+    source = {"kind": "alpaca", "hub": str(alpaca_spanish), "name": "alpaca-es"}
+    assert prepare(prepare_params([source], on_error="skip")).stats["sources"]["alpaca-es"]["commit"] == SHA
+
+
 def test_a_commit_hash_needs_no_hub_and_an_unresolvable_branch_says_what_to_do(monkeypatch):
+    import huggingface_hub
+
     assert resolve_revision(Source(kind="alpaca", hub="org/data", revision=SHA)) == SHA
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def offline(self, repo_id, revision):
+        raise ConnectionError("the hub is unreachable")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", offline)
     with pytest.raises(MiniGPTError, match="(?s)could not resolve revision 'main' .*data/raw/hub/"):
         resolve_revision(Source(kind="alpaca", hub="org/data", revision="main"))
 

@@ -72,6 +72,9 @@ def test_presets_print_dvc_set_param_flags():
                      "-S prepare.sources=[{kind:alpaca,hub:a/b,split:train+validation}]"]
     with pytest.raises(MiniGPTError, match="has a space"):
         set_param_flags({"train": {"launcher": "accelerate launch"}})
+    # Strings Hydra would read as another type stay strings; accents are quoted.
+    assert set_param_flags({"prepare": {"sources": [{"revision": "2024", "split": "true", "name": "ciencia-ñ"}]}}) == [
+        "-S prepare.sources=[{revision:'2024',split:'true',name:'ciencia-ñ'}]"]
     with pytest.raises(MiniGPTError, match="no preset 'huge' \\(known: .*seed"):
         load_preset("huge")
 

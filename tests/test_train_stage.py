@@ -30,7 +30,8 @@ def stage(name: str, workspace: Path, check: bool = True, **kwargs) -> subproces
 def prepared(tmp_path_factory) -> Path:
     """A workspace where prepare and tokenizer have run, to copy for each training test."""
     workspace = copy_repository(tmp_path_factory.mktemp("prepared") / "repo")
-    update_params(workspace, model=TINY_MODEL, train=SHORT_TRAINING, pretrain=SHORT_TRAINING)
+    update_params(workspace, model=TINY_MODEL, train=SHORT_TRAINING, pretrain=SHORT_TRAINING,
+                  evaluate={"max_new_tokens": 24})  # answers must fit the tiny model's 64-token context
     stage("prepare", workspace)
     stage("tokenizer", workspace)
     stage("pretrain", workspace)
