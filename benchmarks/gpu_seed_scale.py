@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from minigpt.config import LoopParams, PrepareParams, load_params  # noqa: E402
 from minigpt.data import normalize_key, prepare  # noqa: E402
 from minigpt.evaluation import LikelihoodTotals, likelihood, load_choice_items, multiple_choice_accuracy  # noqa: E402
-from minigpt.generation import GenerationSettings, _generate_arguments, _left_padded, generate  # noqa: E402
+from minigpt.generation import GenerationSettings, _generate_arguments, _left_padded, generate, pick_device  # noqa: E402
 from minigpt.model import GPT, GPTConfig, init_model, to_hf  # noqa: E402
 from minigpt.template import render_prompt  # noqa: E402
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents, save_pretrained, train_bpe  # noqa: E402
@@ -124,7 +124,7 @@ def environment() -> dict:
     import tokenizers
     import transformers
 
-    device = _device()
+    device = pick_device().type
     found = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
              "tokenizers": tokenizers.__version__, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
              "cpu_threads": torch.get_num_threads(), "compile": False}
@@ -134,7 +134,7 @@ def environment() -> dict:
     try:
         model = torch.compile(GPT(GPTConfig(vocab_size=256, block_size=32, n_layer=1, n_head=2, n_embd=64)).to(device))
         tokens = torch.randint(0, 256, (2, 32), device=device)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        with torch.autocast(device, dtype=torch.bfloat16):
             _, loss = model(tokens, tokens)
         loss.backward()
         found["compile"] = True
@@ -155,7 +155,7 @@ def throughput(arguments: list[str], out: Path, name: str, timeout: float) -> di
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), *arguments, "--out", str(target)],
                    check=True, timeout=timeout)
     measured = {**json.loads(target.read_text()), "arguments": arguments}
-    spec = device_peak_flops(torch.device(_device()))  # the datasheet's dense bf16 figure
+    spec = device_peak_flops(pick_device())  # the datasheet's dense bf16 figure
     measured["spec_flops"] = spec
     for row in measured["results"].values():
         row["mfu_vs_spec"] = round(row["mfu"] * measured["peak_flops"] / spec, 4) if row["mfu"] and spec else None
@@ -238,7 +238,7 @@ def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_
     totals["train_seconds"] = round(totals["train_seconds"], 1)
     totals["steady_tokens_per_second"] = round(statistics.median(speeds)) if speeds else None
     totals["wall_seconds"] = round(time.perf_counter() - started, 1)
-    hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(_device()).eval()
+    hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(pick_device()).eval()
     return hf_model, totals
 
 
@@ -278,10 +278,6 @@ def generation_speed(hf_model, tokenizer, validation: list[dict], new_tokens: in
         speeds[f"batch_{batch}"] = {"new_tokens": batch * new_tokens, "seconds": round(seconds, 2),
                                     "tokens_per_second": round(batch * new_tokens / seconds, 1)}
     return speeds
-
-
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _synchronize() -> None:

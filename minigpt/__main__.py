@@ -142,7 +142,7 @@ def main() -> None:
     evaluate.set_defaults(handler=evaluate_command)
     for command in (chat, generate, evaluate):
         command.add_argument("--device", choices=DEVICES, default="auto",
-                             help="auto (default): the GPU if CUDA has one, in bf16 where it has bf16; else the CPU")
+                             help="auto (default): the GPU if CUDA has one, else the CPU")
     args = parser.parse_args()
     if getattr(args, "generate", 0) < 0 or getattr(args, "max_new_tokens", 1) < 1 or getattr(args, "batch_size", 1) < 1:
         parser.error("--generate must be ≥ 0, --max-new-tokens and --batch-size ≥ 1")

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.config import ArchitecturesParams
-from minigpt.generation import GenerationSettings, generate, pick_device
+from minigpt.generation import GenerationSettings, generate, inference_dtype, pick_device
 from minigpt.model import GPT, IGNORE_INDEX, GPTConfig, init_model, to_hf
 from minigpt.template import render_prompt
 from minigpt.training import PackedRows, encode_instructions, learning_rate, make_optimizer, pack
@@ -47,8 +47,7 @@ CONFOUNDS = ("BERT is post-LayerNorm with exact GELU, GPT pre-LayerNorm with tan
 
 def _autocast(device: torch.device):
     """bf16 on GPUs that have it (the seed-scale variant); fp32 elsewhere."""
-    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=inference_dtype(device) == torch.bfloat16)
 
 
 def decoder_config(params: ArchitecturesParams, vocab_size: int) -> GPTConfig:
