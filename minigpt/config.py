@@ -176,13 +176,6 @@ class EvaluateParams(Section):
     multiple_choice: dict[str, str] = {}
     device: Device = "auto"  # also used by evaluate_lora
 
-    def generation(self):
-        from minigpt.generation import GenerationSettings
-
-        return GenerationSettings(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
-                                  temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                                  repetition_penalty=self.repetition_penalty, seed=self.seed)
-
 
 class ArchitecturesParams(ModelParams, OptimizerParams):
     """The encoder-vs-decoder study: one shape for both (the encoder's MLP is resized to match

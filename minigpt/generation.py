@@ -6,7 +6,7 @@ so every answer comes from the same template, the same settings and the same sto
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -28,6 +28,11 @@ class GenerationSettings:
     repetition_penalty: float = 1.0
     seed: int | None = 0  # None: leave torch's global generator alone (the chat, where threads share it)
     max_seconds: float | None = None  # wall-clock limit per generate call (the chat's guard)
+
+    @classmethod
+    def from_params(cls, params) -> GenerationSettings:
+        """The decoding settings of a params section that has them (the evaluate section)."""
+        return cls(**{field.name: getattr(params, field.name) for field in fields(cls) if hasattr(params, field.name)})
 
 
 @dataclass(frozen=True)

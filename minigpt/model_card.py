@@ -48,7 +48,6 @@ def render_model_card(model: ModelParams, train: TrainParams, metrics: dict[str,
         ("loss on", loss_on),
         ("device, processes, precision",
          f"{metrics.get('device', '—')}, {metrics.get('processes', '—')}, {metrics.get('precision', '—')}"),
-        ("training time", f"{_number(metrics.get('train_seconds'))} s ({_number(metrics.get('tokens_per_second'))} tokens/s)"),
         ("train loss, first step → last", f"{_number(metrics.get('initial_train_loss'))} → "
                                            f"{_number(metrics.get('train_loss'))}"),
         ("validation loss (perplexity)", f"{_number(val_loss)} ({_number(perplexity)})"),

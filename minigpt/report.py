@@ -3,8 +3,9 @@ params that made them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -13,12 +14,56 @@ import yaml
 REFERENCE = {"perplexity": 80.38, "bleu": 1.44, "rouge1": 0.171, "rougeL": 0.110, "coherence": 0.693}
 
 
-def git_revision() -> str:
+def git_revision(outputs: Iterable[str] = ()) -> str:
+    """Where the inputs came from. Under `dvc exp run`: the experiment's name and its baseline
+    commit (DVC sets both). Otherwise the checked-out commit, marked modified when a file that is
+    not a pipeline output (`outputs`, each a file or directory) differs from it or is new."""
+    name, baseline = os.environ.get("DVC_EXP_NAME"), os.environ.get("DVC_EXP_BASELINE_REV")
+    if name and baseline:
+        return f"experiment `{name}` on commit `{baseline[:7]}`"
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD").strip()
+        status = _git("status", "--porcelain", "-z", "--no-renames", "--untracked-files=all")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
+    outputs = [output.rstrip("/") for output in outputs]
+    changed = [entry[3:] for entry in status.split("\0") if entry]
+    changed = [path for path in changed if not any(path == out or path.startswith(out + "/") for out in outputs)]
+    if not changed:
+        return f"`{commit}`"
+    more = f" and {len(changed) - 1} more file{'s' * (len(changed) > 2)}" if len(changed) > 1 else ""
+    return f"`{commit}` with uncommitted changes to `{changed[0]}`{more}"
+
+
+def pipeline_outputs(dvc_yaml: str) -> list[str]:
+    """What `dvc repro` writes: every stage's outs, metrics and plots, and the lock file."""
+    stages = yaml.safe_load(dvc_yaml)["stages"].values()
+    return ["dvc.lock", *(next(iter(entry)) if isinstance(entry, dict) else entry
+                          for stage in stages for kind in ("outs", "metrics", "plots") for entry in stage.get(kind, []))]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def headline(train: dict, evaluation: dict, lora: dict, architectures: dict) -> dict[str, Any]:
+    """The numbers runs are compared on, the reference project's first: what `dvc exp show`
+    lists. Breakdowns stay in each stage's own file, which the report reads."""
+    generation, study = evaluation["generation"], architectures["summary"]
+    return {
+        "perplexity": evaluation["perplexity"],
+        "bits_per_byte": evaluation["bits_per_byte"],
+        **{metric: generation[metric] for metric in ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence")},
+        "multiple_choice": {name: score["accuracy"] for name, score in evaluation.get("multiple_choice", {}).items()},
+        "train_loss": train["train_loss"],
+        "val_loss": train["val_loss"],
+        "tokens_per_second": train["tokens_per_second"],
+        "parameters": train["parameters"],
+        # LoRA: relative change on its own categories (negative is better for perplexity)
+        "lora_perplexity_change": lora["domain"]["relative_change"]["perplexity"],
+        "lora_coherence_change": lora["domain"]["relative_change"]["coherence"],
+        "study_probe_accuracy": {name: study[name]["probe_accuracy"]["mean"] for name in study},
+    }
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
@@ -40,7 +85,7 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
     validation_scores = tokenizer["eval"]["validation"]
     parts = [
         "# MiniGPT-ES report card",
-        f"Git revision `{revision}`. Every number below is produced by `dvc repro` from the params at the end.",
+        f"Made from {revision}. Every number below is produced by `dvc repro` from the params at the end.",
         "## Data",
         _table(("read", "kept", "train", "validation", "dropped"),
                [(data["examples"]["read"], data["examples"]["kept"], data["examples"]["train"],

@@ -263,6 +263,9 @@ RUN_NEUTRAL_PARAMS = {"log_every", "eval_every", "eval_rows", "checkpoint_every"
 
 # --------------------------------------------------------------------------- telemetry
 
+SPEED_KEYS = ("tokens_per_second", "mfu")
+
+
 class Telemetry:
     """Metric history for one run: printed, kept for checkpoints, mirrored to dvclive if installed."""
 
@@ -285,7 +288,9 @@ class Telemetry:
     def _to_live(self, entry: dict) -> None:
         self.live.step = entry["step"]
         for name, value in entry.items():
-            if name != "step":
+            # Speeds change from run to run: they stay out of dvclive's files, which dvc.lock hashes,
+            # and live in the console and metrics/train.json.
+            if name not in ("step", *SPEED_KEYS):
                 self.live.log_metric(name, value)
         self.live.make_summary()
 

@@ -9,7 +9,7 @@ from minigpt.config import load_params
 from minigpt.errors import run_main
 from minigpt.evaluation import evaluate_model, validation_rows
 from minigpt.files import warn_if_untracked, write_json, write_jsonl
-from minigpt.generation import SCORING_DTYPE, describe_device, load_model
+from minigpt.generation import SCORING_DTYPE, GenerationSettings, describe_device, load_model
 from minigpt.plots import grouped_bars, histogram
 
 MODEL_DIR = Path("models/minigpt")
@@ -26,7 +26,7 @@ def main() -> None:
     rows = validation_rows(DATA_DIR)
     model, tokenizer = load_model(MODEL_DIR, params.device, dtype=SCORING_DTYPE)
     started = time.perf_counter()
-    metrics, samples = evaluate_model(model, tokenizer, rows, params.multiple_choice, params.generation(),
+    metrics, samples = evaluate_model(model, tokenizer, rows, params.multiple_choice, GenerationSettings.from_params(params),
                                       params.generate_examples, params.batch_size)
     seconds = time.perf_counter() - started
     metrics["seconds"] = round(seconds, 1)

@@ -11,7 +11,7 @@ from minigpt.config import load_params
 from minigpt.errors import run_main
 from minigpt.evaluation import evaluate_rows, validation_rows
 from minigpt.files import write_json
-from minigpt.generation import SCORING_DTYPE, describe_device, load_model
+from minigpt.generation import SCORING_DTYPE, GenerationSettings, describe_device, load_model
 from minigpt.lora import ADAPTER_WEIGHTS, category_rows
 
 DATA_DIR = Path("data/processed")
@@ -36,7 +36,7 @@ def relative_change(base: dict, adapted: dict) -> dict[str, float | None]:
 
 def main() -> None:
     params = load_params()
-    settings, evaluate = params.evaluate.generation(), params.evaluate
+    settings, evaluate = GenerationSettings.from_params(params.evaluate), params.evaluate
     rows = validation_rows(DATA_DIR)
     domain = category_rows(rows, params.lora.categories, "validation", every_category=False)
     # domain: what the adapter should improve; other: what it may forget; general: both.

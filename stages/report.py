@@ -1,4 +1,5 @@
-"""Stage `report`: every stage's metrics -> metrics/report.md, the report card."""
+"""Stage `report`: every stage's metrics -> metrics/report.md (the report card) and
+metrics/headline.json (the numbers `dvc exp show` compares)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ import yaml
 
 from minigpt.config import PARAMS_FILE, load_params
 from minigpt.errors import MiniGPTError, run_main
-from minigpt.files import atomic_file, read_jsonl
-from minigpt.report import git_revision, render_report
+from minigpt.files import atomic_file, read_jsonl, write_json
+from minigpt.report import git_revision, headline, pipeline_outputs, render_report
 
-METRICS_DIR = Path("metrics")
-REPORT_FILE = METRICS_DIR / "report.md"
+STAGE_METRICS = {"data": Path("metrics/data.json"), "tokenizer": Path("metrics/tokenizer.json"),
+                 "train": Path("metrics/train.json"), "eval": Path("metrics/eval.json"), "lora": Path("metrics/lora.json"),
+                 "architectures": Path("metrics/architectures.json")}
+SAMPLES_FILE = Path("metrics/samples.jsonl")
+REPORT_FILE = Path("metrics/report.md")
+HEADLINE_FILE = Path("metrics/headline.json")
 
 
-def read_metrics(name: str) -> dict:
-    path = METRICS_DIR / f"{name}.json"
+def read_metrics(path: Path) -> dict:
     if not path.is_file():
         raise MiniGPTError(f"{path} not found: run 'dvc repro' to produce every stage's metrics first")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -26,13 +30,18 @@ def read_metrics(name: str) -> dict:
 def main() -> None:
     load_params()  # validated like every stage's; the report prints the file as written
     params = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8"))
-    text = render_report(read_metrics("data"), read_metrics("tokenizer"), read_metrics("train"),
-                         read_metrics("eval"), read_jsonl(METRICS_DIR / "samples.jsonl"),
+    metrics = {name: read_metrics(path) for name, path in STAGE_METRICS.items()}
+    # Like git's state, dvc.yaml is read for provenance only (DVC forbids it as a dep): the
+    # revision line leaves out the files the pipeline itself writes.
+    revision = git_revision(pipeline_outputs(Path("dvc.yaml").read_text(encoding="utf-8")))
+    text = render_report(metrics["data"], metrics["tokenizer"], metrics["train"], metrics["eval"],
+                         read_jsonl(SAMPLES_FILE),
                          {section: params[section] for section in ("model", "train", "evaluate", "lora", "compare_architectures")},
-                         git_revision(), lora=read_metrics("lora"), architectures=read_metrics("architectures"))
+                         revision, lora=metrics["lora"], architectures=metrics["architectures"])
     with atomic_file(REPORT_FILE) as handle:
         handle.write(text)
-    print(f"report: {REPORT_FILE}")
+    write_json(HEADLINE_FILE, headline(metrics["train"], metrics["eval"], metrics["lora"], metrics["architectures"]))
+    print(f"report: {REPORT_FILE}, {HEADLINE_FILE} ({revision})")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,12 @@ def test_the_card_states_shape_training_and_format(repo_params):
     assert "python -m minigpt chat" in card and "metrics/eval.json" in card
 
 
+def test_the_card_holds_no_timing_so_the_same_training_saves_the_same_files(repo_params):
+    """dvc.lock hashes models/minigpt: a card that changed with the machine's speed would move it."""
+    slower = METRICS | {"train_seconds": 181.3, "tokens_per_second": 5804.9, "mfu": 0.01}
+    assert card_for("models/minigpt", repo_params) == card_for("models/minigpt", repo_params, metrics=slower)
+
+
 def test_missing_metrics_show_as_dashes(repo_params):
     card = card_for("models/minigpt", repo_params, metrics={})
     assert "| validation loss (perplexity) | — (—) |" in card and "| tokens seen | — |" in card

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,10 +31,9 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
     return run_command([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
+def fresh_workspace(target: Path) -> Path:
     """A copy of the repository's files (as git sees them), as a fresh clone would have them."""
-    target = copy_repository(tmp_path_factory.mktemp("clone") / "minigpt-es")
+    copy_repository(target)
     update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION,
                   lora=SHORT_LORA, compare_architectures=SMALL_STUDY)  # seconds, not minutes
     for generated in ("metrics", "plots", "dvc.lock"):  # start as a user whose clone has no results yet
@@ -41,6 +43,11 @@ def workspace(tmp_path_factory) -> Path:
     run_command(["git", "add", "-A"], target)
     run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "clone"], target)
     return target
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return fresh_workspace(tmp_path_factory.mktemp("clone") / "minigpt-es")
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +76,14 @@ def test_repro_builds_every_output(workspace, first_run):
     assert (workspace / "plots" / "training_curves.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_evaluation_metrics_are_dvc_metrics_and_the_report_is_written(workspace, first_run):
-    metrics = json.loads(dvc("metrics", "show", "--json", cwd=workspace).stdout)
-    evaluation = next(iter(metrics.values()))["data"]["metrics/eval.json"]["data"]
+def test_the_headline_is_the_one_dvc_metrics_file_and_the_report_is_written(workspace, first_run):
+    metrics = next(iter(json.loads(dvc("metrics", "show", "--json", cwd=workspace).stdout).values()))["data"]
+    assert list(metrics) == ["metrics/headline.json"]  # each stage's breakdown is a plain output
+    headline = metrics["metrics/headline.json"]["data"]
+    evaluation = json.loads((workspace / "metrics" / "eval.json").read_text(encoding="utf-8"))
     assert {"perplexity", "bits_per_byte", "sequence_perplexity"} <= set(evaluation)
     assert {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence"} <= set(evaluation["generation"])
+    assert headline["perplexity"] == evaluation["perplexity"] and headline["bleu"] == evaluation["generation"]["bleu"]
     assert evaluation["multiple_choice"]["hechos"]["chance"] == 0.25
     samples = (workspace / "metrics" / "samples.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(samples) == evaluation["generation"]["examples"]
@@ -81,7 +91,8 @@ def test_evaluation_metrics_are_dvc_metrics_and_the_report_is_written(workspace,
         assert (workspace / "plots" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     report = (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
     assert "# MiniGPT-ES report card" in report and "ROUGE-L" in report and "```yaml" in report
-    assert "summary" in next(iter(metrics.values()))["data"]["metrics/architectures.json"]["data"]
+    commit = run_command(["git", "rev-parse", "--short", "HEAD"], workspace).stdout.strip()
+    assert f"Made from `{commit}`. " in report  # outputs rewritten by the run do not count as changes
     architectures = json.loads((workspace / "metrics" / "architectures.json").read_text(encoding="utf-8"))
     assert [len(runs) for runs in architectures["runs"].values()] == [3, 3]
     assert "## Encoder vs decoder" in report and "seed-to-seed spread" in report
@@ -107,10 +118,26 @@ def test_outputs_are_git_ignored_and_metrics_are_not(workspace, first_run):
 
 def test_the_committed_lock_matches_a_fresh_run(workspace, first_run):
     """dvc.lock in the repository records exactly what a fresh clone produces (determinism)."""
-    committed = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))
-    fresh = yaml.safe_load((workspace / "dvc.lock").read_text(encoding="utf-8"))
+    committed = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    fresh = yaml.safe_load((workspace / "dvc.lock").read_text(encoding="utf-8"))["stages"]
     for stage in ("prepare", "tokenizer"):
-        assert fresh["stages"][stage]["outs"] == committed["stages"][stage]["outs"], stage
+        assert output_hashes(fresh, stage) == output_hashes(committed, stage), stage
+
+
+def output_hashes(lock: dict, stage: str) -> dict[str, str]:
+    """A stage's output hashes in a dvc.lock, metrics (which hold timings) and plots left out."""
+    return {out["path"]: out["md5"] for out in lock[stage]["outs"] if not out["path"].startswith(("metrics/", "plots/"))}
+
+
+def test_a_second_copy_builds_the_same_data_tokenizer_and_weights(workspace, first_run, tmp_path):
+    """Timings live in metrics files: the outputs DVC hashes depend on inputs alone."""
+    copy = fresh_workspace(tmp_path / "minigpt-es")
+    dvc("repro", "train", cwd=copy)
+    first, second = (yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))["stages"] for root in (workspace, copy))
+    for stage, paths in (("prepare", {"data/processed"}), ("tokenizer", {"models/tokenizer"}),
+                         ("train", {"models/minigpt", "dvclive/train"})):
+        assert set(output_hashes(first, stage)) == paths
+        assert output_hashes(second, stage) == output_hashes(first, stage), stage
 
 
 def test_a_second_repro_does_nothing(workspace, first_run):
@@ -166,18 +193,34 @@ def answer(directory: Path) -> str:
                        directory).stdout
 
 
-def test_weights_travel_through_a_remote_and_a_pulled_clone_is_up_to_date(workspace, first_run, tmp_path):
-    remote = tmp_path / "remote"
-    dvc("remote", "add", "-d", "storage", str(remote), cwd=workspace)  # .dvc/config: committed with the project
-    dvc("push", cwd=workspace)
-    before = answer(workspace)
-    run_command(["git", "add", "-A"], workspace)
-    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "results"], workspace)
+@contextlib.contextmanager
+def read_only_http_server(directory: Path):
+    """Serve a directory over HTTP on 127.0.0.1 (GET and HEAD only), as a public mirror would."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
 
-    clone = tmp_path / "clone"
-    run_command(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
-    assert not (clone / "models" / "minigpt").exists() and not (clone / ".dvc" / "cache").exists()
-    dvc("pull", cwd=clone)
+
+def test_weights_pushed_once_are_pulled_over_http_and_the_clone_is_up_to_date(workspace, first_run, tmp_path):
+    """The maintainer pushes to writable storage; users pull from a read-only HTTP mirror of it."""
+    storage = tmp_path / "storage"
+    dvc("remote", "add", "upload", str(storage), cwd=workspace)
+    dvc("push", "-r", "upload", cwd=workspace)
+    before = answer(workspace)
+    with read_only_http_server(storage) as url:
+        dvc("remote", "add", "-d", "public", url, cwd=workspace)  # .dvc/config: committed with the project
+        run_command(["git", "add", "-A"], workspace)
+        run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "results"], workspace)
+
+        clone = tmp_path / "clone"
+        run_command(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
+        assert not (clone / "models" / "minigpt").exists() and not (clone / ".dvc" / "cache").exists()
+        dvc("pull", cwd=clone)
     assert (clone / "models" / "minigpt" / "model.safetensors").is_file()
     assert dvc("status", cwd=clone).stdout.strip() == "Data and pipelines are up to date."
     assert "Running stage" not in dvc("repro", cwd=clone).stdout
@@ -201,18 +244,41 @@ def test_experiments_run_queue_and_compare(workspace, first_run):
     assert rows["lr-low"]["params"]["train"]["learning_rate"] == 0.001
     assert rows["lr-high"]["metrics"]["val_loss"] != rows["lr-low"]["metrics"]["val_loss"]
     assert "train.learning_rate" in dvc("exp", "diff", "lr-high", "lr-low", "--md", cwd=workspace).stdout
-    assert "lr-low" in dvc("exp", "show", "--md", cwd=workspace).stdout
+
+    # The comparison people read: few metric columns, the reference's first.
+    metric_columns = [name for name in _columns(dvc("exp", "show", "--md", cwd=workspace).stdout)
+                      if name in _leaves(rows["lr-low"]["metrics"])]
+    assert len(metric_columns) <= 25
+    assert {"perplexity", "bleu", "rouge1", "rougeL", "coherence"} <= set(metric_columns[:10])
+    changed = dvc("exp", "show", "--md", "--only-changed", cwd=workspace).stdout
+    assert "lr-low" in changed and "train.learning_rate" in _columns(changed)
+    assert len(_columns(changed)) <= 30 and "prepare.sources" not in changed
+
     dvc("exp", "apply", "lr-low", cwd=workspace)
     assert "learning_rate: 0.001" in (workspace / "params.yaml").read_text(encoding="utf-8")
+    assert "Made from experiment `lr-low` on commit `" in (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
 
 
 def _experiments(workspace: Path) -> dict[str, dict]:
-    """Experiment name -> its params.yaml and metrics/train.json, from `dvc exp show --json`."""
+    """Experiment name -> its params.yaml and headline metrics, from `dvc exp show --json`."""
     rows = {}
     for commit in json.loads(dvc("exp", "show", "--json", cwd=workspace).stdout):
         for experiment in commit.get("experiments") or []:
             for revision in experiment["revs"]:
                 data = revision["data"]
                 rows[revision["name"]] = {"params": data["params"]["params.yaml"]["data"],
-                                          "metrics": data["metrics"]["metrics/train.json"]["data"]}
+                                          "metrics": data["metrics"]["metrics/headline.json"]["data"]}
     return rows
+
+
+def _columns(markdown: str) -> list[str]:
+    """The column names of a `dvc exp show --md` table."""
+    return [cell.strip() for cell in markdown.splitlines()[0].strip("|").split("|")]
+
+
+def _leaves(metrics: dict, prefix: str = "") -> set[str]:
+    """Column names `dvc exp show` gives a metrics file's values (nested keys joined by dots)."""
+    names = set()
+    for key, value in metrics.items():
+        names |= _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return names

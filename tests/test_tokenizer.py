@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from minigpt.errors import MiniGPTError
 from minigpt.files import expand_files
 from minigpt.tokenizer import (efficiency, iter_training_texts, load_encoder, plain_text, read_documents,
                                save_pretrained, train_bpe)
-from tests.conftest import SHARED_DATA, needs_shared_data, spanish_examples
+from tests.conftest import REPO, SHARED_DATA, needs_shared_data, spanish_examples
 from tests.test_template import CONVERSATIONS
 
 ROUND_TRIP = [
@@ -104,10 +105,21 @@ def test_reference_tokenizers_load_from_vocab_and_merges(tmp_path, tokenizer_dir
         load_encoder(tmp_path / "missing")
 
 
+def test_gpt2_is_bundled_and_compared_by_default(repo_params):
+    """GPT-2's tokenizer ships with the project (never fetched) and the default params score it."""
+    bundled = REPO / repo_params.tokenizer.reference_tokenizers["gpt2"]
+    count = load_encoder(bundled)
+    assert count(["Hello world"]) == [2]  # GPT-2's ids 15496, 995
+    digests = {name: hashlib.sha256((bundled / name).read_bytes()).hexdigest() for name in ("vocab.json", "merges.txt")}
+    readme = (bundled / "README.md").read_text(encoding="utf-8")
+    assert all(digest in readme for digest in digests.values()) and "MIT" in readme
+
+
 @needs_shared_data
-def test_gpt2_reference_files_from_the_data_kit():
-    count = load_encoder(SHARED_DATA / "tokenizers" / "gpt2")
-    assert count(["Hello world"]) == [2]  # [15496, 995]
+def test_the_bundled_gpt2_files_are_the_data_kits():
+    kit = SHARED_DATA / "tokenizers" / "gpt2"
+    for name in ("vocab.json", "merges.txt"):
+        assert (REPO / "data" / "tokenizers" / "gpt2" / name).read_bytes() == (kit / name).read_bytes()
 
 
 def test_corpus_files_must_exist_and_be_known_types(tmp_path):

@@ -1,0 +1,122 @@
+"""dvc.yaml declares what each stage really uses: every `minigpt/` module its script imports
+(directly or through other modules, at module level or inside a function) and every tracked
+path the script names. DVC cannot see imports; a missing dep silently serves stale outputs."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = "minigpt"
+# Paths a stage may name without declaring them: scratch space for resumable runs, never an input.
+UNTRACKED_PATHS = ("models/checkpoints",)
+TRACKED_ROOTS = ("data", "models", "metrics", "plots", "dvclive")
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+
+
+def module_file(name: str) -> Path | None:
+    """The file of a `minigpt` module (or package) name, None outside the package."""
+    if name != PACKAGE and not name.startswith(PACKAGE + "."):
+        return None
+    path = REPO.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def direct_imports(source: Path) -> set[Path]:
+    """The package files one file imports, at module level or inside a function."""
+    found: set[Path] = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from minigpt import template` imports a module; `from minigpt.x import y` a name.
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):  # importing minigpt.x runs minigpt/__init__.py first
+                path = module_file(".".join(parts[:depth]))
+                if path is not None and path.is_file() and path != source:
+                    found.add(path)
+    return found
+
+
+def imported_files(script: Path) -> set[Path]:
+    """The package files a script imports, with everything those import in turn."""
+    found: set[Path] = set()
+    pending = [script]
+    while pending:
+        for path in direct_imports(pending.pop()) - found:
+            found.add(path)
+            pending.append(path)
+    return found
+
+
+def named_paths(script: Path) -> set[str]:
+    """Repository paths spelled as string literals in a script (data/..., models/..., ...)."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    return {node.value.rstrip("/") for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and "/" in node.value and node.value.split("/")[0] in TRACKED_ROOTS and " " not in node.value}
+
+
+def declared(stage: dict, *kinds: str) -> set[str]:
+    return {next(iter(entry)) if isinstance(entry, dict) else entry
+            for kind in kinds for entry in stage.get(kind, [])}
+
+
+def script_of(stage: dict) -> Path:
+    script = next(word for word in stage["cmd"].split() if word.startswith("stages/"))
+    return REPO / script
+
+
+def covered(path: str, declared_paths: set[str]) -> bool:
+    """True when the path is declared, inside a declared directory or a directory holding one."""
+    return any(path == entry or path.startswith(entry + "/") or entry.startswith(path + "/")
+               for entry in declared_paths)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stage_depends_on_exactly_the_modules_its_script_imports(name):
+    stage = STAGES[name]
+    script = script_of(stage)
+    deps = declared(stage, "deps")
+    assert script.relative_to(REPO).as_posix() in deps, f"{name}: its own script is not a dep"
+    imported = {path.relative_to(REPO).as_posix() for path in imported_files(script)}
+    listed = {dep for dep in deps if dep.startswith(PACKAGE + "/")}
+    undeclared, needless = sorted(imported - listed), sorted(listed - imported)
+    assert not undeclared, f"{name}: add to its deps in dvc.yaml: {undeclared}"
+    assert not needless, f"{name}: {needless} are deps it never imports (they rerun it for nothing)"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_path_a_stage_script_names_is_a_dep_or_an_output(name):
+    stage = STAGES[name]
+    known = declared(stage, "deps", "outs", "metrics", "plots")
+    missing = {path for path in named_paths(script_of(stage))
+               if not covered(path, known) and not path.startswith(UNTRACKED_PATHS)}
+    assert not missing, f"{name}: its script names {sorted(missing)}, which dvc.yaml does not declare"
+
+
+def test_the_import_walk_sees_lazy_imports_and_follows_them(tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text("def main():\n    from minigpt.evaluation import evaluate_model\n", encoding="utf-8")
+    files = {path.name for path in imported_files(script)}
+    # evaluation imports metrics, which imports language: two levels down
+    assert {"__init__.py", "evaluation.py", "metrics.py", "language.py"} <= files
+    assert "chat.py" not in files
+
+
+def test_the_package_has_no_import_cycle():
+    """A cycle (even through a function-level import) makes every module in it a dep of every
+    stage that touches one of them, and layers that reach up."""
+    modules = sorted((REPO / PACKAGE).glob("*.py"))
+    for module in modules:
+        reachable = imported_files(module)
+        assert module not in reachable, f"{module.name} imports itself through {sorted(p.name for p in reachable)}"
