@@ -30,7 +30,6 @@ dvclive, rouge-score or gradio, no network and no git; weights stay on the machi
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -44,20 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from minigpt.config import LoopParams, PrepareParams, load_params  # noqa: E402
 from minigpt.data import normalize_key, prepare  # noqa: E402
-from minigpt.evaluation import LikelihoodTotals, likelihood, load_choice_items, multiple_choice_accuracy  # noqa: E402
+from minigpt.evaluation import _likelihood_summary, likelihood, load_choice_items, multiple_choice_accuracy  # noqa: E402
 from minigpt.generation import GenerationSettings, _generate_arguments, _left_padded, generate, pick_device  # noqa: E402
+from minigpt.metrics import ChoiceItem  # noqa: E402
 from minigpt.model import GPT, GPTConfig, init_model, to_hf  # noqa: E402
 from minigpt.template import render_prompt  # noqa: E402
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents, save_pretrained, train_bpe  # noqa: E402
 from minigpt.training import (PackedRows, TokenSequence, device_peak_flops, encode_documents,  # noqa: E402
-                              encode_instructions, pack, run)
+                              encode_instructions, fill_rows, pack, run)
 
 REPO = Path(__file__).resolve().parent.parent
 SCALES = {
@@ -197,12 +196,8 @@ def build_data(data_dir: Path, scale: dict) -> Data:
 
 def padded_rows(sequences: list[TokenSequence], row_length: int, pad_id: int) -> PackedRows:
     """The reference's batches: one example per row, cut to the row, padded; loss on every token."""
-    lengths = torch.tensor([min(len(ids), row_length) for ids, _ in sequences])
-    ids = np.fromiter(itertools.chain.from_iterable(ids[:row_length] for ids, _ in sequences), dtype=np.int64,
-                      count=int(lengths.sum()))
-    targets = torch.arange(row_length) < lengths[:, None]  # row-major: the order the ids were chained in
-    tokens = torch.full(targets.shape, pad_id, dtype=torch.long)
-    tokens[targets] = torch.from_numpy(ids)
+    cut = [(ids[:row_length], [True] * min(len(ids), row_length)) for ids, _ in sequences]
+    tokens, targets = fill_rows(cut, [[index] for index in range(len(cut))], row_length, pad_id)
     return PackedRows(tokens, targets, {"rows": len(sequences), "padding_fraction":
                                         round(1 - targets[:, 1:].sum().item() / targets.numel(), 4)})
 
@@ -242,17 +237,16 @@ def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_
     return hf_model, totals
 
 
-def score(hf_model, data: Data, choices: Path, scale: dict) -> dict:
+def score(hf_model, data: Data, choices: list[ChoiceItem], scale: dict) -> dict:
     """Answer likelihood on unseen validation pairs and multiple-choice accuracy (no generation
     metrics: ROUGE needs rouge-score, which the GPU image lacks), with three sample answers."""
     rows = data.validation[:scale["validation"]]
-    totals = [total for total in likelihood(hf_model, data.tokenizer, rows, scale["batch"]) if total is not None]
-    choice = multiple_choice_accuracy(hf_model, data.tokenizer, load_choice_items(str(choices))[:scale["choices"]],
-                                      scale["batch"])
+    summary = _likelihood_summary(likelihood(hf_model, data.tokenizer, rows, scale["batch"]))
+    choice = multiple_choice_accuracy(hf_model, data.tokenizer, choices, scale["batch"])
     samples = rows[:3]
     answers = generate(hf_model, data.tokenizer, [render_prompt(row["instruction"], row["input"]) for row in samples],
                        GenerationSettings(max_new_tokens=48))
-    return {**sum(totals, LikelihoodTotals()).summary(), "examples_scored": len(totals),
+    return {**summary, "examples_scored": len(rows) - summary["too_long"],
             "okapi_accuracy": choice["accuracy"], "okapi_accuracy_norm": choice["accuracy_norm"],
             "okapi_chance": choice["chance"], "okapi_items": choice["items"],
             "samples": [{"prompt": f"{row['instruction']} {row['input']}", "reference": row["output"], "answer": answer.text}
@@ -376,7 +370,7 @@ def main() -> None:
     report.results["seconds_per_recipe"] = round(seconds, 1)
     row_length = scale["shape"]["block_size"] + 1
     pad = data.tokenizer.pad_token_id
-    choices = args.data / "instrucciones-es" / "opcion-multiple.jsonl"
+    choices = load_choice_items(str(args.data / "instrucciones-es" / "opcion-multiple.jsonl"))[:scale["choices"]]
 
     def reference() -> dict:
         rows = padded_rows(data.train, row_length, pad)

@@ -363,6 +363,7 @@ def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict
               log: Callable[[str], None] = print) -> dict:
     """Train and score both architectures once per seed; the metrics file's content."""
     pad_id, vocab_size = tokenizer.pad_token_id, len(tokenizer)
+    device = pick_device(params.device)
     row_length = params.block_size + 1
     train_rows, validation_rows = (pack(encode_instructions(split, tokenizer, train_on_prompt=True), row_length, pad_id)
                                    for split in (train_split, validation_split))
@@ -388,7 +389,7 @@ def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict
         order = (DECODER, ENCODER) if index % 2 == 0 else (ENCODER, DECODER)
         for name in order:
             task = builders[name](seed)
-            task.model.to(pick_device(params.device))
+            task.model.to(device)
             result = {"seed": seed, "parameters": task.model.num_parameters(),
                       "untrained_probe_accuracy": _probe_accuracy(task, probe_data, pad_id)}
             result |= train(task, train_rows, params, seed)
@@ -410,7 +411,7 @@ def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict
                   "block_size": params.block_size, "encoder_intermediate_size": encoder.intermediate_size,
                   "decoder_intermediate_size": 4 * params.n_embd},
         "mask_probability": params.mask_probability,
-        "device": pick_device(params.device).type,
+        "device": device.type,
         "budget": {"steps": params.steps, "rows_per_step": params.micro_batch_size,
                    "tokens": params.steps * params.micro_batch_size * params.block_size, "seeds": params.seeds,
                    "train_rows": len(train_rows), "validation_rows": len(validation_rows)},

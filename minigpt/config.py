@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from minigpt.errors import MiniGPTError
 
 PARAMS_FILE = "params.yaml"
-DEVICES = ("auto", "cpu", "cuda")  # auto: the GPU when CUDA has one, else the CPU
-Device = Literal["auto", "cpu", "cuda"]
+Device = Literal["auto", "cpu", "cuda"]  # auto: the GPU when CUDA has one, else the CPU
+DEVICES = get_args(Device)
 
 
 class Section(BaseModel):

@@ -35,11 +35,16 @@ def git_revision(outputs: Iterable[str] = ()) -> str:
     return f"`{commit}` with uncommitted changes to `{changed[0]}`{more}"
 
 
+def declared_paths(stage: dict, *kinds: str) -> list[str]:
+    """The paths a dvc.yaml stage lists under `kinds` (deps, outs, metrics, plots), written
+    bare or as a mapping with options."""
+    return [next(iter(entry)) if isinstance(entry, dict) else entry for kind in kinds for entry in stage.get(kind, [])]
+
+
 def pipeline_outputs(dvc_yaml: str) -> list[str]:
     """What `dvc repro` writes: every stage's outs, metrics and plots, and the lock file."""
     stages = yaml.safe_load(dvc_yaml)["stages"].values()
-    return ["dvc.lock", *(next(iter(entry)) if isinstance(entry, dict) else entry
-                          for stage in stages for kind in ("outs", "metrics", "plots") for entry in stage.get(kind, []))]
+    return ["dvc.lock", *(path for stage in stages for path in declared_paths(stage, "outs", "metrics", "plots"))]
 
 
 def _git(*args: str) -> str:

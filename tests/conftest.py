@@ -73,13 +73,18 @@ def repo_params():
     return load_params(REPO / "params.yaml")
 
 
-def copy_repository(target: Path) -> Path:
-    """Copy the repository's files as git sees them (tracked, or new and not ignored)."""
+# What `dvc repro` writes into git: a clone that has not run the pipeline yet lacks them.
+RESULTS = ("metrics/", "plots/", "dvc.lock")
+
+
+def copy_repository(target: Path, results: bool = True) -> Path:
+    """Copy the repository's files as git sees them (tracked, or new and not ignored); without
+    `results`, as a user whose clone has no results yet."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             cwd=REPO, capture_output=True, text=True, check=True).stdout
     for name in filter(None, listed.split("\0")):
         source = REPO / name
-        if source.is_file():
+        if source.is_file() and (results or not name.startswith(RESULTS)):
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     return target
@@ -103,6 +108,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def short_head(directory: Path) -> str:
+    """The short hash of the commit checked out in `directory`."""
+    return run_command(["git", "rev-parse", "--short", "HEAD"], directory).stdout.strip()
+
+
+def commit_all(directory: Path, message: str) -> None:
+    """Commit every file git does not ignore, making `directory` a repository first if needed
+    (with a throwaway identity: `dvc exp run` needs a commit, and CI machines may have no user)."""
+    if not (directory / ".git").exists():
+        run_command(["git", "init", "-q"], directory)
+    run_command(["git", "add", "-A"], directory)
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message], directory)
+
+
+def exp_show_columns(metrics: dict, prefix: str = "") -> set[str]:
+    """The column names `dvc exp show` gives a metrics file's values: one per leaf, nested keys
+    joined by dots."""
+    names = set()
+    for key, value in metrics.items():
+        names |= exp_show_columns(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return names
+
+
 def update_params(workspace: Path, **sections: dict) -> None:
     """Override keys of params.yaml sections in a workspace copy."""
     path = workspace / "params.yaml"
@@ -115,8 +143,6 @@ def update_params(workspace: Path, **sections: dict) -> None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """An untrained tiny GPT with a tokenizer trained on a few examples, saved by the pipeline's code."""
-    import torch
-
     from minigpt.model import GPTConfig, init_model, save_hf
     from minigpt.tokenizer import iter_training_texts, load_tokenizer, save_pretrained, train_bpe
 

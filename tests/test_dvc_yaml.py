@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from minigpt.report import declared_paths
+from tests.conftest import REPO
+
 PACKAGE = "minigpt"
 # Paths a stage may name without declaring them: scratch space for resumable runs, never an input.
 UNTRACKED_PATHS = ("models/checkpoints",)
@@ -66,27 +68,22 @@ def named_paths(script: Path) -> set[str]:
             and "/" in node.value and node.value.split("/")[0] in TRACKED_ROOTS and " " not in node.value}
 
 
-def declared(stage: dict, *kinds: str) -> set[str]:
-    return {next(iter(entry)) if isinstance(entry, dict) else entry
-            for kind in kinds for entry in stage.get(kind, [])}
-
-
 def script_of(stage: dict) -> Path:
     script = next(word for word in stage["cmd"].split() if word.startswith("stages/"))
     return REPO / script
 
 
-def covered(path: str, declared_paths: set[str]) -> bool:
+def covered(path: str, declared: set[str]) -> bool:
     """True when the path is declared, inside a declared directory or a directory holding one."""
     return any(path == entry or path.startswith(entry + "/") or entry.startswith(path + "/")
-               for entry in declared_paths)
+               for entry in declared)
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_a_stage_depends_on_exactly_the_modules_its_script_imports(name):
     stage = STAGES[name]
     script = script_of(stage)
-    deps = declared(stage, "deps")
+    deps = set(declared_paths(stage, "deps"))
     assert script.relative_to(REPO).as_posix() in deps, f"{name}: its own script is not a dep"
     imported = {path.relative_to(REPO).as_posix() for path in imported_files(script)}
     listed = {dep for dep in deps if dep.startswith(PACKAGE + "/")}
@@ -98,7 +95,7 @@ def test_a_stage_depends_on_exactly_the_modules_its_script_imports(name):
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_every_path_a_stage_script_names_is_a_dep_or_an_output(name):
     stage = STAGES[name]
-    known = declared(stage, "deps", "outs", "metrics", "plots")
+    known = set(declared_paths(stage, "deps", "outs", "metrics", "plots"))
     missing = {path for path in named_paths(script_of(stage))
                if not covered(path, known) and not path.startswith(UNTRACKED_PATHS)}
     assert not missing, f"{name}: its script names {sorted(missing)}, which dvc.yaml does not declare"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, copy_repository, run_command, update_params
+from tests.conftest import REPO, commit_all, copy_repository, exp_show_columns, run_command, short_head, update_params
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +33,10 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 def fresh_workspace(target: Path) -> Path:
     """A copy of the repository's files (as git sees them), as a fresh clone would have them."""
-    copy_repository(target)
+    copy_repository(target, results=False)
     update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION,
                   lora=SHORT_LORA, compare_architectures=SMALL_STUDY)  # seconds, not minutes
-    for generated in ("metrics", "plots", "dvc.lock"):  # start as a user whose clone has no results yet
-        path = target / generated
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    run_command(["git", "init", "-q"], target)
-    run_command(["git", "add", "-A"], target)
-    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "clone"], target)
+    commit_all(target, "clone")
     return target
 
 
@@ -91,8 +86,7 @@ def test_the_headline_is_the_one_dvc_metrics_file_and_the_report_is_written(work
         assert (workspace / "plots" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     report = (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
     assert "# MiniGPT-ES report card" in report and "ROUGE-L" in report and "```yaml" in report
-    commit = run_command(["git", "rev-parse", "--short", "HEAD"], workspace).stdout.strip()
-    assert f"Made from `{commit}`. " in report  # outputs rewritten by the run do not count as changes
+    assert f"Made from `{short_head(workspace)}`. " in report  # outputs rewritten by the run do not count as changes
     architectures = json.loads((workspace / "metrics" / "architectures.json").read_text(encoding="utf-8"))
     assert [len(runs) for runs in architectures["runs"].values()] == [3, 3]
     assert "## Encoder vs decoder" in report and "seed-to-seed spread" in report
@@ -214,8 +208,7 @@ def test_weights_pushed_once_are_pulled_over_http_and_the_clone_is_up_to_date(wo
     before = answer(workspace)
     with read_only_http_server(storage) as url:
         dvc("remote", "add", "-d", "public", url, cwd=workspace)  # .dvc/config: committed with the project
-        run_command(["git", "add", "-A"], workspace)
-        run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "results"], workspace)
+        commit_all(workspace, "results")
 
         clone = tmp_path / "clone"
         run_command(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
@@ -247,7 +240,7 @@ def test_experiments_run_queue_and_compare(workspace, first_run):
 
     # The comparison people read: few metric columns, the reference's first.
     metric_columns = [name for name in _columns(dvc("exp", "show", "--md", cwd=workspace).stdout)
-                      if name in _leaves(rows["lr-low"]["metrics"])]
+                      if name in exp_show_columns(rows["lr-low"]["metrics"])]
     assert len(metric_columns) <= 25
     assert {"perplexity", "bleu", "rouge1", "rougeL", "coherence"} <= set(metric_columns[:10])
     changed = dvc("exp", "show", "--md", "--only-changed", cwd=workspace).stdout
@@ -274,11 +267,3 @@ def _experiments(workspace: Path) -> dict[str, dict]:
 def _columns(markdown: str) -> list[str]:
     """The column names of a `dvc exp show --md` table."""
     return [cell.strip() for cell in markdown.splitlines()[0].strip("|").split("|")]
-
-
-def _leaves(metrics: dict, prefix: str = "") -> set[str]:
-    """Column names `dvc exp show` gives a metrics file's values (nested keys joined by dots)."""
-    names = set()
-    for key, value in metrics.items():
-        names |= _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
-    return names

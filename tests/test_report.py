@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from minigpt.report import git_revision, headline, pipeline_outputs
-from tests.conftest import REPO, run_command
-
-GIT_IDENTITY = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+from tests.conftest import REPO, commit_all, exp_show_columns, short_head
 
 
 @pytest.fixture
@@ -21,15 +19,9 @@ def checkout(tmp_path, monkeypatch) -> Path:
     (tmp_path / "metrics").mkdir()
     (tmp_path / "params.yaml").write_text("lr: 1\n", encoding="utf-8")
     (tmp_path / "metrics" / "eval.json").write_text("{}\n", encoding="utf-8")
-    run_command(["git", "init", "-q"], tmp_path)
-    run_command(["git", "add", "-A"], tmp_path)
-    run_command(["git", *GIT_IDENTITY, "commit", "-qm", "start"], tmp_path)
+    commit_all(tmp_path, "start")
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def short_head(directory: Path) -> str:
-    return run_command(["git", "rev-parse", "--short", "HEAD"], directory).stdout.strip()
 
 
 def test_a_clean_checkout_is_named_by_its_commit(checkout):
@@ -83,8 +75,4 @@ def test_the_headline_leads_with_the_reference_projects_metrics():
     assert numbers["rougeL"] == metrics["eval"]["generation"]["rougeL"]
     assert numbers["multiple_choice"] == {"hechos": metrics["eval"]["multiple_choice"]["hechos"]["accuracy"]}
     assert numbers["val_loss"] == metrics["train"]["val_loss"]
-
-    def columns(value) -> int:  # what `dvc exp show` makes of it: one column per leaf
-        return sum(columns(item) for item in value.values()) if isinstance(value, dict) else 1
-
-    assert columns(numbers) <= 25
+    assert len(exp_show_columns(numbers)) <= 25

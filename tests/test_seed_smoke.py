@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from minigpt.errors import STAGE_LOG
-from tests.conftest import REPO, SHARED_DATA, copy_repository, free_port, run_command
+from tests.conftest import SHARED_DATA, commit_all, copy_repository, free_port, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +27,13 @@ STAGES = ["prepare", "tokenizer", "pretrain", "train", "evaluate", "lora", "eval
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """A fresh clone's workspace after the smoke experiment, and each stage's time and memory."""
-    workspace = copy_repository(tmp_path_factory.mktemp("smoke") / "minigpt-es")
-    for generated in ("metrics", "plots", "dvc.lock"):
-        path = workspace / generated
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    workspace = copy_repository(tmp_path_factory.mktemp("smoke") / "minigpt-es", results=False)
     flags = ["-n", "smoke"]
     if SHARED_DATA.is_dir():  # enough Spanish text for all 32,000 tokens, hence the exact 110M model
         for corpus in (SHARED_DATA / "corpus-es").glob("*.txt"):
             shutil.copy(corpus, workspace / "data" / "corpus" / corpus.name)
         flags += ["-S", "tokenizer.extra_files=[data/corpus/*.txt]"]
-    run_command(["git", "init", "-q"], workspace)
-    run_command(["git", "add", "-A"], workspace)
-    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "clone"], workspace)
+    commit_all(workspace, "clone")
     log = workspace.parent / "stages.jsonl"
     started = time.perf_counter()
     run_command([sys.executable, "-m", "minigpt.presets", "seed", "smoke", "--run", *flags], workspace,
