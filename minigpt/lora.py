@@ -9,6 +9,7 @@ its keys and declaring `fan_in_fan_out` for the Conv1D side.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -90,8 +91,19 @@ def save_adapter(model: GPT, directory: str | Path, params: LoraParams, base_dir
              for name, tensor in get_peft_model_state_dict(model).items()}
     with atomic_directory(directory) as tmp:
         save_file(state, tmp / ADAPTER_WEIGHTS)
-        lora_config(params, for_hf=True, base_dir=base_dir).save_pretrained(tmp)
+        save_adapter_config(params, base_dir, tmp)
         tokenizer.save_pretrained(tmp)
+
+
+def save_adapter_config(params: LoraParams, base_dir: str | Path, directory: Path) -> None:
+    """PEFT's adapter_config.json, the same bytes for the same params in every process."""
+    lora_config(params, for_hf=True, base_dir=base_dir).save_pretrained(directory)
+    # PEFT holds target_modules as a set and writes it in hash order, which changes from one
+    # process to the next: sorted, the file (which dvc.lock hashes) no longer moves.
+    path = directory / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def has_adapter(directory: str | Path) -> bool:

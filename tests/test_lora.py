@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -11,6 +14,7 @@ from minigpt.errors import MiniGPTError
 from minigpt.generation import load_model
 from minigpt.lora import add_adapters, category_rows, load_with_adapter, parameter_counts, save_adapter, save_merged
 from minigpt.model import from_hf
+from tests.conftest import REPO, run_command
 from tests.test_training import LOOP
 
 LORA = LoraParams.model_validate(LOOP | {"categories": ["ciencia"], "rank": 4, "alpha": 8, "dropout": 0.0,
@@ -48,6 +52,21 @@ def test_the_saved_adapter_and_the_merged_model_give_the_trained_logits(tiny_mod
     torch.testing.assert_close(merged(idx).logits, expected, atol=1e-5, rtol=1e-5)
     model, _ = load_model(tiny_model_dir, lora=tmp_path / "adapter")
     torch.testing.assert_close(model(idx).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_adapter_config_is_the_same_bytes_in_every_process(tiny_model_dir, tmp_path):
+    """dvc.lock hashes the adapter: its config must not depend on the process's string hashing."""
+    written = []
+    for hash_seed in ("1", "2", "3", "4"):
+        directory = tmp_path / hash_seed
+        directory.mkdir()
+        script = ("import sys; from pathlib import Path; from minigpt.lora import save_adapter_config; "
+                  "from tests.test_lora import LORA; save_adapter_config(LORA, sys.argv[1], Path(sys.argv[2]))")
+        run_command([sys.executable, "-c", script, str(tiny_model_dir), str(directory)], REPO,
+                    env={"PYTHONHASHSEED": hash_seed})
+        written.append((directory / "adapter_config.json").read_bytes())
+    assert len(set(written)) == 1
+    assert json.loads(written[0])["target_modules"] == ["c_attn", "c_fc", "c_proj"]
 
 
 def test_a_missing_adapter_names_the_stage(tiny_model_dir, tmp_path):
