@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minigpt.config import LoopParams, PrepareParams, load_params  # noqa: E402
+from minigpt.config import LoopParams, PrepareParams, RuntimeParams, load_params  # noqa: E402
 from minigpt.data import normalize_key, prepare  # noqa: E402
 from minigpt.evaluation import _likelihood_summary, likelihood, load_choice_items, multiple_choice_accuracy  # noqa: E402
 from minigpt.generation import GenerationSettings, _generate_arguments, _left_padded, generate, pick_device  # noqa: E402
@@ -202,17 +202,18 @@ def padded_rows(sequences: list[TokenSequence], row_length: int, pad_id: int) ->
                                         round(1 - targets[:, 1:].sum().item() / targets.numel(), 4)})
 
 
-def loop_params(rows: PackedRows, seconds: float, tokens_per_second: float, scale: dict, compile_model: bool) -> LoopParams:
-    """Settings whose step count fills `seconds` at the measured speed (a cosine schedule needs
-    its length up front, so the budget is turned into steps). No evaluation and no checkpoint
-    inside the loop: scoring comes after, and nothing here is resumed."""
+def loop_settings(rows: PackedRows, seconds: float, tokens_per_second: float, scale: dict,
+                  compile_model: bool) -> tuple[LoopParams, RuntimeParams]:
+    """Params whose step count fills `seconds` at the measured speed (a cosine schedule needs its
+    length up front, so the budget is turned into steps), and how to run them. No evaluation and
+    no checkpoint inside the loop: scoring comes after, and nothing here is resumed."""
     block = scale["shape"]["block_size"]
     steps = max(2, int(seconds * tokens_per_second / (scale["rows"] * block)))
-    return LoopParams(epochs=steps * scale["rows"] / len(rows), micro_batch_size=scale["micro"],
-                      batch_tokens=scale["rows"] * block, learning_rate=6e-4, min_lr_ratio=0.1,
-                      warmup_steps=min(100, steps // 10), weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0,
-                      log_every=max(1, steps // 10), eval_every=0, eval_rows=0, checkpoint_every=0,
-                      keep_checkpoints=1, precision="auto", compile=compile_model, seed=0)
+    params = LoopParams(epochs=steps * scale["rows"] / len(rows), micro_batch_size=scale["micro"],
+                        batch_tokens=scale["rows"] * block, learning_rate=6e-4, min_lr_ratio=0.1,
+                        warmup_steps=min(100, steps // 10), weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0,
+                        eval_every=0, eval_rows=0, precision="auto", seed=0)
+    return params, RuntimeParams(compile=compile_model, log_every=max(1, steps // 10), checkpoint_every=0)
 
 
 def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_per_second: float, scale: dict,
@@ -222,9 +223,9 @@ def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_
     model, totals, started = init_model(config, seed=0), {"steps": 0, "tokens": 0, "train_seconds": 0.0}, time.perf_counter()
     speeds = []  # tokens/s of every logged interval but each run's first (which holds the compile)
     for rows, share in phases:
-        params = loop_params(rows, share * seconds, tokens_per_second, scale, compile_model)
+        params, runtime = loop_settings(rows, share * seconds, tokens_per_second, scale, compile_model)
         with tempfile.TemporaryDirectory() as checkpoints:
-            result = run(model, rows, rows, params, Path(checkpoints), live_dir=None)
+            result = run(model, rows, rows, params, runtime, Path(checkpoints), live_dir=None)
         model = result.model
         for key in ("steps", "tokens", "train_seconds"):
             totals[key] += result.summary[key]

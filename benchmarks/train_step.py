@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minigpt.config import LoopParams  # noqa: E402
+from minigpt.config import LoopParams, RuntimeParams  # noqa: E402
 from minigpt.model import GPT, GPTConfig, flops_per_token, hf_config  # noqa: E402
 from minigpt.training import PackedRows, device_peak_flops, run  # noqa: E402
 
@@ -60,15 +60,14 @@ def measure_peak_flops(device: torch.device) -> float:
 
 def project_step(config: GPTConfig, rows_per_step: int, micro: int, steps: int, compile_model: bool) -> float:
     """Tokens/s of the project's training loop, from its own telemetry (first interval dropped)."""
-    log_every = max(1, steps // 5)
     params = LoopParams(epochs=1.0, micro_batch_size=micro, batch_tokens=rows_per_step * config.block_size,
                         learning_rate=6e-4, min_lr_ratio=0.1, warmup_steps=10, weight_decay=0.1, beta1=0.9,
-                        beta2=0.95, grad_clip=1.0, log_every=log_every, eval_every=0, eval_rows=0,
-                        checkpoint_every=0, keep_checkpoints=1, precision="auto", compile=compile_model, seed=0)
+                        beta2=0.95, grad_clip=1.0, eval_every=0, eval_rows=0, precision="auto", seed=0)
+    runtime = RuntimeParams(compile=compile_model, log_every=max(1, steps // 5), checkpoint_every=0)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
         result = run(GPT(config), synthetic_rows(config, rows_per_step * steps), synthetic_rows(config, micro),
-                     params, Path(scratch), None)
+                     params, runtime, Path(scratch), None)
     speeds = [entry["tokens_per_second"] for entry in result.history if "tokens_per_second" in entry]
     return statistics.median(speeds[1:] if len(speeds) > 1 else speeds)
 

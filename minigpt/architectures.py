@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from minigpt.config import ArchitecturesParams
+from minigpt.config import ArchitecturesParams, RuntimeParams
 from minigpt.generation import GenerationSettings, generate, inference_dtype, pick_device
 from minigpt.model import GPT, IGNORE_INDEX, GPTConfig, init_model, to_hf
 from minigpt.template import render_prompt
@@ -168,12 +168,12 @@ class StepTimer:
         return [end - start for start, end in zip(self.marks, self.marks[1:])]
 
 
-def train(task: Task, rows: PackedRows, params: ArchitecturesParams, seed: int) -> dict:
+def train(task: Task, rows: PackedRows, params: ArchitecturesParams, runtime: RuntimeParams, seed: int) -> dict:
     """Train on `params.steps` batches of rows drawn with `seed` (the same rows for every
     architecture); returns the loss curve and the median speed of the steps after TIMED_AFTER."""
-    device = pick_device(params.device)
+    device = pick_device(runtime.device)
     model = task.model.to(device).train()
-    forward = torch.compile(model, dynamic=False) if params.compile else model
+    forward = torch.compile(model, dynamic=False) if runtime.compile else model
     optimizer = make_optimizer(model, params, fused=device.type == "cuda")
     order, masking = _generators(seed, device)
     tokens, targets = rows.tokens.to(device), rows.targets.to(device)
@@ -192,7 +192,7 @@ def train(task: Task, rows: PackedRows, params: ArchitecturesParams, seed: int) 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         timer.mark()
-        if step % params.log_every == 0 or step == params.steps - 1:
+        if step % runtime.log_every == 0 or step == params.steps - 1:
             losses.append((step, loss.detach()))
     step_seconds = timer.seconds()
     curve = [(step, round(loss.item(), 4)) for step, loss in losses]
@@ -359,11 +359,11 @@ def _fills(task: Task, tokenizer, rows: Sequence[dict], block_size: int) -> list
     return fills
 
 
-def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict], validation_split: Sequence[dict],
-              log: Callable[[str], None] = print) -> dict:
+def run_study(params: ArchitecturesParams, runtime: RuntimeParams, tokenizer, train_split: Sequence[dict],
+              validation_split: Sequence[dict], log: Callable[[str], None] = print) -> dict:
     """Train and score both architectures once per seed; the metrics file's content."""
     pad_id, vocab_size = tokenizer.pad_token_id, len(tokenizer)
-    device = pick_device(params.device)
+    device = pick_device(runtime.device)
     row_length = params.block_size + 1
     train_rows, validation_rows = (pack(encode_instructions(split, tokenizer, train_on_prompt=True), row_length, pad_id)
                                    for split in (train_split, validation_split))
@@ -382,9 +382,9 @@ def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict
                 ENCODER: lambda seed: encoder_task(build_encoder(encoder, seed), pad_id, params.mask_probability)}
     runs: dict[str, list[dict]] = {DECODER: [], ENCODER: []}
     demos = {}
-    warm_up = params.model_copy(update={"steps": TIMED_AFTER, "log_every": TIMED_AFTER})
+    warm_up = params.model_copy(update={"steps": TIMED_AFTER})
     for build in builders.values():  # the process's first steps are slow whoever takes them: nobody's result
-        train(build(params.seeds[0]), train_rows, warm_up, params.seeds[0])
+        train(build(params.seeds[0]), train_rows, warm_up, runtime, params.seeds[0])
     for index, seed in enumerate(params.seeds):
         order = (DECODER, ENCODER) if index % 2 == 0 else (ENCODER, DECODER)
         for name in order:
@@ -392,7 +392,7 @@ def run_study(params: ArchitecturesParams, tokenizer, train_split: Sequence[dict
             task.model.to(device)
             result = {"seed": seed, "parameters": task.model.num_parameters(),
                       "untrained_probe_accuracy": _probe_accuracy(task, probe_data, pad_id)}
-            result |= train(task, train_rows, params, seed)
+            result |= train(task, train_rows, params, runtime, seed)
             result |= token_scores(task, validation_rows, seed=params.seeds[0])
             result["probe_accuracy"] = _probe_accuracy(task, probe_data, pad_id)
             if index == 0:

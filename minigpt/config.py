@@ -1,8 +1,13 @@
-"""The schema of `params.yaml`, validated once for every stage.
+"""The schema of `params.yaml` and `runtime.yaml`, validated once for every stage.
 
-Each stage section is a pydantic model that forbids unknown keys and is strict about types,
-so a typo or a quoted number fails at start with a message naming the key, instead of
-silently falling back to a default deep inside a run.
+`params.yaml` says what a run computes: every key changes results, DVC tracks each one and
+`dvc exp show` compares them. `runtime.yaml` says how this machine runs it (launcher, device,
+compilation, batch size for inference, logging and checkpoint intervals): nothing there
+changes a result beyond floating-point rounding, so DVC reruns nothing when it changes.
+
+Each section is a pydantic model that forbids unknown keys and is strict about types, so a
+typo or a quoted number fails at start with a message naming the key, instead of silently
+falling back to a default deep inside a run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from minigpt.errors import MiniGPTError
 
 PARAMS_FILE = "params.yaml"
+RUNTIME_FILE = "runtime.yaml"  # beside params.yaml; optional: a missing key takes its default
 Device = Literal["auto", "cpu", "cuda"]  # auto: the GPU when CUDA has one, else the CPU
 DEVICES = get_args(Device)
 
@@ -113,26 +119,16 @@ class OptimizerParams(Section):
 
 
 class LoopParams(OptimizerParams):
-    """One run of the training loop: how long, how big a step, how fast, how often to report."""
+    """One run of the training loop: how long, how big a step, how often to measure validation loss."""
 
     epochs: float = Field(gt=0)
     max_steps: int = Field(default=0, ge=0)  # stop after this many optimizer steps (the schedule too); 0: no limit
     micro_batch_size: int = Field(ge=1)
     batch_tokens: int = Field(ge=1)
-    log_every: int = Field(ge=1)
     eval_every: int = Field(ge=0)  # steps; 0: never (no validation loss)
     eval_rows: int = Field(ge=0)
-    checkpoint_every: int = Field(ge=0)  # steps; 0: never (no resume)
-    keep_checkpoints: int = Field(ge=1)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    compile: bool = False
     seed: int = 0
-    launcher: str = Field(default="python", min_length=1)  # how dvc.yaml starts the stage script
-
-    def processes(self) -> int:
-        """The processes `launcher` starts (`--num_processes N` of accelerate launch), else 1."""
-        found = re.search(r"--num_processes[ =](\d+)", self.launcher)
-        return int(found.group(1)) if found else 1
 
 
 class PretrainParams(LoopParams):
@@ -165,7 +161,6 @@ class LoraParams(LoopParams):
 
 class EvaluateParams(Section):
     generate_examples: int = Field(ge=0)  # validation examples answered by generation; 0 = all
-    batch_size: int = Field(ge=1)
     max_new_tokens: int = Field(ge=1)
     do_sample: bool = False
     temperature: float = Field(gt=0)
@@ -174,7 +169,6 @@ class EvaluateParams(Section):
     repetition_penalty: float = Field(gt=0)
     seed: int = 0
     multiple_choice: dict[str, str] = {}
-    device: Device = "auto"  # also used by evaluate_lora
 
 
 class ArchitecturesParams(ModelParams, OptimizerParams):
@@ -186,17 +180,31 @@ class ArchitecturesParams(ModelParams, OptimizerParams):
     mask_probability: float = Field(gt=0, lt=1)  # the encoder's masked-LM rate (BERT: 0.15)
     # Three runs each at least: with two, identical architectures look different a third of the time.
     seeds: list[int] = Field(min_length=3)
-    log_every: int = Field(ge=1)
     probe_examples: int = Field(ge=0)  # train-split examples the category probe is fit on; 0 = all
     demo_examples: int = Field(ge=0)  # validation examples the decoder answers and the encoder fills
-    compile: bool = False  # torch.compile both models' training steps
-    device: Device = "auto"
 
     @model_validator(mode="after")
     def _distinct_seeds(self) -> "ArchitecturesParams":
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must differ (got {self.seeds}): a repeated seed repeats a run and hides the spread")
         return self
+
+
+class RuntimeParams(Section):
+    """How this machine runs the stages (`runtime.yaml`): where, how fast, how often to log and save."""
+
+    launcher: str = Field(default="python", min_length=1)  # how dvc.yaml starts pretrain, train and lora
+    device: Device = "auto"  # evaluate, evaluate_lora, compare_architectures (training: where accelerate puts it)
+    compile: bool = False  # torch.compile the training steps of every loop and of the study
+    inference_batch_size: int = Field(default=16, ge=1)  # sequences per forward pass when scoring and generating
+    log_every: int = Field(default=10, ge=1)  # steps between logged training losses
+    checkpoint_every: int = Field(default=50, ge=0)  # steps; 0: never (a killed run restarts from scratch)
+    keep_checkpoints: int = Field(default=2, ge=1)
+
+    def processes(self) -> int:
+        """The processes `launcher` starts (`--num_processes N` of accelerate launch), else 1."""
+        found = re.search(r"--num_processes[ =](\d+)", self.launcher)
+        return int(found.group(1)) if found else 1
 
 
 class Params(Section):
@@ -208,6 +216,7 @@ class Params(Section):
     evaluate: EvaluateParams
     lora: LoraParams
     compare_architectures: ArchitecturesParams
+    runtime: RuntimeParams = RuntimeParams()  # read from runtime.yaml, not params.yaml
 
     @model_validator(mode="after")
     def _sections_agree(self) -> "Params":
@@ -215,12 +224,12 @@ class Params(Section):
         problems = []
         block = self.model.block_size
         loops = ["train", "lora"] + (["pretrain"] if self.pretrain.files else [])  # pretrain off: nothing to check
+        processes = self.runtime.processes()
         for name in loops:
             loop: LoopParams = getattr(self, name)
-            processes = loop.processes()
             row_tokens = loop.micro_batch_size * block * processes
             if loop.batch_tokens % row_tokens:
-                launched = f" × {processes} processes ({name}.launcher)" if processes > 1 else ""
+                launched = f" × {processes} processes (launcher, {RUNTIME_FILE})" if processes > 1 else ""
                 problems.append(f"{name}.batch_tokens ({loop.batch_tokens}) must be a multiple of {name}.micro_batch_size "
                                 f"× model.block_size{launched} = {loop.micro_batch_size} × {block}"
                                 f"{f' × {processes}' if processes > 1 else ''} = {row_tokens}")
@@ -254,21 +263,42 @@ def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate the whole params file; raise MiniGPTError naming every bad key."""
-    path = Path(path)
+def _read_mapping(path: Path, missing_ok: bool) -> dict:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if missing_ok:
+            return {}
         raise MiniGPTError(f"{path} not found: run the stages from the repository root") from None
     except yaml.YAMLError as error:
         raise MiniGPTError(f"{path} is not valid YAML: {error}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise MiniGPTError(f"{path} must be a mapping of keys to values, not a {type(raw).__name__}")
+    return raw or {}
+
+
+def _validated(model: type[BaseModel], raw: dict, path: Path):
     try:
-        return Params.model_validate(raw if raw is not None else {})
+        return model.model_validate(raw)
     except ValidationError as error:
-        problems = [
-            f"  {_format_location(item['loc']) or '(top level)'}: {item['msg']}"
-            + (f" (got {_shorten(repr(item['input']))})" if item["type"] != "missing" else "")
-            for item in error.errors()
-        ]
+        problems = []
+        for item in error.errors():
+            text = f"  {_format_location(item['loc']) or '(top level)'}: {item['msg']}"
+            if item["type"] != "missing":
+                text += f" (got {_shorten(repr(item['input']))})"
+            if item["type"] == "extra_forbidden" and model is Params and item["loc"][-1] in RuntimeParams.model_fields:
+                text += f": it is a runtime setting, set once in {RUNTIME_FILE}"
+            problems.append(text)
         raise MiniGPTError(f"{path} has {len(problems)} invalid value(s):\n" + "\n".join(problems)) from None
+
+
+def load_params(path: str | Path = PARAMS_FILE, runtime_path: str | Path | None = None) -> Params:
+    """Read and validate the params file and the runtime file beside it (or `runtime_path`);
+    raise MiniGPTError naming every bad key and its file."""
+    path = Path(path)
+    runtime_path = Path(runtime_path) if runtime_path is not None else path.with_name(RUNTIME_FILE)
+    raw = _read_mapping(path, missing_ok=False)
+    if "runtime" in raw:
+        raise MiniGPTError(f"{path} has a 'runtime' section: runtime settings live in {runtime_path.name}")
+    runtime = _validated(RuntimeParams, _read_mapping(runtime_path, missing_ok=True), runtime_path)
+    return _validated(Params, {**raw, "runtime": runtime}, path)

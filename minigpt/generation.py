@@ -5,6 +5,7 @@ so every answer comes from the same template, the same settings and the same sto
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -26,7 +27,7 @@ class GenerationSettings:
     top_p: float = 1.0
     top_k: int = 0
     repetition_penalty: float = 1.0
-    seed: int | None = 0  # None: leave torch's global generator alone (the chat, where threads share it)
+    seed: int | None = 0  # None: a fresh random seed for every call (the chat)
     max_seconds: float | None = None  # wall-clock limit per generate call (the chat's guard)
 
     @classmethod
@@ -138,16 +139,40 @@ def _left_padded(tokenizer, prompts: Sequence[str], keep: int) -> tuple[torch.Te
     return input_ids, attention
 
 
+class _RowSampler:
+    """Sampling as the last logits processor: temperature, top-k and top-p, then one draw per row
+    from that row's own generator, seeded by the call's seed and the prompt's position. An answer
+    is then the same whatever prompts share its batch, and whatever the batch size. The chosen
+    token is left as the only possible one, which decoding without sampling then takes."""
+
+    def __init__(self, settings: GenerationSettings, first_prompt: int, rows: int, device: torch.device):
+        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        self.warpers = [TemperatureLogitsWarper(settings.temperature)]
+        self.warpers += [TopKLogitsWarper(settings.top_k)] if settings.top_k else []
+        self.warpers += [TopPLogitsWarper(settings.top_p)] if settings.top_p < 1 else []
+        seed = settings.seed if settings.seed is not None else torch.Generator().seed()
+        self.generators = [torch.Generator(device=device).manual_seed(seed + first_prompt + row) for row in range(rows)]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        probabilities = scores.float().softmax(dim=-1)
+        chosen = torch.cat([torch.multinomial(row, 1, generator=generator)
+                            for row, generator in zip(probabilities, self.generators)])
+        return torch.full_like(scores, -math.inf).scatter_(1, chosen.unsqueeze(1), 0.0)
+
+
 def _generate_arguments(model, tokenizer, input_ids: torch.Tensor, attention: torch.Tensor,
-                        settings: GenerationSettings, limit: int) -> dict:
-    """`model.generate` keyword arguments: the one place where settings become decoding."""
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k} \
-        if settings.do_sample else {}
+                        settings: GenerationSettings, limit: int, first_prompt: int = 0) -> dict:
+    """`model.generate` keyword arguments: the one place where settings become decoding.
+    `first_prompt` is the position of the batch's first prompt in the call's prompts."""
+    sampler = [_RowSampler(settings, first_prompt, input_ids.shape[0], model.device)] if settings.do_sample else []
     return dict(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
                 max_new_tokens=min(settings.max_new_tokens, limit - input_ids.shape[1]),
                 max_length=None,  # the saved generation config's cap; max_new_tokens bounds the answer here
-                do_sample=settings.do_sample, repetition_penalty=settings.repetition_penalty, max_time=settings.max_seconds,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **sampling)
+                do_sample=False, logits_processor=sampler, repetition_penalty=settings.repetition_penalty,
+                max_time=settings.max_seconds, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
 @torch.inference_mode()
@@ -157,10 +182,9 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
     eos = tokenizer.eos_token_id
     limit = _check_room(model, settings)
     results: list[Generated] = []
-    _seed(settings)
     for start in range(0, len(prompts), batch_size):
         input_ids, attention = _left_padded(tokenizer, prompts[start:start + batch_size], limit - settings.max_new_tokens)
-        output = model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit))
+        output = model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit, start))
         for new in output[:, input_ids.shape[1]:].tolist():
             complete = eos in new
             tokens = new[:new.index(eos)] if complete else new
@@ -181,7 +205,6 @@ def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Itera
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
     failure: list[BaseException] = []
-    _seed(settings)
 
     def run() -> None:
         try:
@@ -204,11 +227,6 @@ def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Itera
     worker.join()
     if failure:
         raise failure[0]
-
-
-def _seed(settings: GenerationSettings) -> None:
-    if settings.seed is not None:
-        torch.manual_seed(settings.seed)
 
 
 class _WhenSet:

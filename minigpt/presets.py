@@ -1,5 +1,6 @@
-"""Named presets: YAML files in presets/ that override a few keys of params.yaml, turned into
-`dvc exp run -S` flags so that a preset run is an ordinary, comparable DVC experiment.
+"""Named presets: YAML files in presets/ that override a few keys of params.yaml (and, in their
+`runtime` section, of runtime.yaml), turned into `dvc exp run -S` flags so that a preset run is
+an ordinary, comparable DVC experiment.
 
     dvc exp run $(python -m minigpt.presets seed)            # the reference's recipe, on a GPU
     dvc exp run $(python -m minigpt.presets seed smoke)      # presets layer: later ones win, key by key
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from minigpt.config import RUNTIME_FILE
 from minigpt.errors import MiniGPTError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -35,8 +37,8 @@ def load_preset(name: str) -> dict[str, dict[str, Any]]:
 
 
 def apply_preset(params: dict, preset: dict[str, dict[str, Any]]) -> dict:
-    """params with the preset's keys replaced, section by section."""
-    return {section: values | preset.get(section, {}) for section, values in params.items()}
+    """params with the preset's keys replaced, section by section (sections it adds included)."""
+    return {section: params.get(section, {}) | preset.get(section, {}) for section in params | preset}
 
 
 def combine(names: list[str]) -> dict[str, dict[str, Any]]:
@@ -71,8 +73,10 @@ def _hydra_value(value: Any) -> str:
 
 
 def set_param_flags(preset: dict[str, dict[str, Any]]) -> list[str]:
-    return [f"-S {section}.{key}={_hydra_value(value)}" for section, values in preset.items()
-            for key, value in values.items()]
+    """One flag per key; the `runtime` section's keys are top-level keys of runtime.yaml."""
+    return [f"-S {RUNTIME_FILE}:{key}={_hydra_value(value)}" if section == "runtime"
+            else f"-S {section}.{key}={_hydra_value(value)}"
+            for section, values in preset.items() for key, value in values.items()]
 
 
 def main() -> None:

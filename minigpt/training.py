@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from minigpt import template
-from minigpt.config import LoopParams, OptimizerParams
+from minigpt.config import LoopParams, OptimizerParams, RuntimeParams
 from minigpt.errors import MiniGPTError
 from minigpt.files import atomic_file
 from minigpt.model import GPT, IGNORE_INDEX, flops_per_token
@@ -255,10 +255,9 @@ def code_fingerprint() -> str:
     return fingerprint(*((package / name).read_text() for name in ("model.py", "lora.py", "training.py")))
 
 
-# Params that change how a run is reported, launched or saved, not what it computes: a run may
-# resume across them.
-RUN_NEUTRAL_PARAMS = {"log_every", "eval_every", "eval_rows", "checkpoint_every", "keep_checkpoints", "compile",
-                      "launcher", "merge"}
+# Params that change how a run is measured or saved, not what it trains: a run may resume across
+# them (and across every runtime setting).
+RUN_NEUTRAL_PARAMS = {"eval_every", "eval_rows", "merge"}
 
 
 # --------------------------------------------------------------------------- telemetry
@@ -353,8 +352,8 @@ def _batch(data: PackedRows, indices: torch.Tensor) -> tuple[torch.Tensor, torch
     return tokens[:, :-1], torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX)
 
 
-def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams, checkpoint_dir: Path,
-        live_dir: Path | None) -> RunResult:
+def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams, runtime: RuntimeParams,
+        checkpoint_dir: Path, live_dir: Path | None) -> RunResult:
     """Train `model` on `train_rows`, resuming from `checkpoint_dir` when a matching checkpoint exists."""
     from accelerate import Accelerator
 
@@ -378,7 +377,7 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
     # A run is its params, data, starting weights and code: a checkpoint of anything else is stale.
     run_id = fingerprint(model.config, {k: v for k, v in params.model_dump().items() if k not in RUN_NEUTRAL_PARAMS},
                          train_rows.fingerprint(), weights_fingerprint(model), code_fingerprint())
-    store = CheckpointStore(checkpoint_dir, params.keep_checkpoints)
+    store = CheckpointStore(checkpoint_dir, runtime.keep_checkpoints)
     state, stale = store.load_latest(run_id)
     if stale and accelerator.is_main_process:
         store.clear()
@@ -396,7 +395,7 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
     raw_model = model
     # Static shapes: training batches never change size, and a shape seen earlier in the process
     # (another model, a warm-up) must not turn these graphs dynamic and slower.
-    compiled = torch.compile(model, dynamic=False) if params.compile else model
+    compiled = torch.compile(model, dynamic=False) if runtime.compile else model
     compiled, optimizer = accelerator.prepare(compiled, optimizer)
     if state is not None and state.get("scaler") and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
@@ -449,9 +448,9 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
 
         last = done == total_steps
         evaluate = _due(done, params.eval_every, last)
-        save = _due(done, params.checkpoint_every, evaluate)  # save before evaluating: a crash there loses nothing
+        save = _due(done, runtime.checkpoint_every, evaluate)  # save before evaluating: a crash there loses nothing
         # The first step is logged too: its loss is the untrained model's, the start of the curve.
-        if not (save or last or done == 1 or done % params.log_every == 0):  # the last steps count in the summary
+        if not (save or last or done == 1 or done % runtime.log_every == 0):  # the last steps count in the summary
             continue
         train_loss = accelerator.reduce(loss_sum, "sum").item() / target_count.item()
         if not math.isfinite(train_loss) or not bool(gradients_finite):
@@ -544,14 +543,14 @@ def loss_change(history: list[dict]) -> dict[str, float | None]:
 
 
 def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams,
-                   outputs: RunOutputs, save_model: Callable[[GPT, Path, dict[str, Any]], None],
+                   runtime: RuntimeParams, outputs: RunOutputs, save_model: Callable[[GPT, Path, dict[str, Any]], None],
                    extra_metrics: dict[str, Any] | None = None) -> None:
     """Run the loop, then (on the main process) save the model with `save_model(model,
     outputs.model_dir, metrics)` and write metrics and curves."""
     from minigpt.files import write_json
     from minigpt.plots import line_charts
 
-    result = run(model, train_rows, val_rows, params, outputs.checkpoint_dir, outputs.live_dir)
+    result = run(model, train_rows, val_rows, params, runtime, outputs.checkpoint_dir, outputs.live_dir)
     if not result.is_main_process:
         return
     metrics = {**(extra_metrics or {}), **loss_change(result.history),

@@ -20,8 +20,9 @@ PLOT_FILE = Path("plots/architectures.png")
 
 
 def main() -> None:
-    params = load_params().compare_architectures
-    metrics = run_study(params, load_tokenizer(TOKENIZER_DIR), read_split(DATA_DIR, "train"),
+    everything = load_params()
+    params = everything.compare_architectures
+    metrics = run_study(params, everything.runtime, load_tokenizer(TOKENIZER_DIR), read_split(DATA_DIR, "train"),
                         read_split(DATA_DIR, "validation"))
     write_json(METRICS_FILE, metrics)
     summary, probe = metrics["summary"], metrics["probe"]

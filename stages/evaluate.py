@@ -21,13 +21,14 @@ PLOTS_DIR = Path("plots")
 
 
 def main() -> None:
-    params = load_params().evaluate
+    everything = load_params()
+    params, runtime = everything.evaluate, everything.runtime
     warn_if_untracked(params.multiple_choice.values(), "evaluate", "data/eval")
     rows = validation_rows(DATA_DIR)
-    model, tokenizer = load_model(MODEL_DIR, params.device, dtype=SCORING_DTYPE)
+    model, tokenizer = load_model(MODEL_DIR, runtime.device, dtype=SCORING_DTYPE)
     started = time.perf_counter()
     metrics, samples = evaluate_model(model, tokenizer, rows, params.multiple_choice, GenerationSettings.from_params(params),
-                                      params.generate_examples, params.batch_size)
+                                      params.generate_examples, runtime.inference_batch_size)
     seconds = time.perf_counter() - started
     metrics["seconds"] = round(seconds, 1)
     metrics["device"] = describe_device(model)

@@ -42,12 +42,13 @@ def main() -> None:
     # domain: what the adapter should improve; other: what it may forget; general: both.
     subsets = {"domain": domain, "other": [row for row in rows if row not in domain], "general": rows}
     subsets = {name: subset for name, subset in subsets.items() if subset}
-    models = {"base": load_model(BASE_DIR, evaluate.device, dtype=SCORING_DTYPE),
-              "lora": load_model(BASE_DIR, evaluate.device, lora=ADAPTER_DIR, dtype=SCORING_DTYPE)}
+    device = params.runtime.device
+    models = {"base": load_model(BASE_DIR, device, dtype=SCORING_DTYPE),
+              "lora": load_model(BASE_DIR, device, lora=ADAPTER_DIR, dtype=SCORING_DTYPE)}
     result: dict = {}
     for subset, subset_rows in subsets.items():
         scores = {name: headline(evaluate_rows(model, tokenizer, subset_rows, settings, evaluate.generate_examples,
-                                               evaluate.batch_size)[0])
+                                               params.runtime.inference_batch_size)[0])
                   for name, (model, tokenizer) in models.items()}
         result[subset] = {"examples": len(subset_rows), **scores,
                           "relative_change": relative_change(scores["base"], scores["lora"])}

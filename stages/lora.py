@@ -20,7 +20,8 @@ OUTPUTS = RunOutputs(model_dir=Path("models/lora_ciencia_prog"), checkpoint_dir=
 
 
 def main() -> None:
-    params = load_params().lora
+    everything = load_params()
+    params = everything.lora
     if not (BASE_DIR / "config.json").is_file():
         raise MiniGPTError(f"{BASE_DIR} holds no model: run 'dvc repro train' first")
     tokenizer = load_tokenizer(BASE_DIR)
@@ -44,7 +45,7 @@ def main() -> None:
 
             save_merged(AutoModelForCausalLM.from_pretrained(BASE_DIR), directory, directory / "merged", tokenizer)
 
-    train_and_save(model, train_rows, val_rows, params, OUTPUTS, save,
+    train_and_save(model, train_rows, val_rows, params, everything.runtime, OUTPUTS, save,
                    extra_metrics={"trainable_parameters": trainable, "base_parameters": base_parameters,
                                   "trainable_share": round(trainable / base_parameters, 5)})
 

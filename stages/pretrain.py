@@ -47,8 +47,8 @@ def main() -> None:
     train_rows = pack(encode_documents(kept, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     val_rows = pack(encode_documents(held_out, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     print(f"pretraining on {len(kept)} documents ({len(train_rows)} rows), {len(held_out)} held out")
-    train_and_save(init_model(config, params.pretrain.seed), train_rows, val_rows, params.pretrain, OUTPUTS,
-                   lambda model, directory, metrics: save_hf(model, directory, tokenizer), extra_metrics={"enabled": True})
+    train_and_save(init_model(config, params.pretrain.seed), train_rows, val_rows, params.pretrain, params.runtime,
+                   OUTPUTS, lambda model, directory, metrics: save_hf(model, directory, tokenizer), extra_metrics={"enabled": True})
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def main() -> None:
         card = render_model_card(params.model, params.train, metrics, vocab_size=len(tokenizer), directory=str(directory))
         save_hf(trained, directory, tokenizer, card=card)
 
-    train_and_save(model, train_rows, val_rows, params.train, OUTPUTS, save)
+    train_and_save(model, train_rows, val_rows, params.train, params.runtime, OUTPUTS, save)
 
 
 if __name__ == "__main__":

@@ -131,13 +131,16 @@ def exp_show_columns(metrics: dict, prefix: str = "") -> set[str]:
     return names
 
 
-def update_params(workspace: Path, **sections: dict) -> None:
-    """Override keys of params.yaml sections in a workspace copy."""
-    path = workspace / "params.yaml"
-    params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for section, values in sections.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+def update_params(workspace: Path, runtime: dict | None = None, **sections: dict) -> None:
+    """Override keys of params.yaml sections, and the `runtime` keys of runtime.yaml, in a workspace copy."""
+    for name, changes in (("params.yaml", sections), ("runtime.yaml", {None: runtime} if runtime else {})):
+        if not changes:
+            continue
+        path = workspace / name
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for section, section_changes in changes.items():
+            (values if section is None else values[section]).update(section_changes)
+        path.write_text(yaml.safe_dump(values, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import torch
 from minigpt.architectures import DECODER, ENCODER, build_encoder, chance_of_separation, conclusions, \
     decoder_config, decoder_task, encoder_config, encoder_task, fit_probe, mask_tokens, pooled_features, run_study, \
     separated, summarize, unigram_scores
-from minigpt.config import ArchitecturesParams, Params
+from minigpt.config import ArchitecturesParams, Params, RuntimeParams
 from minigpt.model import GPT, IGNORE_INDEX, init_model
 from minigpt.presets import apply_preset, load_preset
 
@@ -107,8 +107,8 @@ def test_a_tiny_study_runs_end_to_end(tiny_model_dir, default_params):
     tokenizer = load_tokenizer(tiny_model_dir.parent / "tokenizer")
     rows = [row | {"category": "ciencia" if i % 2 else "historia"} for i, row in enumerate(spanish_examples(50))]
     params = study_params(default_params, n_layer=1, n_head=2, n_embd=32, block_size=32, steps=5, micro_batch_size=4,
-                          warmup_steps=1, seeds=[0, 1, 2], log_every=1, demo_examples=2)
-    metrics = run_study(params, tokenizer, rows[:40], rows[40:], log=lambda line: None)
+                          warmup_steps=1, seeds=[0, 1, 2], demo_examples=2)
+    metrics = run_study(params, RuntimeParams(log_every=1), tokenizer, rows[:40], rows[40:], log=lambda line: None)
     assert [run["seed"] for run in metrics["runs"][DECODER]] == [0, 1, 2] == [run["seed"] for run in metrics["runs"][ENCODER]]
     assert [step for step, _ in metrics["runs"][ENCODER][0]["curve"]] == [0, 1, 2, 3, 4]
     decoder, encoder = (metrics["summary"][name]["parameters"]["mean"] for name in (DECODER, ENCODER))

@@ -1,11 +1,11 @@
-"""params.yaml is validated once, with messages that name the key at fault."""
+"""params.yaml and runtime.yaml are validated once, with messages that name the key and file at fault."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from minigpt.config import load_params
+from minigpt.config import RuntimeParams, load_params
 from minigpt.errors import MiniGPTError
 from tests.conftest import REPO
 
@@ -118,9 +118,37 @@ def test_every_broken_rule_is_named_at_once_and_only_for_stages_that_run(tmp_pat
     assert "pretrain.batch_tokens (4096)" in error_for(tmp_path, default_params)
 
 
-def test_processes_of_a_launcher_count_in_the_step(tmp_path, default_params):
-    default_params["train"]["launcher"] = "accelerate launch --multi_gpu --num_processes 8"
+def test_processes_of_the_launcher_count_in_every_loop_step(tmp_path, default_params):
+    (tmp_path / "runtime.yaml").write_text('launcher: "accelerate launch --multi_gpu --num_processes 8"\n')
+    message = error_for(tmp_path, default_params)
     assert ("train.batch_tokens (4096) must be a multiple of train.micro_batch_size × model.block_size × 8 "
-            "processes (train.launcher) = 16 × 256 × 8 = 32768") in error_for(tmp_path, default_params)
-    default_params["train"]["micro_batch_size"] = 2
-    load_params(write_params(tmp_path, default_params))
+            "processes (launcher, runtime.yaml) = 16 × 256 × 8 = 32768") in message and "lora.batch_tokens" in message
+    default_params["train"]["micro_batch_size"] = default_params["lora"]["micro_batch_size"] = 2
+    assert load_params(write_params(tmp_path, default_params)).runtime.processes() == 8
+
+
+def test_runtime_settings_come_from_runtime_yaml_with_defaults(tmp_path, default_params, repo_params):
+    assert repo_params.runtime == RuntimeParams()  # the committed file shows the defaults
+    assert load_params(write_params(tmp_path, default_params)).runtime == RuntimeParams()  # no file: defaults
+    (tmp_path / "runtime.yaml").write_text("compile: true\nlog_every: 3\n")
+    runtime = load_params(write_params(tmp_path, default_params)).runtime
+    assert runtime.compile and runtime.log_every == 3 and runtime.checkpoint_every == RuntimeParams().checkpoint_every
+
+
+@pytest.mark.parametrize("runtime, named", [
+    ("compile: 'yes'\nlog_every: 0\n", "runtime.yaml has 2 invalid value(s):\n  compile: "),
+    ("learning_rate: 0.1\n", "learning_rate: Extra inputs are not permitted"),
+    ("- compile\n", "runtime.yaml must be a mapping"),
+])
+def test_a_bad_runtime_file_is_named(tmp_path, default_params, runtime, named):
+    (tmp_path / "runtime.yaml").write_text(runtime)
+    assert named in error_for(tmp_path, default_params)
+
+
+def test_a_runtime_setting_in_params_yaml_points_to_runtime_yaml(tmp_path, default_params):
+    default_params["train"]["compile"] = True
+    message = error_for(tmp_path, default_params)
+    assert "train.compile: Extra inputs are not permitted" in message and "set once in runtime.yaml" in message
+    del default_params["train"]["compile"]
+    default_params["runtime"] = {"compile": True}
+    assert "params.yaml has a 'runtime' section: runtime settings live in runtime.yaml" in error_for(tmp_path, default_params)

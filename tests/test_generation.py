@@ -32,6 +32,19 @@ def test_sampling_is_reproducible_with_its_seed(tiny_model_dir):
     assert first != generate(model, tokenizer, PROMPTS, other_seed)
 
 
+def test_a_sampled_answer_does_not_depend_on_its_batch(tiny_model_dir):
+    """Each prompt draws from its own seeded generator: the batch size is a runtime setting."""
+    model, tokenizer = load_model(tiny_model_dir)
+    sampled = GenerationSettings(max_new_tokens=16, do_sample=True, temperature=1.5, top_k=20, top_p=0.95, seed=3)
+    batched = generate(model, tokenizer, PROMPTS, sampled, batch_size=4)
+    assert batched == generate(model, tokenizer, PROMPTS, sampled, batch_size=1)
+    assert batched == generate(model, tokenizer, PROMPTS, sampled, batch_size=3)
+    assert len({answer.text for answer in batched}) > 1
+    only_the_likeliest = GenerationSettings(max_new_tokens=16, do_sample=True, top_k=1, seed=3)
+    assert generate(model, tokenizer, PROMPTS, only_the_likeliest) == generate(
+        model, tokenizer, PROMPTS, GenerationSettings(max_new_tokens=16))
+
+
 def test_an_over_long_prompt_keeps_its_end_and_still_answers(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     long_prompt = render_prompt("palabra " * 300)

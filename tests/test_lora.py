@@ -15,7 +15,7 @@ from minigpt.generation import load_model
 from minigpt.lora import add_adapters, category_rows, load_with_adapter, parameter_counts, save_adapter, save_merged
 from minigpt.model import from_hf
 from tests.conftest import REPO, run_command
-from tests.test_training import LOOP
+from tests.test_training import LOOP, RUNTIME
 
 LORA = LoraParams.model_validate(LOOP | {"categories": ["ciencia"], "rank": 4, "alpha": 8, "dropout": 0.0,
                                          "target_modules": ["c_attn", "c_proj", "c_fc"]})
@@ -100,7 +100,7 @@ def test_switching_merge_does_not_retrain(tiny_model_dir, tmp_path):
 
     params = LORA.model_copy(update={"batch_tokens": 256})  # one micro-batch of the tiny model's 64-token rows
     rows = random_rows(32)  # short rows of token ids below the tiny model's vocabulary
-    first = run(add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows, params, tmp_path, None)
+    first = run(add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows, params, RUNTIME, tmp_path, None)
     again = run(add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows,
-                params.model_copy(update={"merge": True}), tmp_path, None)
+                params.model_copy(update={"merge": True}), RUNTIME, tmp_path, None)
     assert again.history == first.history  # resumed at the end: nothing trained twice

@@ -21,7 +21,7 @@ from tests.conftest import REPO, commit_all, copy_repository, exp_show_columns, 
 pytestmark = pytest.mark.slow
 
 SMALL_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
-SHORT_TRAINING = {"epochs": 0.3, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 10, "checkpoint_every": 10}
+SHORT_TRAINING = {"epochs": 0.3, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 10}
 QUICK_EVALUATION = {"generate_examples": 16, "max_new_tokens": 24}
 SHORT_LORA = {"epochs": 1.0, "micro_batch_size": 8, "batch_tokens": 512, "rank": 2, "alpha": 4}
 SMALL_STUDY = {**SMALL_MODEL, "block_size": 32, "steps": 6, "micro_batch_size": 4, "warmup_steps": 2, "seeds": [0, 1, 2]}
@@ -34,8 +34,8 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 def fresh_workspace(target: Path) -> Path:
     """A copy of the repository's files (as git sees them), as a fresh clone would have them."""
     copy_repository(target, results=False)
-    update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION,
-                  lora=SHORT_LORA, compare_architectures=SMALL_STUDY)  # seconds, not minutes
+    update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION, lora=SHORT_LORA,
+                  compare_architectures=SMALL_STUDY, runtime={"checkpoint_every": 10})  # seconds, not minutes
     commit_all(target, "clone")
     return target
 
@@ -138,6 +138,21 @@ def test_a_second_repro_does_nothing(workspace, first_run):
     second = dvc("repro", cwd=workspace)
     assert "Running stage" not in second.stdout
     assert dvc("status", cwd=workspace).stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_runtime_settings_rerun_nothing_and_stay_out_of_the_comparison(workspace, first_run):
+    runtime = workspace / "runtime.yaml"
+    original = runtime.read_text(encoding="utf-8")
+    runtime.write_text(original.replace("log_every: 10", "log_every: 3").replace("compile: false", "compile: true")
+                       .replace("inference_batch_size: 16", "inference_batch_size: 5"), encoding="utf-8")
+    try:
+        assert dvc("status", cwd=workspace).stdout.strip() == "Data and pipelines are up to date."
+        columns = _columns(dvc("exp", "show", "--md", cwd=workspace).stdout)
+    finally:
+        runtime.write_text(original, encoding="utf-8")
+    assert "launcher" in columns  # in dvc.yaml's commands: a new launcher reruns the training stages
+    assert not {"compile", "device", "log_every", "inference_batch_size", "checkpoint_every"} & set(columns)
+    assert not any(column.endswith((".compile", ".log_every", ".device")) for column in columns)
 
 
 @contextlib.contextmanager

@@ -28,16 +28,21 @@ def test_every_preset_and_layering_validates_every_section(default_params, names
 
 @pytest.mark.parametrize("names", [["seed"], ["seed", "smoke"], ["seed", "local"]], ids=" + ".join)
 def test_the_printed_flags_are_what_dvc_applies(tmp_path, default_params, names):
-    """The flags go through DVC's own override parser (Hydra) and give the preset's params."""
+    """The flags go through DVC's own override parser (Hydra), grouped by file as `dvc exp run`
+    does, and give the preset's params and runtime settings."""
+    from dvc.utils.cli_parse import to_path_overrides
     from dvc.utils.hydra import apply_overrides
 
-    path = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", path)
+    for name in ("params.yaml", "runtime.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
     printed = subprocess.run([sys.executable, "-m", "minigpt.presets", *names], capture_output=True, text=True,
                              check=True, cwd=REPO).stdout.split()
     assert printed[::2] == ["-S"] * (len(printed) // 2)  # one word per flag: the shell splits on spaces
-    apply_overrides(path, printed[1::2])
-    assert load_params(path) == Params.model_validate(apply_preset(default_params, combine(names)))
+    overrides = to_path_overrides(printed[1::2])
+    assert set(overrides) == {"params.yaml", "runtime.yaml"}
+    for name, file_overrides in overrides.items():
+        apply_overrides(tmp_path / name, file_overrides)
+    assert load_params(tmp_path / "params.yaml") == Params.model_validate(apply_preset(default_params, combine(names)))
 
 
 def test_the_seed_preset_is_the_reference_recipe(default_params):
@@ -61,17 +66,18 @@ def test_smoke_keeps_the_seed_shape_and_shrinks_everything_else(default_params):
     assert smoke.model == seed.model and smoke.tokenizer.vocab_size == 32_000
     assert all(source.path for source in smoke.prepare.sources)  # no hub: it runs offline
     for section in (smoke.pretrain, smoke.train, smoke.lora):
-        assert section.max_steps == 2 and section.batch_tokens == 512 and not section.compile
+        assert section.max_steps == 2 and section.batch_tokens == 512
+    assert seed.runtime.compile and not smoke.runtime.compile and smoke.runtime.checkpoint_every == 0
     assert smoke.compare_architectures.block_size == 512 and smoke.pretrain.files
 
 
 def test_presets_print_dvc_set_param_flags():
-    flags = set_param_flags({"model": {"n_layer": 12}, "train": {"compile": True, "learning_rate": 6e-4},
+    flags = set_param_flags({"model": {"n_layer": 12}, "train": {"learning_rate": 6e-4}, "runtime": {"compile": True},
                              "prepare": {"sources": [{"kind": "alpaca", "hub": "a/b", "split": "train+validation"}]}})
-    assert flags == ["-S model.n_layer=12", "-S train.compile=true", "-S train.learning_rate=0.0006",
+    assert flags == ["-S model.n_layer=12", "-S train.learning_rate=0.0006", "-S runtime.yaml:compile=true",
                      "-S prepare.sources=[{kind:alpaca,hub:a/b,split:train+validation}]"]
     with pytest.raises(MiniGPTError, match="has a space"):
-        set_param_flags({"train": {"launcher": "accelerate launch"}})
+        set_param_flags({"runtime": {"launcher": "accelerate launch"}})
     # Strings Hydra would read as another type stay strings; accents are quoted.
     assert set_param_flags({"prepare": {"sources": [{"revision": "2024", "split": "true", "name": "ciencia-ñ"}]}}) == [
         "-S prepare.sources=[{revision:'2024',split:'true',name:'ciencia-ñ'}]"]

@@ -18,8 +18,7 @@ from tests.conftest import copy_repository, run_command, update_params
 pytestmark = pytest.mark.slow
 
 TINY_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
-SHORT_TRAINING = {"epochs": 0.5, "micro_batch_size": 8, "batch_tokens": 512, "log_every": 5, "eval_every": 20,
-                  "eval_rows": 32, "checkpoint_every": 10}
+SHORT_TRAINING = {"epochs": 0.5, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 20, "eval_rows": 32}
 
 
 def stage(name: str, workspace: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -31,7 +30,8 @@ def prepared(tmp_path_factory) -> Path:
     """A workspace where prepare and tokenizer have run, to copy for each training test."""
     workspace = copy_repository(tmp_path_factory.mktemp("prepared") / "repo")
     update_params(workspace, model=TINY_MODEL, train=SHORT_TRAINING, pretrain=SHORT_TRAINING,
-                  evaluate={"max_new_tokens": 24})  # answers must fit the tiny model's 64-token context
+                  evaluate={"max_new_tokens": 24},  # answers must fit the tiny model's 64-token context
+                  runtime={"log_every": 5, "checkpoint_every": 10})
     stage("prepare", workspace)
     stage("tokenizer", workspace)
     stage("pretrain", workspace)
