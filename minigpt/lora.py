@@ -17,7 +17,7 @@ import torch
 from minigpt.config import LoraParams
 from minigpt.errors import MiniGPTError
 from minigpt.files import atomic_directory
-from minigpt.model import GPT, hf_parameter_name
+from minigpt.model import GPT, hf_parameter_name, save_tokenizer
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -92,7 +92,7 @@ def save_adapter(model: GPT, directory: str | Path, params: LoraParams, base_dir
     with atomic_directory(directory) as tmp:
         save_file(state, tmp / ADAPTER_WEIGHTS)
         save_adapter_config(params, base_dir, tmp)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
 
 
 def save_adapter_config(params: LoraParams, base_dir: str | Path, directory: Path) -> None:
@@ -126,4 +126,4 @@ def save_merged(base_model, adapter_dir: str | Path, directory: str | Path, toke
     merged = load_with_adapter(base_model, adapter_dir).merge_and_unload()
     with atomic_directory(directory) as tmp:
         merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)

@@ -234,11 +234,26 @@ def save_hf(model: GPT, directory: str | Path, tokenizer, card: str | None = Non
         do_sample=False, max_length=model.config.block_size)
     with atomic_directory(directory) as tmp:
         hf_model.save_pretrained(tmp)
-        limited = copy.deepcopy(tokenizer)  # its model_max_length is this model's context
-        limited.model_max_length = model.config.block_size
-        limited.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp, model_max_length=model.config.block_size)  # this model's context
         if card is not None:
             (tmp / "README.md").write_text(card, encoding="utf-8")
+
+
+# Loading options that transformers writes back into tokenizer_config.json: how a tokenizer was
+# read (offline or not, from a folder or the hub), not what it is. Left in, the same tokenizer
+# saved with and without HF_HUB_OFFLINE would differ, and so would every dvc.lock hash holding it.
+TOKENIZER_LOAD_OPTIONS = ("is_local", "local_files_only")
+
+
+def save_tokenizer(tokenizer, directory: Path, **attributes) -> None:
+    """`tokenizer.save_pretrained(directory)` without its loading options, on a copy with
+    `attributes` set (e.g. model_max_length)."""
+    saved = copy.deepcopy(tokenizer)
+    for option in TOKENIZER_LOAD_OPTIONS:
+        saved.init_kwargs.pop(option, None)
+    for name, value in attributes.items():
+        setattr(saved, name, value)
+    saved.save_pretrained(directory)
 
 
 def init_model(config: GPTConfig, seed: int) -> GPT:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from minigpt.config import ModelParams
-from minigpt.model import GPT, GPTConfig, flops_per_token, from_hf, save_hf, to_hf
+from minigpt.model import GPT, GPTConfig, flops_per_token, from_hf, save_hf, save_tokenizer, to_hf
 
 TINY = GPTConfig(vocab_size=320, block_size=32, n_layer=2, n_head=4, n_embd=64)
 
@@ -55,6 +57,7 @@ def test_loss_ignores_masked_targets_and_sums_on_request():
 
 class FakeTokenizer:
     eos_token_id, pad_token_id = 0, 1
+    init_kwargs: dict = {}
 
     def save_pretrained(self, directory):
         pass
@@ -76,3 +79,15 @@ def test_export_gives_the_same_logits_and_loads_with_auto_classes(tmp_path):
     back = from_hf(tmp_path / "model").eval()
     assert back.config == TINY
     torch.testing.assert_close(back(idx)[0], model(idx)[0], atol=1e-6, rtol=1e-6)
+
+
+def test_a_saved_tokenizer_does_not_record_how_it_was_loaded(tiny_model_dir, tmp_path):
+    """Offline or online, the same tokenizer saves the same bytes: dvc.lock hashes stay put."""
+    from transformers import AutoTokenizer
+
+    saved = {}
+    for offline in (True, False):
+        save_tokenizer(AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=offline), tmp_path / str(offline))
+        saved[offline] = (tmp_path / str(offline) / "tokenizer_config.json").read_bytes()
+    assert saved[True] == saved[False]
+    assert not {"local_files_only", "is_local"} & set(json.loads(saved[True]))
