@@ -46,9 +46,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         # The multiple-choice items first, then translation pairs up to --examples in all.
-        files = [kit / "instrucciones-es" / "opcion-multiple.jsonl",
-                 *sorted((kit / "instrucciones-es").glob("traduccion-*.jsonl"))]
-        lines = itertools.islice((line for path in files for line in path.open(encoding="utf-8")), args.examples or None)
+        files = [
+            kit / "instrucciones-es" / "opcion-multiple.jsonl",
+            *sorted((kit / "instrucciones-es").glob("traduccion-*.jsonl")),
+        ]
+        lines = itertools.islice(
+            (line for path in files for line in path.open(encoding="utf-8")), args.examples or None
+        )
         (workdir / "data" / "raw").mkdir(parents=True)
         (workdir / "data" / "raw" / "kit.jsonl").write_text("".join(lines), encoding="utf-8")
         params["prepare"]["sources"] = [{"kind": "jsonl", "path": "data/raw/kit.jsonl"}]
@@ -66,13 +70,21 @@ def main() -> None:
         data = json.loads((workdir / "metrics" / "data.json").read_text(encoding="utf-8"))
         scores = json.loads((workdir / "metrics" / "tokenizer.json").read_text(encoding="utf-8"))["eval"]
 
-    print(f"\n| stage | input | wall time |\n|---|---|---:|")
-    print(f"| prepare | {data['examples']['read']:,} examples -> {data['examples']['kept']:,} kept | {prepare_seconds:.1f} s |")
-    print(f"| tokenizer | {args.vocab_size:,} vocab on train split + corpus-es, then scored | {tokenizer_seconds:.1f} s |")
+    print("\n| stage | input | wall time |\n|---|---|---:|")
+    print(
+        f"| prepare | {data['examples']['read']:,} examples -> {data['examples']['kept']:,} kept "
+        f"| {prepare_seconds:.1f} s |"
+    )
+    print(
+        f"| tokenizer | {args.vocab_size:,} vocab on train split + corpus-es, then scored | {tokenizer_seconds:.1f} s |"
+    )
     print("\n| eval set | tokenizer | chars/token | tokens/word | tokens |\n|---|---|---:|---:|---:|")
     for set_name, by_tokenizer in scores.items():
         for name, score in by_tokenizer.items():
-            print(f"| {set_name} | {name} | {score['chars_per_token']:.2f} | {score['tokens_per_word']:.2f} | {score['tokens']:,} |")
+            print(
+                f"| {set_name} | {name} | {score['chars_per_token']:.2f} | {score['tokens_per_word']:.2f} "
+                f"| {score['tokens']:,} |"
+            )
         if "gpt2" in by_tokenizer:
             ratio = by_tokenizer["minigpt"]["chars_per_token"] / by_tokenizer["gpt2"]["chars_per_token"]
             print(f"| {set_name} | minigpt vs gpt2 | {ratio:.2f}x chars/token ({(ratio - 1) * 100:+.0f} %) | | |")

@@ -61,13 +61,14 @@ def random_model(shape: str, device: str, dtype: torch.dtype):
 
 class SimpleTokenizer:
     """What `_generate_arguments` reads from a tokenizer, for models without one."""
+
     eos_token_id, pad_token_id = 0, 1
 
 
 def trained_model(directory: Path, device: str, dtype: torch.dtype):
     model, tokenizer = load_model(directory, device)
     ids = tokenizer(PROMPT, add_special_tokens=False, verbose=False)["input_ids"]
-    prompt = torch.tensor([ids[-(context_length(model) // 2):]])  # room for the answer in a small context
+    prompt = torch.tensor([ids[-(context_length(model) // 2) :]])  # room for the answer in a small context
     return model.to(dtype), tokenizer, prompt
 
 
@@ -90,14 +91,24 @@ def bench(model, tokenizer, prompt: torch.Tensor, new_tokens: int, variants: lis
     rows = []
     forward = model.forward
     for variant in variants:
-        extra = {} if variant == "dynamic cache" else {"use_cache": False} if variant == "no cache" \
+        extra = (
+            {}
+            if variant == "dynamic cache"
+            else {"use_cache": False}
+            if variant == "no cache"
             else {"cache_implementation": "static"}
+        )
         model.forward = torch.compile(forward) if variant == "static + compile" else forward
         time_answer(model, tokenizer, prompt, min(new_tokens, 16), extra)  # warm-up (and compilation)
         runs = [time_answer(model, tokenizer, prompt, new_tokens, extra) for _ in range(repeats)]
-        rows.append({"variant": variant, "new_tokens": runs[0][2],
-                     "first_token_ms": round(1000 * statistics.median(r[0] for r in runs), 1),
-                     "tokens_per_second": round(statistics.median(r[1] for r in runs), 1)})
+        rows.append(
+            {
+                "variant": variant,
+                "new_tokens": runs[0][2],
+                "first_token_ms": round(1000 * statistics.median(r[0] for r in runs), 1),
+                "tokens_per_second": round(statistics.median(r[1] for r in runs), 1),
+            }
+        )
     model.forward = forward
     baseline = rows[0]["tokens_per_second"]
     for row in rows:
@@ -107,8 +118,12 @@ def bench(model, tokenizer, prompt: torch.Tensor, new_tokens: int, variants: lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("models/minigpt"),
-                        help="trained model directory (random weights of the default shape if absent)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path("models/minigpt"),
+        help="trained model directory (random weights of the default shape if absent)",
+    )
     parser.add_argument("--shapes", nargs="+", default=["default", "seed"], choices=sorted(SHAPES))
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
@@ -119,9 +134,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
     args = parser.parse_args()
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    variants = ["dynamic cache", "static cache"] + ["static + compile"] * args.compile + ["no cache"] * args.no_cache_row
-    print(f"device {args.device}, {args.dtype}, batch 1, {torch.get_num_threads()} CPU threads, "
-          f"median of {args.repeats}", flush=True)
+    variants = (
+        ["dynamic cache", "static cache"] + ["static + compile"] * args.compile + ["no cache"] * args.no_cache_row
+    )
+    print(
+        f"device {args.device}, {args.dtype}, batch 1, {torch.get_num_threads()} CPU threads, median of {args.repeats}",
+        flush=True,
+    )
     results = {}
     for shape in args.shapes:
         if shape == "default" and (args.model / "config.json").is_file():
@@ -133,8 +152,11 @@ def main() -> None:
         print(f"\n{name}: {parameters / 1e6:.1f}M parameters, prompt {loaded[2].shape[1]} tokens")
         print(f"{'variant':<18} {'new tokens':>10} {'first token ms':>15} {'tokens/s':>9} {'× dynamic':>10}")
         for row in results[name]:
-            print(f"{row['variant']:<18} {row['new_tokens']:>10} {row['first_token_ms']:>15} "
-                  f"{row['tokens_per_second']:>9} {row['speed_vs_dynamic']:>10}", flush=True)
+            print(
+                f"{row['variant']:<18} {row['new_tokens']:>10} {row['first_token_ms']:>15} "
+                f"{row['tokens_per_second']:>9} {row['speed_vs_dynamic']:>10}",
+                flush=True,
+            )
     if args.out:
         args.out.write_text(json.dumps({"device": args.device, "dtype": args.dtype, "results": results}, indent=2))
 

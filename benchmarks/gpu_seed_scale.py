@@ -39,9 +39,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -55,20 +56,61 @@ from minigpt.metrics import ChoiceItem  # noqa: E402
 from minigpt.model import GPT, GPTConfig, init_model, to_hf  # noqa: E402
 from minigpt.template import render_prompt  # noqa: E402
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents, save_pretrained, train_bpe  # noqa: E402
-from minigpt.training import (PackedRows, TokenSequence, device_peak_flops, encode_documents,  # noqa: E402
-                              encode_instructions, fill_rows, pack, run)
+from minigpt.training import (  # noqa: E402
+    PackedRows,
+    TokenSequence,
+    device_peak_flops,
+    encode_documents,
+    encode_instructions,
+    fill_rows,
+    pack,
+    run,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SCALES = {
-    "seed": dict(vocab=32_000, shape=dict(n_layer=12, n_head=12, n_embd=768, block_size=512), rows=32, micro=32,
-                 seconds=75.0, budget=420.0, validation=1000, choices=2000, batch=64, new_tokens=128,
-                 throughput=["--shape", "seed", "--rows", "32", "--steps", "30", "--measure-peak", "--skip", "hf-tuned"],
-                 micro_variant=["--shape", "seed", "--rows", "64", "--micro", "32", "64", "--steps", "30",
-                                "--measure-peak", "--skip", "hf-reference", "hf-tuned"]),
-    "tiny": dict(vocab=400, shape=dict(n_layer=1, n_head=2, n_embd=32, block_size=64), rows=4, micro=4,
-                 seconds=4.0, budget=900.0, validation=20, choices=10, batch=8, new_tokens=16,
-                 throughput=["--rows", "2", "--steps", "3"],
-                 micro_variant=["--rows", "4", "--micro", "2", "4", "--steps", "3", "--skip", "hf-reference"]),
+    "seed": dict(
+        vocab=32_000,
+        shape=dict(n_layer=12, n_head=12, n_embd=768, block_size=512),
+        rows=32,
+        micro=32,
+        seconds=75.0,
+        budget=420.0,
+        validation=1000,
+        choices=2000,
+        batch=64,
+        new_tokens=128,
+        throughput=["--shape", "seed", "--rows", "32", "--steps", "30", "--measure-peak", "--skip", "hf-tuned"],
+        micro_variant=[
+            "--shape",
+            "seed",
+            "--rows",
+            "64",
+            "--micro",
+            "32",
+            "64",
+            "--steps",
+            "30",
+            "--measure-peak",
+            "--skip",
+            "hf-reference",
+            "hf-tuned",
+        ],
+    ),
+    "tiny": dict(
+        vocab=400,
+        shape=dict(n_layer=1, n_head=2, n_embd=32, block_size=64),
+        rows=4,
+        micro=4,
+        seconds=4.0,
+        budget=900.0,
+        validation=20,
+        choices=10,
+        batch=8,
+        new_tokens=16,
+        throughput=["--rows", "2", "--steps", "3"],
+        micro_variant=["--rows", "4", "--micro", "2", "4", "--steps", "3", "--skip", "hf-reference"],
+    ),
 }
 REFERENCE_RECIPE, OUR_RECIPE = "reference (padded, full loss)", "ours (pretrain + packed, answer loss)"
 PRETRAIN_SHARE = 0.3  # of our recipe's seconds spent on plain text before instruction tuning
@@ -100,8 +142,14 @@ class Report:
             value = work()
         except Exception as error:  # recorded, and the phases that do not depend on it still run
             traceback.print_exc()
-            self._record(name, {"status": "failed", "error": f"{type(error).__name__}: {error}"[:1000],
-                                "seconds": round(time.perf_counter() - started, 1)})
+            self._record(
+                name,
+                {
+                    "status": "failed",
+                    "error": f"{type(error).__name__}: {error}"[:1000],
+                    "seconds": round(time.perf_counter() - started, 1),
+                },
+            )
             return None
         if keep and value is not None:
             self.results[name] = value
@@ -117,6 +165,7 @@ class Report:
 
 # --------------------------------------------------------------------------- phases
 
+
 def environment() -> dict:
     """Versions, device, and whether torch.compile works here (a tiny model, forward and
     backward; on a GPU only: on a CPU the project trains eagerly)."""
@@ -124,9 +173,15 @@ def environment() -> dict:
     import transformers
 
     device = pick_device().type
-    found = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-             "tokenizers": tokenizers.__version__, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-             "cpu_threads": torch.get_num_threads(), "compile": False}
+    found = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "compile": False,
+    }
     if device != "cuda":
         return found
     torch._dynamo.config.suppress_errors = False  # the pre-flight must see a failure
@@ -151,8 +206,11 @@ def environment() -> dict:
 def throughput(arguments: list[str], out: Path, name: str, timeout: float) -> dict:
     """benchmarks/train_step.py in its own process (it compiles and measures the peak), bounded in time."""
     target = out / f"{name}.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), *arguments, "--out", str(target)],
-                   check=True, timeout=timeout)
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "train_step.py"), *arguments, "--out", str(target)],
+        check=True,
+        timeout=timeout,
+    )
     measured = {**json.loads(target.read_text()), "arguments": arguments}
     spec = device_peak_flops(pick_device())  # the datasheet's dense bf16 figure
     measured["spec_flops"] = spec
@@ -175,21 +233,41 @@ def build_data(data_dir: Path, scale: dict) -> Data:
     the corpus + the train split."""
     defaults = load_params(REPO / "params.yaml").prepare.model_dump()
     sources = [{"kind": "alpaca", "path": str(data_dir / "instrucciones-es" / "traduccion-*.jsonl")}]
-    prepared = prepare(PrepareParams.model_validate(defaults | {"sources": sources, "on_error": "skip", "split_by": "pair",
-                                                                "validation_fraction": VALIDATION_FRACTION}))
+    prepared = prepare(
+        PrepareParams.model_validate(
+            defaults
+            | {"sources": sources, "on_error": "skip", "split_by": "pair", "validation_fraction": VALIDATION_FRACTION}
+        )
+    )
     train = prepared.splits["train"]
     seen = {normalize_key(row[field]) for row in train for field in ("input", "output")}
-    validation = sorted((row for row in prepared.splits["validation"]
-                         if not {normalize_key(row["input"]), normalize_key(row["output"])} & seen),
-                        key=lambda row: row["id"])  # ids are hashes: a spread of the split
-    documents = [text for path in sorted((data_dir / "corpus-es").glob("*.txt")) for text in read_documents(path, plain_text)]
+    validation = sorted(
+        (
+            row
+            for row in prepared.splits["validation"]
+            if not {normalize_key(row["input"]), normalize_key(row["output"])} & seen
+        ),
+        key=lambda row: row["id"],
+    )  # ids are hashes: a spread of the split
+    documents = [
+        text for path in sorted((data_dir / "corpus-es").glob("*.txt")) for text in read_documents(path, plain_text)
+    ]
     texts = documents + [render_prompt(row["instruction"], row["input"]) + row["output"] for row in train]
-    directory = Path(tempfile.mkdtemp()) / "tokenizer"  # not in `out`: only a few files may come back from a GPU machine
-    save_pretrained(train_bpe(texts, scale["vocab"], min_frequency=2), directory, model_max_length=scale["shape"]["block_size"])
+    directory = (
+        Path(tempfile.mkdtemp()) / "tokenizer"
+    )  # not in `out`: only a few files may come back from a GPU machine
+    save_pretrained(
+        train_bpe(texts, scale["vocab"], min_frequency=2), directory, model_max_length=scale["shape"]["block_size"]
+    )
     tokenizer = load_tokenizer(directory)
-    stats = {"train": len(train), "validation": len(prepared.splits["validation"]),
-             "validation_unseen": len(validation), "corpus_documents": len(documents), "vocab": len(tokenizer),
-             "dropped": {name: count for name, count in prepared.stats["dropped"].items() if count}}
+    stats = {
+        "train": len(train),
+        "validation": len(prepared.splits["validation"]),
+        "validation_unseen": len(validation),
+        "corpus_documents": len(documents),
+        "vocab": len(tokenizer),
+        "dropped": {name: count for name, count in prepared.stats["dropped"].items() if count},
+    }
     print(f"data: {stats}", flush=True)
     return Data(tokenizer, encode_instructions(train, tokenizer, train_on_prompt=False), validation, documents, stats)
 
@@ -198,29 +276,55 @@ def padded_rows(sequences: list[TokenSequence], row_length: int, pad_id: int) ->
     """The reference's batches: one example per row, cut to the row, padded; loss on every token."""
     cut = [(ids[:row_length], [True] * min(len(ids), row_length)) for ids, _ in sequences]
     tokens, targets = fill_rows(cut, [[index] for index in range(len(cut))], row_length, pad_id)
-    return PackedRows(tokens, targets, {"rows": len(sequences), "padding_fraction":
-                                        round(1 - targets[:, 1:].sum().item() / targets.numel(), 4)})
+    return PackedRows(
+        tokens,
+        targets,
+        {"rows": len(sequences), "padding_fraction": round(1 - targets[:, 1:].sum().item() / targets.numel(), 4)},
+    )
 
 
-def loop_settings(rows: PackedRows, seconds: float, tokens_per_second: float, scale: dict,
-                  compile_model: bool) -> tuple[LoopParams, RuntimeParams]:
+def loop_settings(
+    rows: PackedRows, seconds: float, tokens_per_second: float, scale: dict, compile_model: bool
+) -> tuple[LoopParams, RuntimeParams]:
     """Params whose step count fills `seconds` at the measured speed (a cosine schedule needs its
     length up front, so the budget is turned into steps), and how to run them. No evaluation and
     no checkpoint inside the loop: scoring comes after, and nothing here is resumed."""
     block = scale["shape"]["block_size"]
     steps = max(2, int(seconds * tokens_per_second / (scale["rows"] * block)))
-    params = LoopParams(epochs=steps * scale["rows"] / len(rows), micro_batch_size=scale["micro"],
-                        batch_tokens=scale["rows"] * block, learning_rate=6e-4, min_lr_ratio=0.1,
-                        warmup_steps=min(100, steps // 10), weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0,
-                        eval_every=0, eval_rows=0, precision="auto", seed=0)
+    params = LoopParams(
+        epochs=steps * scale["rows"] / len(rows),
+        micro_batch_size=scale["micro"],
+        batch_tokens=scale["rows"] * block,
+        learning_rate=6e-4,
+        min_lr_ratio=0.1,
+        warmup_steps=min(100, steps // 10),
+        weight_decay=0.1,
+        beta1=0.9,
+        beta2=0.95,
+        grad_clip=1.0,
+        eval_every=0,
+        eval_rows=0,
+        precision="auto",
+        seed=0,
+    )
     return params, RuntimeParams(compile=compile_model, log_every=max(1, steps // 10), checkpoint_every=0)
 
 
-def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_per_second: float, scale: dict,
-                 compile_model: bool, tokenizer) -> tuple[Any, dict]:
+def train_recipe(
+    phases: list[tuple[PackedRows, float]],
+    seconds: float,
+    tokens_per_second: float,
+    scale: dict,
+    compile_model: bool,
+    tokenizer,
+) -> tuple[Any, dict]:
     """Train one fresh model through `phases` (rows, share of `seconds`); (Hugging Face model, numbers)."""
     config = GPTConfig(vocab_size=len(tokenizer), **scale["shape"])
-    model, totals, started = init_model(config, seed=0), {"steps": 0, "tokens": 0, "train_seconds": 0.0}, time.perf_counter()
+    model, totals, started = (
+        init_model(config, seed=0),
+        {"steps": 0, "tokens": 0, "train_seconds": 0.0},
+        time.perf_counter(),
+    )
     speeds = []  # tokens/s of every logged interval but each run's first (which holds the compile)
     for rows, share in phases:
         params, runtime = loop_settings(rows, share * seconds, tokens_per_second, scale, compile_model)
@@ -229,7 +333,9 @@ def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_
         model = result.model
         for key in ("steps", "tokens", "train_seconds"):
             totals[key] += result.summary[key]
-        totals["final_train_loss"] = next(entry["train/loss"] for entry in reversed(result.history) if "train/loss" in entry)
+        totals["final_train_loss"] = next(
+            entry["train/loss"] for entry in reversed(result.history) if "train/loss" in entry
+        )
         speeds += [entry["tokens_per_second"] for entry in result.history if "tokens_per_second" in entry][1:]
     totals["train_seconds"] = round(totals["train_seconds"], 1)
     totals["steady_tokens_per_second"] = round(statistics.median(speeds)) if speeds else None
@@ -241,17 +347,28 @@ def train_recipe(phases: list[tuple[PackedRows, float]], seconds: float, tokens_
 def score(hf_model, data: Data, choices: list[ChoiceItem], scale: dict) -> dict:
     """Answer likelihood on unseen validation pairs and multiple-choice accuracy (no generation
     metrics: ROUGE needs rouge-score, which the GPU image lacks), with three sample answers."""
-    rows = data.validation[:scale["validation"]]
+    rows = data.validation[: scale["validation"]]
     summary = _likelihood_summary(likelihood(hf_model, data.tokenizer, rows, scale["batch"]))
     choice = multiple_choice_accuracy(hf_model, data.tokenizer, choices, scale["batch"])
     samples = rows[:3]
-    answers = generate(hf_model, data.tokenizer, [render_prompt(row["instruction"], row["input"]) for row in samples],
-                       GenerationSettings(max_new_tokens=48))
-    return {**summary, "examples_scored": len(rows) - summary["too_long"],
-            "okapi_accuracy": choice["accuracy"], "okapi_accuracy_norm": choice["accuracy_norm"],
-            "okapi_chance": choice["chance"], "okapi_items": choice["items"],
-            "samples": [{"prompt": f"{row['instruction']} {row['input']}", "reference": row["output"], "answer": answer.text}
-                        for row, answer in zip(samples, answers)]}
+    answers = generate(
+        hf_model,
+        data.tokenizer,
+        [render_prompt(row["instruction"], row["input"]) for row in samples],
+        GenerationSettings(max_new_tokens=48),
+    )
+    return {
+        **summary,
+        "examples_scored": len(rows) - summary["too_long"],
+        "okapi_accuracy": choice["accuracy"],
+        "okapi_accuracy_norm": choice["accuracy_norm"],
+        "okapi_chance": choice["chance"],
+        "okapi_items": choice["items"],
+        "samples": [
+            {"prompt": f"{row['instruction']} {row['input']}", "reference": row["output"], "answer": answer.text}
+            for row, answer in zip(samples, answers)
+        ],
+    }
 
 
 def generation_speed(hf_model, tokenizer, validation: list[dict], new_tokens: int) -> dict:
@@ -262,16 +379,20 @@ def generation_speed(hf_model, tokenizer, validation: list[dict], new_tokens: in
     for batch in (1, 16):
         input_ids, attention = _left_padded(tokenizer, prompts[:batch], limit - new_tokens)
         for length in (8, new_tokens):  # a warm-up, then the timed run
-            arguments = _generate_arguments(hf_model, tokenizer, input_ids, attention,
-                                            GenerationSettings(max_new_tokens=length), limit)
+            arguments = _generate_arguments(
+                hf_model, tokenizer, input_ids, attention, GenerationSettings(max_new_tokens=length), limit
+            )
             _synchronize()
             started = time.perf_counter()
             with torch.inference_mode():
                 hf_model.generate(**arguments, min_new_tokens=length)
             _synchronize()
         seconds = time.perf_counter() - started
-        speeds[f"batch_{batch}"] = {"new_tokens": batch * new_tokens, "seconds": round(seconds, 2),
-                                    "tokens_per_second": round(batch * new_tokens / seconds, 1)}
+        speeds[f"batch_{batch}"] = {
+            "new_tokens": batch * new_tokens,
+            "seconds": round(seconds, 2),
+            "tokens_per_second": round(batch * new_tokens / seconds, 1),
+        }
     return speeds
 
 
@@ -282,61 +403,98 @@ def _synchronize() -> None:
 
 # --------------------------------------------------------------------------- the report
 
+
 def _percent(value: float | None) -> str:
     return f"{value:.1%}" if value is not None else "-"
 
 
 def markdown(results: dict) -> str:
-    lines = [f"# Seed scale on {results.get('environment', {}).get('device', 'an unknown device')}", "",
-             f"Commit `{results['commit']}`, {results['date']}, scale `{results['scale']}`, "
-             f"{results['total_seconds']} s of a {results['budget_seconds']:.0f} s budget.", "",
-             "| phase | status | seconds |", "|---|---|---:|"]
+    lines = [
+        f"# Seed scale on {results.get('environment', {}).get('device', 'an unknown device')}",
+        "",
+        f"Commit `{results['commit']}`, {results['date']}, scale `{results['scale']}`, "
+        f"{results['total_seconds']} s of a {results['budget_seconds']:.0f} s budget.",
+        "",
+        "| phase | status | seconds |",
+        "|---|---|---:|",
+    ]
     for name, phase in results["phases"].items():
         why = " ".join(phase.get("reason", phase.get("error", "")).split()).replace("|", "/")  # one table cell
         lines.append(f"| {name} | {phase['status']}{': ' + why if why else ''} | {phase.get('seconds', '-')} |")
     if "environment" in results:
         env = results["environment"]
         compiled = "on" if env["compile"] else "off (failed: eager)" if "compile_error" in env else "off (CPU: eager)"
-        lines += ["", f"torch {env['torch']}, transformers {env['transformers']}, tokenizers {env['tokenizers']}, "
-                      f"Python {env['python']}; torch.compile {compiled}."]
+        lines += [
+            "",
+            f"torch {env['torch']}, transformers {env['transformers']}, tokenizers {env['tokenizers']}, "
+            f"Python {env['python']}; torch.compile {compiled}.",
+        ]
     for name in ("throughput", "micro_batch"):
         if name in results:
             measured = results[name]
             peak = measured["peak_flops"]
             spec = measured.get("spec_flops")
-            lines += ["", f"## Training step: `train_step.py {' '.join(measured.get('arguments', []))}`", "",
-                      f"{measured['device']}; MFU against the measured bf16 peak ({peak / 1e12:.0f} TFLOP/s) and the "
-                      f"datasheet's ({spec / 1e12:.0f} TFLOP/s)" if peak and spec else measured["device"], "",
-                      "| run | tokens/s | MFU (measured peak) | MFU (datasheet) | peak memory GiB |",
-                      "|---|---:|---:|---:|---:|"]
-            lines += [f"| {run_name} | {row['tokens_per_second']:,} | {_percent(row['mfu'])} | {_percent(row['mfu_vs_spec'])} "
-                      f"| {row['peak_memory_gib'] if row['peak_memory_gib'] is not None else '-'} |"
-                      for run_name, row in measured["results"].items()]
+            lines += [
+                "",
+                f"## Training step: `train_step.py {' '.join(measured.get('arguments', []))}`",
+                "",
+                f"{measured['device']}; MFU against the measured bf16 peak ({peak / 1e12:.0f} TFLOP/s) and the "
+                f"datasheet's ({spec / 1e12:.0f} TFLOP/s)"
+                if peak and spec
+                else measured["device"],
+                "",
+                "| run | tokens/s | MFU (measured peak) | MFU (datasheet) | peak memory GiB |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {run_name} | {row['tokens_per_second']:,} | {_percent(row['mfu'])} "
+                f"| {_percent(row['mfu_vs_spec'])} "
+                f"| {row['peak_memory_gib'] if row['peak_memory_gib'] is not None else '-'} |"
+                for run_name, row in measured["results"].items()
+            ]
     if "data" in results:
         lines += ["", f"## Data\n\n`{json.dumps(results['data'], ensure_ascii=False)}`"]
     recipes = {name: results[name] for name in (REFERENCE_RECIPE, OUR_RECIPE) if name in results}
     if recipes:
         planning = results.get("planning")
-        lines += ["", f"## Recipes at equal GPU seconds ({results.get('seconds_per_recipe')} s of training each)", "",
-                  f"Steps planned at {planning['tokens_per_second']:,} tokens/s ({planning['source']}): both recipes "
-                  "run the same steps of the same row tokens; 'train s' includes each run's compile." if planning else "",
-                  "", "| recipe | steps | row tokens (with padding) | train s | steady tokens/s | wall s | final train loss "
-                  "| answer perplexity | bits/byte | Okapi accuracy |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## Recipes at equal GPU seconds ({results.get('seconds_per_recipe')} s of training each)",
+            "",
+            f"Steps planned at {planning['tokens_per_second']:,} tokens/s ({planning['source']}): both recipes "
+            "run the same steps of the same row tokens; 'train s' includes each run's compile."
+            if planning
+            else "",
+            "",
+            "| recipe | steps | row tokens (with padding) | train s | steady tokens/s | wall s | final train loss "
+            "| answer perplexity | bits/byte | Okapi accuracy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for name, recipe in recipes.items():
-            lines.append(f"| {name} | {recipe['steps']} | {recipe['tokens']:,} | {recipe['train_seconds']} | "
-                         f"{recipe['steady_tokens_per_second']:,} | {recipe['wall_seconds']} | "
-                         f"{recipe['final_train_loss']:.3f} | {recipe['perplexity']} | {recipe['bits_per_byte']} | "
-                         f"{recipe['okapi_accuracy']} (chance {recipe['okapi_chance']}) |")
+            lines.append(
+                f"| {name} | {recipe['steps']} | {recipe['tokens']:,} | {recipe['train_seconds']} | "
+                f"{recipe['steady_tokens_per_second']:,} | {recipe['wall_seconds']} | "
+                f"{recipe['final_train_loss']:.3f} | {recipe['perplexity']} | {recipe['bits_per_byte']} | "
+                f"{recipe['okapi_accuracy']} (chance {recipe['okapi_chance']}) |"
+            )
         for name, recipe in recipes.items():
             lines += ["", f"Samples, {name}:", ""]
-            lines += [f"- {sample['prompt']} → {sample['answer']!r} (reference: {sample['reference']!r})"
-                      for sample in recipe["samples"]]
+            lines += [
+                f"- {sample['prompt']} → {sample['answer']!r} (reference: {sample['reference']!r})"
+                for sample in recipe["samples"]
+            ]
     if "generation" in results:
-        lines += ["", "## Generation (ours, Hugging Face `generate`, fp32 weights, greedy, forced full length)", "",
-                  "| batch | new tokens | tokens/s |",
-                  "|---:|---:|---:|"]
-        lines += [f"| {name.split('_')[1]} | {row['new_tokens']} | {row['tokens_per_second']:,} |"
-                  for name, row in results["generation"].items()]
+        lines += [
+            "",
+            "## Generation (ours, Hugging Face `generate`, fp32 weights, greedy, forced full length)",
+            "",
+            "| batch | new tokens | tokens/s |",
+            "|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {name.split('_')[1]} | {row['new_tokens']} | {row['tokens_per_second']:,} |"
+            for name, row in results["generation"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -351,27 +509,38 @@ def main() -> None:
     args = parser.parse_args()
     scale = SCALES[args.scale]
     args.out.mkdir(parents=True, exist_ok=True)
-    report = Report(args.out, args.budget or scale["budget"],
-                    {"commit": args.commit, "date": time.strftime("%Y-%m-%d"), "scale": args.scale})
+    report = Report(
+        args.out,
+        args.budget or scale["budget"],
+        {"commit": args.commit, "date": time.strftime("%Y-%m-%d"), "scale": args.scale},
+    )
 
     env = report.phase("environment", 0, environment) or {"compile": False}
     compile_flag = ["--compile"] if env["compile"] else []
-    speed = report.phase("throughput", 60, lambda: throughput(scale["throughput"] + compile_flag, args.out, "throughput",
-                                                              timeout=max(1.0, report.left() - 240)))
+    speed = report.phase(
+        "throughput",
+        60,
+        lambda: throughput(
+            scale["throughput"] + compile_flag, args.out, "throughput", timeout=max(1.0, report.left() - 240)
+        ),
+    )
     data = report.phase("data", 40, lambda: build_data(args.data, scale), keep=False)
     if data is None:
         return
     report.results["data"] = data.stats
     # Without a measured speed, a conservative one: the recipes then train less, never longer.
     tokens_per_second = speed["results"]["minigpt"]["tokens_per_second"] if speed else 50_000
-    report.results["planning"] = {"tokens_per_second": tokens_per_second,
-                                  "source": "the throughput phase" if speed else "a fallback: the throughput phase failed"}
-    seconds = min(args.seconds or scale["seconds"],
-                  (report.left() - 30 - FIRST_RECIPE_OVERHEAD - LATER_RECIPE_OVERHEAD) / 2)
+    report.results["planning"] = {
+        "tokens_per_second": tokens_per_second,
+        "source": "the throughput phase" if speed else "a fallback: the throughput phase failed",
+    }
+    seconds = min(
+        args.seconds or scale["seconds"], (report.left() - 30 - FIRST_RECIPE_OVERHEAD - LATER_RECIPE_OVERHEAD) / 2
+    )
     report.results["seconds_per_recipe"] = round(seconds, 1)
     row_length = scale["shape"]["block_size"] + 1
     pad = data.tokenizer.pad_token_id
-    choices = load_choice_items(str(args.data / "instrucciones-es" / "opcion-multiple.jsonl"))[:scale["choices"]]
+    choices = load_choice_items(str(args.data / "instrucciones-es" / "opcion-multiple.jsonl"))[: scale["choices"]]
 
     def reference() -> dict:
         rows = padded_rows(data.train, row_length, pad)
@@ -383,8 +552,14 @@ def main() -> None:
     def ours() -> dict:
         text = pack(encode_documents(data.documents, data.tokenizer, row_length), row_length, pad)
         answers = pack(data.train, row_length, pad)
-        model, numbers = train_recipe([(text, PRETRAIN_SHARE), (answers, 1 - PRETRAIN_SHARE)], seconds,
-                                      tokens_per_second, scale, env["compile"], data.tokenizer)
+        model, numbers = train_recipe(
+            [(text, PRETRAIN_SHARE), (answers, 1 - PRETRAIN_SHARE)],
+            seconds,
+            tokens_per_second,
+            scale,
+            env["compile"],
+            data.tokenizer,
+        )
         trained["model"] = model
         return {**numbers, "padding_fraction": answers.stats["padding_fraction"], **score(model, data, choices, scale)}
 
@@ -394,11 +569,19 @@ def main() -> None:
         report.phase(OUR_RECIPE, seconds + LATER_RECIPE_OVERHEAD, ours)
         _free_memory()
     if "model" in trained:
-        report.phase("generation", 20, lambda: generation_speed(trained.pop("model"), data.tokenizer, data.validation,
-                                                                scale["new_tokens"]))
+        report.phase(
+            "generation",
+            20,
+            lambda: generation_speed(trained.pop("model"), data.tokenizer, data.validation, scale["new_tokens"]),
+        )
     _free_memory()
-    report.phase("micro_batch", 120, lambda: throughput(scale["micro_variant"] + compile_flag, args.out, "micro_batch",
-                                                       timeout=max(1.0, report.left())))
+    report.phase(
+        "micro_batch",
+        120,
+        lambda: throughput(
+            scale["micro_variant"] + compile_flag, args.out, "micro_batch", timeout=max(1.0, report.left())
+        ),
+    )
     print(markdown(report.results), flush=True)
 
 

@@ -39,7 +39,9 @@ SHAPES = {
 
 
 def synthetic_rows(config: GPTConfig, rows: int) -> PackedRows:
-    tokens = torch.randint(0, config.vocab_size, (rows, config.block_size + 1), generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(
+        0, config.vocab_size, (rows, config.block_size + 1), generator=torch.Generator().manual_seed(0)
+    )
     return PackedRows(tokens, torch.ones_like(tokens, dtype=torch.bool), {})
 
 
@@ -60,14 +62,34 @@ def measure_peak_flops(device: torch.device) -> float:
 
 def project_step(config: GPTConfig, rows_per_step: int, micro: int, steps: int, compile_model: bool) -> float:
     """Tokens/s of the project's training loop, from its own telemetry (first interval dropped)."""
-    params = LoopParams(epochs=1.0, micro_batch_size=micro, batch_tokens=rows_per_step * config.block_size,
-                        learning_rate=6e-4, min_lr_ratio=0.1, warmup_steps=10, weight_decay=0.1, beta1=0.9,
-                        beta2=0.95, grad_clip=1.0, eval_every=0, eval_rows=0, precision="auto", seed=0)
+    params = LoopParams(
+        epochs=1.0,
+        micro_batch_size=micro,
+        batch_tokens=rows_per_step * config.block_size,
+        learning_rate=6e-4,
+        min_lr_ratio=0.1,
+        warmup_steps=10,
+        weight_decay=0.1,
+        beta1=0.9,
+        beta2=0.95,
+        grad_clip=1.0,
+        eval_every=0,
+        eval_rows=0,
+        precision="auto",
+        seed=0,
+    )
     runtime = RuntimeParams(compile=compile_model, log_every=max(1, steps // 5), checkpoint_every=0)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
-        result = run(GPT(config), synthetic_rows(config, rows_per_step * steps), synthetic_rows(config, micro),
-                     params, runtime, Path(scratch), None)
+        result = run(
+            GPT(config),
+            synthetic_rows(config, rows_per_step * steps),
+            synthetic_rows(config, micro),
+            params,
+            runtime,
+            Path(scratch),
+            None,
+        )
     speeds = [entry["tokens_per_second"] for entry in result.history if "tokens_per_second" in entry]
     return statistics.median(speeds[1:] if len(speeds) > 1 else speeds)
 
@@ -89,7 +111,7 @@ def hf_step(config: GPTConfig, rows_per_step: int, micro: int, steps: int, tuned
 
     def step() -> None:
         for start in range(0, rows_per_step, micro):
-            batch = data[start:start + micro]
+            batch = data[start : start + micro]
             with torch.autocast(device.type, dtype=dtype, enabled=cuda):
                 loss = forward(input_ids=batch, labels=batch).loss / accumulation
             scaler.scale(loss).backward()
@@ -115,8 +137,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=SHAPES, default="default")
     parser.add_argument("--rows", type=int, default=32, help="rows per optimizer step")
-    parser.add_argument("--micro", type=int, nargs="+", default=None,
-                        help="rows per forward pass (default: --rows); several give one minigpt row each")
+    parser.add_argument(
+        "--micro",
+        type=int,
+        nargs="+",
+        default=None,
+        help="rows per forward pass (default: --rows); several give one minigpt row each",
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="torch.compile the project's model (GPU)")
     parser.add_argument("--measure-peak", action="store_true", help="measure the bf16 matmul peak (GPU)")
@@ -131,9 +158,11 @@ def main() -> None:
 
     results = {}
     runners = {
-        ("minigpt" if len(micros) == 1 else f"minigpt (micro {micro})"):
-            lambda micro=micro: project_step(config, args.rows, micro, args.steps, args.compile)
-        for micro in micros}
+        ("minigpt" if len(micros) == 1 else f"minigpt (micro {micro})"): lambda micro=micro: project_step(
+            config, args.rows, micro, args.steps, args.compile
+        )
+        for micro in micros
+    }
     runners["hf-reference"] = lambda: hf_step(config, args.rows, micros[0], args.steps, tuned=False, device=device)
     runners["hf-tuned"] = lambda: hf_step(config, args.rows, micros[0], args.steps, tuned=True, device=device)
     if device.type != "cuda":
@@ -153,8 +182,12 @@ def main() -> None:
             torch.cuda.empty_cache()
 
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"\n{args.shape} shape ({config}), {args.rows} rows × {config.block_size} tokens per step, "
-          f"{device_name}, peak {peak / 1e12:.0f} TFLOP/s" if peak else f"\n{args.shape} shape, {device_name}")
+    print(
+        f"\n{args.shape} shape ({config}), {args.rows} rows × {config.block_size} tokens per step, "
+        f"{device_name}, peak {peak / 1e12:.0f} TFLOP/s"
+        if peak
+        else f"\n{args.shape} shape, {device_name}"
+    )
     print("\n| run | tokens/s | vs hf-reference | MFU | peak memory |\n|---|---:|---:|---:|---:|")
     base = results.get("hf-reference", {}).get("tokens_per_second")
     for name, row in results.items():
@@ -163,8 +196,9 @@ def main() -> None:
         memory = f"{row['peak_memory_gib']} GiB" if row["peak_memory_gib"] is not None else "-"
         print(f"| {name} | {row['tokens_per_second']:,} | {ratio} | {mfu} | {memory} |")
     if args.out:
-        args.out.write_text(json.dumps({"shape": args.shape, "device": device_name, "peak_flops": peak,
-                                        "results": results}, indent=2))
+        args.out.write_text(
+            json.dumps({"shape": args.shape, "device": device_name, "peak_flops": peak, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

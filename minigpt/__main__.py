@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from minigpt.errors import MiniGPTError, run_main
 from minigpt.config import DEVICES
+from minigpt.errors import MiniGPTError, run_main
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -19,8 +19,10 @@ def evaluate_command(args: argparse.Namespace) -> None:
     examples, _ = read_source(Source(kind="jsonl", path=str(args.data)), ErrorPolicy("fail"))
     if not examples:
         raise MiniGPTError(f"{args.data} holds no examples")
-    rows = [{"instruction": e.instruction, "input": e.input, "output": e.output, "category": e.category or "general"}
-            for e in examples]
+    rows = [
+        {"instruction": e.instruction, "input": e.input, "output": e.output, "category": e.category or "general"}
+        for e in examples
+    ]
     model, tokenizer = load_model(args.model, args.device, lora=args.lora, dtype=SCORING_DTYPE)
     choices = {Path(path).stem: str(path) for path in args.choices}
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
@@ -28,12 +30,21 @@ def evaluate_command(args: argparse.Namespace) -> None:
     if args.out:
         write_json(args.out, {"metrics": metrics, "samples": samples})
     generation = metrics["generation"]
-    lines = [("examples", metrics["examples"]), ("perplexity (answers)", metrics["perplexity"]),
-             ("bits per byte (answers)", metrics["bits_per_byte"]), ("BLEU", generation["bleu"]),
-             ("chrF", generation["chrf"]), ("ROUGE-1", generation["rouge1"]), ("ROUGE-2", generation["rouge2"]),
-             ("ROUGE-L", generation["rougeL"]), ("coherence", generation["coherence"])]
-    lines += [(f"multiple choice: {name} (chance {score['chance']})", score["accuracy"])
-              for name, score in metrics["multiple_choice"].items()]
+    lines = [
+        ("examples", metrics["examples"]),
+        ("perplexity (answers)", metrics["perplexity"]),
+        ("bits per byte (answers)", metrics["bits_per_byte"]),
+        ("BLEU", generation["bleu"]),
+        ("chrF", generation["chrf"]),
+        ("ROUGE-1", generation["rouge1"]),
+        ("ROUGE-2", generation["rouge2"]),
+        ("ROUGE-L", generation["rougeL"]),
+        ("coherence", generation["coherence"]),
+    ]
+    lines += [
+        (f"multiple choice: {name} (chance {score['chance']})", score["accuracy"])
+        for name, score in metrics["multiple_choice"].items()
+    ]
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         print(f"{name:<{width}}  {value}")
@@ -44,9 +55,15 @@ def generate_command(args: argparse.Namespace) -> None:
     from minigpt.template import render_prompt
 
     model, tokenizer = load_model(args.model, args.device, lora=args.lora)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-                                  temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                                  repetition_penalty=args.repetition_penalty, seed=args.seed)
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
     prompt = render_prompt(args.instruction, args.input)
     if args.stream:
         for piece in stream(model, tokenizer, prompt, settings):
@@ -63,8 +80,13 @@ def chat_command(args: argparse.Namespace) -> None:
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the chat", flush=True)
     lora = None if args.no_lora else args.lora or _default_adapter(args.model)
     models = ChatModels(args.model, lora, args.device)
-    launch(models, args.host, args.port, args.share,
-           ChatLimits(max_input_chars=args.max_input_chars, max_seconds=args.max_seconds, concurrency=args.concurrency))
+    launch(
+        models,
+        args.host,
+        args.port,
+        args.share,
+        ChatLimits(max_input_chars=args.max_input_chars, max_seconds=args.max_seconds, concurrency=args.concurrency),
+    )
 
 
 def _default_adapter(model_dir: Path) -> Path | None:
@@ -79,30 +101,41 @@ def _default_adapter(model_dir: Path) -> Path | None:
     config = json.loads((DEFAULT_LORA_DIR / "adapter_config.json").read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path") or ""
     if Path(base).resolve() != model_dir.resolve():
-        print(f"note: {DEFAULT_LORA_DIR} adapts {base or 'an unnamed model'}, not {model_dir}: offering the base "
-              "model only (--lora DIR to choose an adapter)", flush=True)
+        print(
+            f"note: {DEFAULT_LORA_DIR} adapts {base or 'an unnamed model'}, not {model_dir}: offering the base "
+            "model only (--lora DIR to choose an adapter)",
+            flush=True,
+        )
         return None
     return DEFAULT_LORA_DIR
 
 
 def _in_range(low: float, high: float, kind=float):
     """argparse type: a number in [low, high]."""
+
     def parse(text: str):
         value = kind(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
         return value
+
     return parse
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m minigpt", description="MiniGPT-ES command line")
     commands = parser.add_subparsers(dest="command", required=True)
-    chat = commands.add_parser("chat", help="chat with the model in the browser (Gradio)",
-                               description="Serve a Spanish chat that streams answers from the trained model.")
+    chat = commands.add_parser(
+        "chat",
+        help="chat with the model in the browser (Gradio)",
+        description="Serve a Spanish chat that streams answers from the trained model.",
+    )
     chat.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
-    chat.add_argument("--lora", type=Path,
-                      help="LoRA adapter directory offered as a second model (default: models/lora_ciencia_prog if present)")
+    chat.add_argument(
+        "--lora",
+        type=Path,
+        help="LoRA adapter directory offered as a second model (default: models/lora_ciencia_prog if present)",
+    )
     chat.add_argument("--no-lora", action="store_true", help="offer the base model only")
     chat.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     chat.add_argument("--port", type=_in_range(1, 65535, int), default=7860)
@@ -112,8 +145,11 @@ def main() -> None:
     chat.add_argument("--max-seconds", type=_in_range(1, 3600), default=60.0, help="time limit of one answer")
     chat.set_defaults(handler=chat_command)
 
-    generate = commands.add_parser("generate", help="answer one instruction",
-                                   description="Answer an instruction with the same template and decoding as evaluation.")
+    generate = commands.add_parser(
+        "generate",
+        help="answer one instruction",
+        description="Answer an instruction with the same template and decoding as evaluation.",
+    )
     generate.add_argument("instruction", help="the instruction, in Spanish")
     generate.add_argument("--input", default="", help="the optional input (### Entrada)")
     generate.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
@@ -128,12 +164,19 @@ def main() -> None:
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(handler=generate_command)
 
-    evaluate = commands.add_parser("evaluate", help="score a model on an instruction JSONL file",
-                                   description="Score a model directory with the same code as the evaluate stage.")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model on an instruction JSONL file",
+        description="Score a model directory with the same code as the evaluate stage.",
+    )
     evaluate.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
     evaluate.add_argument("--lora", type=Path, help="LoRA adapter directory to apply (PEFT format)")
-    evaluate.add_argument("--data", type=Path, required=True,
-                          help="JSONL with instruction / input / output (Alpaca or the project's format)")
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="JSONL with instruction / input / output (Alpaca or the project's format)",
+    )
     evaluate.add_argument("--choices", type=Path, nargs="*", default=[], help="multiple-choice JSONL files")
     evaluate.add_argument("--out", type=Path, help="write metrics and every answer here (JSON)")
     evaluate.add_argument("--generate", type=int, default=100, help="examples to answer (0 = all)")
@@ -141,8 +184,9 @@ def main() -> None:
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.set_defaults(handler=evaluate_command)
     for command in (chat, generate, evaluate):
-        command.add_argument("--device", choices=DEVICES, default="auto",
-                             help="auto (default): the GPU if CUDA has one, else the CPU")
+        command.add_argument(
+            "--device", choices=DEVICES, default="auto", help="auto (default): the GPU if CUDA has one, else the CPU"
+        )
     args = parser.parse_args()
     if getattr(args, "generate", 0) < 0 or getattr(args, "max_new_tokens", 1) < 1 or getattr(args, "batch_size", 1) < 1:
         parser.error("--generate must be ≥ 0, --max-new-tokens and --batch-size ≥ 1")

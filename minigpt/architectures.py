@@ -23,8 +23,8 @@ import math
 import random
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +41,10 @@ TIMED_AFTER = 3  # steps left out of the speed: allocation and warm-up, not arch
 # their own task and are reported per architecture.
 COMPARED = ("tokens_per_second", "probe_accuracy")
 PER_TASK = ("token_accuracy", "perplexity")
-CONFOUNDS = ("BERT is post-LayerNorm with exact GELU, GPT pre-LayerNorm with tanh GELU; both share one learning "
-             "rate and warmup; the encoder runs Hugging Face's implementation, the decoder the project's lean module.")
+CONFOUNDS = (
+    "BERT is post-LayerNorm with exact GELU, GPT pre-LayerNorm with tanh GELU; both share one learning "
+    "rate and warmup; the encoder runs Hugging Face's implementation, the decoder the project's lean module."
+)
 
 
 def _autocast(device: torch.device):
@@ -51,19 +53,33 @@ def _autocast(device: torch.device):
 
 
 def decoder_config(params: ArchitecturesParams, vocab_size: int) -> GPTConfig:
-    return GPTConfig(vocab_size=vocab_size, block_size=params.block_size, n_layer=params.n_layer,
-                     n_head=params.n_head, n_embd=params.n_embd, dropout=params.dropout)
+    return GPTConfig(
+        vocab_size=vocab_size,
+        block_size=params.block_size,
+        n_layer=params.n_layer,
+        n_head=params.n_head,
+        n_embd=params.n_embd,
+        dropout=params.dropout,
+    )
 
 
 def _bert_config(params: ArchitecturesParams, vocab_size: int, pad_id: int, intermediate_size: int):
     from transformers import BertConfig
 
     # One extra id for [MASK]; one token type; no pooler (BertForMaskedLM has none).
-    return BertConfig(vocab_size=vocab_size + 1, hidden_size=params.n_embd, num_hidden_layers=params.n_layer,
-                      num_attention_heads=params.n_head, intermediate_size=intermediate_size,
-                      max_position_embeddings=params.block_size, type_vocab_size=1, pad_token_id=pad_id,
-                      hidden_dropout_prob=params.dropout, attention_probs_dropout_prob=params.dropout,
-                      tie_word_embeddings=True)
+    return BertConfig(
+        vocab_size=vocab_size + 1,
+        hidden_size=params.n_embd,
+        num_hidden_layers=params.n_layer,
+        num_attention_heads=params.n_head,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=params.block_size,
+        type_vocab_size=1,
+        pad_token_id=pad_id,
+        hidden_dropout_prob=params.dropout,
+        attention_probs_dropout_prob=params.dropout,
+        tie_word_embeddings=True,
+    )
 
 
 def build_encoder(config, seed: int):
@@ -76,6 +92,7 @@ def build_encoder(config, seed: int):
 def encoder_config(params: ArchitecturesParams, vocab_size: int, pad_id: int):
     """The BERT config whose parameter count is closest to the decoder's: the count is linear
     in the MLP width, so two counts give the width. Counted on the meta device (shapes only)."""
+
     def count(intermediate_size: int) -> int:
         with torch.device("meta"):
             return build_encoder(_bert_config(params, vocab_size, pad_id, intermediate_size), seed=0).num_parameters()
@@ -87,8 +104,15 @@ def encoder_config(params: ArchitecturesParams, vocab_size: int, pad_id: int):
     return _bert_config(params, vocab_size, pad_id, width)
 
 
-def mask_tokens(tokens: torch.Tensor, valid: torch.Tensor, mask_id: int, vocab_size: int, probability: float,
-                generator: torch.Generator, corrupt: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    tokens: torch.Tensor,
+    valid: torch.Tensor,
+    mask_id: int,
+    vocab_size: int,
+    probability: float,
+    generator: torch.Generator,
+    corrupt: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's corruption: each valid token is chosen with `probability`; with `corrupt`, a
     chosen token becomes [MASK] 80 % of the time, a random token 10 %, itself 10 %; without
     (scoring), always [MASK]. Returns (inputs, labels), IGNORE_INDEX where nothing is predicted."""
@@ -106,6 +130,7 @@ def mask_tokens(tokens: torch.Tensor, valid: torch.Tensor, mask_id: int, vocab_s
 class Task:
     """One architecture's objective: a batch of packed rows -> (logits, labels) of the tokens
     it predicts, and the hidden states a probe reads."""
+
     name: str
     model: torch.nn.Module
     # (forward, rows, targets, generator, training) -> (logits, labels); `forward` is the model
@@ -196,9 +221,12 @@ def train(task: Task, rows: PackedRows, params: ArchitecturesParams, runtime: Ru
             losses.append((step, loss.detach()))
     step_seconds = timer.seconds()
     curve = [(step, round(loss.item(), 4)) for step, loss in losses]
-    timed = statistics.median(step_seconds[min(TIMED_AFTER, params.steps - 1):])
-    return {"curve": curve, "train_seconds": round(sum(step_seconds), 2),
-            "tokens_per_second": round(params.micro_batch_size * params.block_size / timed, 1)}
+    timed = statistics.median(step_seconds[min(TIMED_AFTER, params.steps - 1) :])
+    return {
+        "curve": curve,
+        "train_seconds": round(sum(step_seconds), 2),
+        "tokens_per_second": round(params.micro_batch_size * params.block_size / timed, 1),
+    }
 
 
 @torch.inference_mode()
@@ -211,8 +239,13 @@ def token_scores(task: Task, rows: PackedRows, seed: int, batch_size: int = 32) 
     total_loss, correct, count = 0.0, 0, 0
     for start in range(0, len(rows), batch_size):
         with _autocast(device):
-            logits, labels = task.predict(task.model, rows.tokens[start:start + batch_size],
-                                          rows.targets[start:start + batch_size], generator, False)
+            logits, labels = task.predict(
+                task.model,
+                rows.tokens[start : start + batch_size],
+                rows.targets[start : start + batch_size],
+                generator,
+                False,
+            )
         scored = labels != IGNORE_INDEX
         total_loss += F.cross_entropy(logits[scored].float(), labels[scored], reduction="sum").item()
         correct += (logits[scored].argmax(-1) == labels[scored]).sum().item()
@@ -225,8 +258,10 @@ def unigram_scores(train_rows: PackedRows, validation_rows: PackedRows, vocab_si
     counts = torch.bincount(train_rows.tokens[train_rows.targets], minlength=vocab_size).double() + 1
     log_probabilities = (counts / counts.sum()).log()
     targets = validation_rows.tokens[validation_rows.targets]
-    return {"token_accuracy": round((targets == counts.argmax()).double().mean().item(), 4),
-            "perplexity": round(math.exp(-log_probabilities[targets].mean().item()), 2)}
+    return {
+        "token_accuracy": round((targets == counts.argmax()).double().mean().item(), 4),
+        "perplexity": round(math.exp(-log_probabilities[targets].mean().item()), 2),
+    }
 
 
 @torch.inference_mode()
@@ -236,13 +271,13 @@ def pooled_features(task: Task, sequences: Sequence[list[int]], pad_id: int, bat
     device = next(model.parameters()).device
     features = []
     for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start:start + batch_size]
+        chunk = sequences[start : start + batch_size]
         width = max(len(ids) for ids in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, sequence in enumerate(chunk):
-            ids[row, :len(sequence)] = torch.tensor(sequence)
-            attention[row, :len(sequence)] = 1
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+            attention[row, : len(sequence)] = 1
         with _autocast(device):
             states = task.states(ids.to(device), attention.to(device)).float()
         weights = attention.to(device).unsqueeze(-1).float()
@@ -282,8 +317,13 @@ def fit_probe(features: torch.Tensor, labels: torch.Tensor, classes: int, l2: fl
 
 def summarize(values: Sequence[float]) -> dict:
     """Mean, sample standard deviation and range over seeds."""
-    return {"mean": round(statistics.fmean(values), 4), "std": round(statistics.stdev(values), 4),
-            "min": min(values), "max": max(values), "values": list(values)}
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4),
+        "min": min(values),
+        "max": max(values),
+        "values": list(values),
+    }
 
 
 def separated(first: dict, second: dict) -> bool:
@@ -313,8 +353,9 @@ def _probe_sequences(rows: Sequence[dict], tokenizer, length: int) -> list[list[
 
 
 def _probe_accuracy(task: Task, probe_data: dict, pad_id: int) -> float:
-    probe = fit_probe(pooled_features(task, probe_data["train"], pad_id), probe_data["train_labels"],
-                      probe_data["classes"])
+    probe = fit_probe(
+        pooled_features(task, probe_data["train"], pad_id), probe_data["train_labels"], probe_data["classes"]
+    )
     predicted = probe.predict(pooled_features(task, probe_data["validation"], pad_id))
     return round((predicted == probe_data["validation_labels"]).float().mean().item(), 4)
 
@@ -345,28 +386,42 @@ def _fills(task: Task, tokenizer, rows: Sequence[dict], block_size: int) -> list
         ids = tokenizer(row["output"], add_special_tokens=False)["input_ids"][:block_size]
         pieces = [tokenizer.decode([token]) for token in ids] + [" "]
         # A whole word: a token that starts one and is followed by the start of another (or the end).
-        starts = [index for index in range(1, len(ids))
-                  if pieces[index].startswith(" ") and pieces[index].strip().isalpha()
-                  and not pieces[index + 1][:1].isalnum()]
+        starts = [
+            index
+            for index in range(1, len(ids))
+            if pieces[index].startswith(" ") and pieces[index].strip().isalpha() and not pieces[index + 1][:1].isalnum()
+        ]
         if not starts:
             continue
         blank = starts[len(starts) // 2]
-        masked = torch.tensor([ids[:blank] + [mask_id] + ids[blank + 1:]], device=model.device)
+        masked = torch.tensor([ids[:blank] + [mask_id] + ids[blank + 1 :]], device=model.device)
         guesses = model(input_ids=masked).logits[0, blank].topk(3).indices.tolist()
-        fills.append({"text": tokenizer.decode(ids[:blank]) + " ____" + tokenizer.decode(ids[blank + 1:]),
-                      "answer": tokenizer.decode([ids[blank]]).strip(),
-                      "guesses": [tokenizer.decode([guess]).strip() for guess in guesses]})
+        fills.append(
+            {
+                "text": tokenizer.decode(ids[:blank]) + " ____" + tokenizer.decode(ids[blank + 1 :]),
+                "answer": tokenizer.decode([ids[blank]]).strip(),
+                "guesses": [tokenizer.decode([guess]).strip() for guess in guesses],
+            }
+        )
     return fills
 
 
-def run_study(params: ArchitecturesParams, runtime: RuntimeParams, tokenizer, train_split: Sequence[dict],
-              validation_split: Sequence[dict], log: Callable[[str], None] = print) -> dict:
+def run_study(
+    params: ArchitecturesParams,
+    runtime: RuntimeParams,
+    tokenizer,
+    train_split: Sequence[dict],
+    validation_split: Sequence[dict],
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train and score both architectures once per seed; the metrics file's content."""
     pad_id, vocab_size = tokenizer.pad_token_id, len(tokenizer)
     device = pick_device(runtime.device)
     row_length = params.block_size + 1
-    train_rows, validation_rows = (pack(encode_instructions(split, tokenizer, train_on_prompt=True), row_length, pad_id)
-                                   for split in (train_split, validation_split))
+    train_rows, validation_rows = (
+        pack(encode_instructions(split, tokenizer, train_on_prompt=True), row_length, pad_id)
+        for split in (train_split, validation_split)
+    )
     probe_rows = list(train_split)
     if params.probe_examples:  # a seeded sample: the split is ordered by source, its head is one category
         probe_rows = random.Random(0).sample(probe_rows, min(params.probe_examples, len(probe_rows)))
@@ -376,10 +431,13 @@ def run_study(params: ArchitecturesParams, runtime: RuntimeParams, tokenizer, tr
         "train_labels": torch.tensor([classes.index(row["category"]) for row in probe_rows]),
         "validation": _probe_sequences(validation_split, tokenizer, params.block_size),
         "validation_labels": torch.tensor([classes.index(row["category"]) for row in validation_split]),
-        "classes": len(classes)}
+        "classes": len(classes),
+    }
     encoder = encoder_config(params, vocab_size, pad_id)
-    builders = {DECODER: lambda seed: decoder_task(init_model(decoder_config(params, vocab_size), seed)),
-                ENCODER: lambda seed: encoder_task(build_encoder(encoder, seed), pad_id, params.mask_probability)}
+    builders = {
+        DECODER: lambda seed: decoder_task(init_model(decoder_config(params, vocab_size), seed)),
+        ENCODER: lambda seed: encoder_task(build_encoder(encoder, seed), pad_id, params.mask_probability),
+    }
     runs: dict[str, list[dict]] = {DECODER: [], ENCODER: []}
     demos = {}
     warm_up = params.model_copy(update={"steps": TIMED_AFTER})
@@ -390,8 +448,11 @@ def run_study(params: ArchitecturesParams, runtime: RuntimeParams, tokenizer, tr
         for name in order:
             task = builders[name](seed)
             task.model.to(device)
-            result = {"seed": seed, "parameters": task.model.num_parameters(),
-                      "untrained_probe_accuracy": _probe_accuracy(task, probe_data, pad_id)}
+            result = {
+                "seed": seed,
+                "parameters": task.model.num_parameters(),
+                "untrained_probe_accuracy": _probe_accuracy(task, probe_data, pad_id),
+            }
             result |= train(task, train_rows, params, runtime, seed)
             result |= token_scores(task, validation_rows, seed=params.seeds[0])
             result["probe_accuracy"] = _probe_accuracy(task, probe_data, pad_id)
@@ -399,33 +460,55 @@ def run_study(params: ArchitecturesParams, runtime: RuntimeParams, tokenizer, tr
                 demo_rows = _one_per_category(validation_split, params.demo_examples)
                 demos[name] = (_answers if name == DECODER else _fills)(task, tokenizer, demo_rows, params.block_size)
             runs[name].append(result)
-            log(f"{name} seed {seed}: {result['tokens_per_second']:,.0f} tokens/s, token accuracy "
+            log(
+                f"{name} seed {seed}: {result['tokens_per_second']:,.0f} tokens/s, token accuracy "
                 f"{result['token_accuracy']:.3f}, probe {result['probe_accuracy']:.3f} "
-                f"(untrained {result['untrained_probe_accuracy']:.3f})")
+                f"(untrained {result['untrained_probe_accuracy']:.3f})"
+            )
     metrics = ("parameters", *COMPARED, *PER_TASK, "untrained_probe_accuracy")
-    summary = {name: {metric: summarize([run[metric] for run in results]) for metric in metrics}
-               for name, results in runs.items()}
+    summary = {
+        name: {metric: summarize([run[metric] for run in results]) for metric in metrics}
+        for name, results in runs.items()
+    }
     counts = torch.bincount(probe_data["validation_labels"], minlength=len(classes))
     return {
-        "shape": {"n_layer": params.n_layer, "n_head": params.n_head, "n_embd": params.n_embd,
-                  "block_size": params.block_size, "encoder_intermediate_size": encoder.intermediate_size,
-                  "decoder_intermediate_size": 4 * params.n_embd},
+        "shape": {
+            "n_layer": params.n_layer,
+            "n_head": params.n_head,
+            "n_embd": params.n_embd,
+            "block_size": params.block_size,
+            "encoder_intermediate_size": encoder.intermediate_size,
+            "decoder_intermediate_size": 4 * params.n_embd,
+        },
         "mask_probability": params.mask_probability,
         "device": device.type,
-        "budget": {"steps": params.steps, "rows_per_step": params.micro_batch_size,
-                   "tokens": params.steps * params.micro_batch_size * params.block_size, "seeds": params.seeds,
-                   "train_rows": len(train_rows), "validation_rows": len(validation_rows)},
+        "budget": {
+            "steps": params.steps,
+            "rows_per_step": params.micro_batch_size,
+            "tokens": params.steps * params.micro_batch_size * params.block_size,
+            "seeds": params.seeds,
+            "train_rows": len(train_rows),
+            "validation_rows": len(validation_rows),
+        },
         "summary": summary,
-        "comparisons": {metric: {"decoder_over_encoder": round(summary[DECODER][metric]["mean"]
-                                                               / summary[ENCODER][metric]["mean"], 3),
-                                 "beyond_seed_spread": separated(summary[DECODER][metric], summary[ENCODER][metric])}
-                        for metric in COMPARED},
-        "training_moves_the_probe": {name: separated(summary[name]["probe_accuracy"],
-                                                     summary[name]["untrained_probe_accuracy"]) for name in runs},
+        "comparisons": {
+            metric: {
+                "decoder_over_encoder": round(summary[DECODER][metric]["mean"] / summary[ENCODER][metric]["mean"], 3),
+                "beyond_seed_spread": separated(summary[DECODER][metric], summary[ENCODER][metric]),
+            }
+            for metric in COMPARED
+        },
+        "training_moves_the_probe": {
+            name: separated(summary[name]["probe_accuracy"], summary[name]["untrained_probe_accuracy"]) for name in runs
+        },
         "chance_of_separation": round(chance_of_separation(len(params.seeds)), 3),
         "unigram": unigram_scores(train_rows, validation_rows, vocab_size),
-        "probe": {"classes": classes, "train_examples": len(probe_rows), "validation_examples": len(validation_split),
-                  "majority_class_accuracy": round(counts.max().item() / counts.sum().item(), 4)},
+        "probe": {
+            "classes": classes,
+            "train_examples": len(probe_rows),
+            "validation_examples": len(validation_split),
+            "majority_class_accuracy": round(counts.max().item() / counts.sum().item(), 4),
+        },
         "runs": runs,
         "demos": demos,
     }
@@ -433,20 +516,29 @@ def run_study(params: ArchitecturesParams, runtime: RuntimeParams, tokenizer, tr
 
 def conclusions(metrics: dict) -> list[str]:
     """The study's findings in plain words, each backed by its numbers and worded by them."""
-    summary, comparisons, probe, unigram = metrics["summary"], metrics["comparisons"], metrics["probe"], metrics["unigram"]
+    summary, comparisons, probe, unigram = (
+        metrics["summary"],
+        metrics["comparisons"],
+        metrics["probe"],
+        metrics["unigram"],
+    )
     decoder, encoder = summary[DECODER], summary[ENCODER]
     seeds, chance = len(metrics["budget"]["seeds"]), metrics["chance_of_separation"]
 
     def spread(beyond: bool) -> str:
-        return (f"larger than the seed-to-seed spread (the {seeds} seeds' ranges do not overlap, which identical "
-                f"architectures would show {chance:.0%} of the time)" if beyond
-                else f"within the seed-to-seed spread (the {seeds} seeds' ranges overlap): not a finding")
+        return (
+            f"larger than the seed-to-seed spread (the {seeds} seeds' ranges do not overlap, which identical "
+            f"architectures would show {chance:.0%} of the time)"
+            if beyond
+            else f"within the seed-to-seed spread (the {seeds} seeds' ranges overlap): not a finding"
+        )
 
     def value(name: str, metric: str) -> str:
         return format_stats(summary[name][metric])
 
     lines = [
-        f"Size: decoder {decoder['parameters']['mean']:,.0f} and encoder {encoder['parameters']['mean']:,.0f} parameters "
+        f"Size: decoder {decoder['parameters']['mean']:,.0f} and "
+        f"encoder {encoder['parameters']['mean']:,.0f} parameters "
         f"(the encoder's MLP is {metrics['shape']['encoder_intermediate_size']} wide instead of "
         f"{metrics['shape']['decoder_intermediate_size']} to match).",
         f"Training speed ({metrics['device']}): the decoder processes "
@@ -462,21 +554,31 @@ def conclusions(metrics: dict) -> list[str]:
     lines.append(
         f"Untrained networks give the probe {value(ENCODER, 'untrained_probe_accuracy')} (encoder) and "
         f"{value(DECODER, 'untrained_probe_accuracy')} (decoder): "
-        + (f"for the {' and the '.join(untouched)}, training moves it by no more than the seed spread, so at this "
-           "budget the probe reads which words a prompt contains, not what the network learnt." if untouched
-           else "training moves both beyond the seed spread."))
+        + (
+            f"for the {' and the '.join(untouched)}, training moves it by no more than the seed spread, so at this "
+            "budget the probe reads which words a prompt contains, not what the network learnt."
+            if untouched
+            else "training moves both beyond the seed spread."
+        )
+    )
     learnt = {name: summary[name]["perplexity"]["max"] < unigram["perplexity"] for name in (ENCODER, DECODER)}
     lines.append(
         f"Own tasks: the encoder recovers {value(ENCODER, 'token_accuracy')} of masked tokens (perplexity "
         f"{value(ENCODER, 'perplexity')}), the decoder predicts {value(DECODER, 'token_accuracy')} of next tokens "
         f"(perplexity {value(DECODER, 'perplexity')}); token frequencies alone give {unigram['token_accuracy']:.3f} "
         f"(perplexity {unigram['perplexity']:,.0f}). "
-        + (f"Both beat the frequency model's perplexity in every seed." if all(learnt.values()) else
-           " ".join(f"The {name} {'beats' if below else 'does not beat'} the frequency model's perplexity in every seed."
-                    for name, below in learnt.items()))
+        + (
+            "Both beat the frequency model's perplexity in every seed."
+            if all(learnt.values())
+            else " ".join(
+                f"The {name} {'beats' if below else 'does not beat'} the frequency model's perplexity in every seed."
+                for name, below in learnt.items()
+            )
+        )
         + f" Not one scale: a blank is predicted from both sides, a next token from its past only, and the encoder "
         f"learns from the {metrics['mask_probability']:.0%} of tokens it masks while the decoder learns from every "
-        f"token ({1 / metrics['mask_probability']:.1f}× the training signal from the same tokens).")
+        f"token ({1 / metrics['mask_probability']:.1f}× the training signal from the same tokens)."
+    )
     fills = metrics["demos"][ENCODER]
     hits = sum(fill["answer"] in fill["guesses"] for fill in fills)
     lines += [

@@ -13,9 +13,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 from minigpt.errors import MiniGPTError
 from minigpt.generation import GenerationSettings, context_length, load_model, stream
@@ -93,18 +93,23 @@ def clamp(control: Control, value) -> float:
     return min(max(number, control.minimum), control.maximum)
 
 
-def settings_from_controls(temperature, top_p, top_k, max_new_tokens, repetition_penalty, context: int,
-                           max_seconds: float) -> GenerationSettings:
+def settings_from_controls(
+    temperature, top_p, top_k, max_new_tokens, repetition_penalty, context: int, max_seconds: float
+) -> GenerationSettings:
     """Generation settings from (untrusted) control values, within the ranges of the model's
     sliders. Unseeded: concurrent answers share torch's generator, so a seed would not hold."""
     controls = controls_for(context)
     temperature = clamp(controls["temperature"], temperature)
     return GenerationSettings(
         max_new_tokens=int(clamp(controls["max_new_tokens"], max_new_tokens)),
-        do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0,
-        top_p=clamp(controls["top_p"], top_p), top_k=int(clamp(controls["top_k"], top_k)),
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else 1.0,
+        top_p=clamp(controls["top_p"], top_p),
+        top_k=int(clamp(controls["top_k"], top_k)),
         repetition_penalty=clamp(controls["repetition_penalty"], repetition_penalty),
-        seed=None, max_seconds=max_seconds)
+        seed=None,
+        max_seconds=max_seconds,
+    )
 
 
 def controls_for(context: int) -> dict[str, Control]:
@@ -144,8 +149,14 @@ def history_turns(history: Sequence[Mapping]) -> list[list[dict]]:
                 exchanges[-1]["failed"] = True
             else:
                 exchanges[-1]["answer"] += text
-    return [[{"role": "user", "content": e["instruction"], "input": e["input"]}, {"role": "assistant", "content": e["answer"]}]
-            for e in exchanges if e["answer"].strip() and not e["failed"]]
+    return [
+        [
+            {"role": "user", "content": e["instruction"], "input": e["input"]},
+            {"role": "assistant", "content": e["answer"]},
+        ]
+        for e in exchanges
+        if e["answer"].strip() and not e["failed"]
+    ]
 
 
 def fit_prompt(tokenizer, history: Sequence[Mapping], message: str, entrada: str, budget: int) -> tuple[str, int, int]:
@@ -156,6 +167,7 @@ def fit_prompt(tokenizer, history: Sequence[Mapping], message: str, entrada: str
     tokenized once: turns end with <|endoftext|>, a special token that tokenization never
     merges across, so the prompt's length is the sum of its parts'.
     """
+
     def length(messages: list[dict], add_generation_prompt: bool = False) -> int:
         text = render_conversation(messages, add_generation_prompt=add_generation_prompt)
         return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
@@ -191,7 +203,9 @@ class Responder:
         if not message:
             raise Refused("Escribe una instrucción.")
         if len(message) > self.limits.max_input_chars or len(entrada) > self.limits.max_input_chars:
-            raise Refused(f"El mensaje y la entrada pueden tener hasta {self.limits.max_input_chars} caracteres cada uno.")
+            raise Refused(
+                f"El mensaje y la entrada pueden tener hasta {self.limits.max_input_chars} caracteres cada uno."
+            )
         if model_label not in self.models.choices:
             raise Refused(f"Modelo desconocido: elige uno de {', '.join(self.models.labels)}.")
         model, tokenizer = self.models.choices[model_label]
@@ -200,16 +214,19 @@ class Responder:
         budget = context - settings.max_new_tokens
         prompt, length, dropped = fit_prompt(tokenizer, history, message, entrada, budget)
         if length > budget:
-            raise Refused(f"El mensaje ocupa {length} tokens y el modelo solo admite {budget} antes de responder "
-                          f"(contexto de {context}, {settings.max_new_tokens} reservados para la respuesta). "
-                          "Acórtalo o reduce el máximo de tokens nuevos.")
+            raise Refused(
+                f"El mensaje ocupa {length} tokens y el modelo solo admite {budget} antes de responder "
+                f"(contexto de {context}, {settings.max_new_tokens} reservados para la respuesta). "
+                "Acórtalo o reduce el máximo de tokens nuevos."
+            )
         if dropped:
             forgotten = "el turno más antiguo" if dropped == 1 else f"los {dropped} turnos más antiguos"
             _warn(f"La conversación no cabe en el contexto del modelo: se ha olvidado {forgotten}.")
         return model, tokenizer, prompt, settings
 
-    def respond(self, message, history, model_label, entrada, temperature, top_p, top_k, max_new_tokens,
-                repetition_penalty) -> Iterator[tuple]:
+    def respond(
+        self, message, history, model_label, entrada, temperature, top_p, top_k, max_new_tokens, repetition_penalty
+    ) -> Iterator[tuple]:
         from gradio import ChatMessage
 
         message, entrada = _text(message).strip(), _text(entrada).strip()
@@ -227,8 +244,10 @@ class Responder:
                 yield (shown + [ChatMessage(answer)] if shown else answer), ""
         except Exception as error:  # logged for whoever runs the server; the user gets a sentence
             logger.exception("generation failed")
-            failure = ChatMessage(f"El modelo falló al generar ({type(error).__name__}). Inténtalo de nuevo.",
-                                  metadata={"title": ERROR_TITLE})
+            failure = ChatMessage(
+                f"El modelo falló al generar ({type(error).__name__}). Inténtalo de nuevo.",
+                metadata={"title": ERROR_TITLE},
+            )
             yield shown + [ChatMessage(answer), failure], ""
             return
         if time.monotonic() - started >= self.limits.max_seconds:
@@ -253,28 +272,56 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
     import gradio as gr
 
     with gr.Blocks(title="MiniGPT-ES") as app:
-        gr.Markdown("# MiniGPT-ES\nUn GPT pequeño entrenado desde cero con instrucciones en español. "
-                    "Sus respuestas pueden ser inexactas o inventadas: no las uses como fuente.")
+        gr.Markdown(
+            "# MiniGPT-ES\nUn GPT pequeño entrenado desde cero con instrucciones en español. "
+            "Sus respuestas pueden ser inexactas o inventadas: no las uses como fuente."
+        )
         with gr.Sidebar(label="Ajustes", position="right"):
-            model_label = gr.Radio(models.labels, value=models.labels[0], label="Modelo",
-                                   info="El adaptador LoRA especializa el modelo en ciencia y programación.")
-            entrada = gr.Textbox("", label="Entrada (opcional)", lines=3, max_length=limits.max_input_chars,
-                                 info="Texto sobre el que trabaja la instrucción; se envía con el próximo mensaje.")
-            sliders = [gr.Slider(c.minimum, c.maximum, value=c.default, step=c.step, label=c.label, info=c.info)
-                       for c in controls_for(models.context).values()]
+            model_label = gr.Radio(
+                models.labels,
+                value=models.labels[0],
+                label="Modelo",
+                info="El adaptador LoRA especializa el modelo en ciencia y programación.",
+            )
+            entrada = gr.Textbox(
+                "",
+                label="Entrada (opcional)",
+                lines=3,
+                max_length=limits.max_input_chars,
+                info="Texto sobre el que trabaja la instrucción; se envía con el próximo mensaje.",
+            )
+            sliders = [
+                gr.Slider(c.minimum, c.maximum, value=c.default, step=c.step, label=c.label, info=c.info)
+                for c in controls_for(models.context).values()
+            ]
         responder = Responder(models, limits)
         chat = gr.ChatInterface(
             responder.respond,  # a generator method: Gradio streams what it yields
-            chatbot=gr.Chatbot(label="Conversación", height=480,
-                               placeholder="Escribe una instrucción en español para empezar."),
-            textbox=gr.Textbox(placeholder="Escribe una instrucción…", max_length=limits.max_input_chars,
-                               elem_id="mensaje", submit_btn="Enviar", stop_btn="Detener"),
-            additional_inputs=[model_label, entrada, *sliders], additional_outputs=[entrada],
-            examples=[[text] for text in EXAMPLES], run_examples_on_click=False,
-            api_name="chat", concurrency_limit=limits.concurrency, fill_height=True)
+            chatbot=gr.Chatbot(
+                label="Conversación", height=480, placeholder="Escribe una instrucción en español para empezar."
+            ),
+            textbox=gr.Textbox(
+                placeholder="Escribe una instrucción…",
+                max_length=limits.max_input_chars,
+                elem_id="mensaje",
+                submit_btn="Enviar",
+                stop_btn="Detener",
+            ),
+            additional_inputs=[model_label, entrada, *sliders],
+            additional_outputs=[entrada],
+            examples=[[text] for text in EXAMPLES],
+            run_examples_on_click=False,
+            api_name="chat",
+            concurrency_limit=limits.concurrency,
+            fill_height=True,
+        )
         gr.Button("Borrar conversación", variant="secondary").click(
-            lambda: ([], [], ""), outputs=[chat.chatbot, chat.chatbot_state, entrada], js=STOP_THEN_CLEAR,
-            queue=False, api_visibility="private")
+            lambda: ([], [], ""),
+            outputs=[chat.chatbot, chat.chatbot_state, entrada],
+            js=STOP_THEN_CLEAR,
+            queue=False,
+            api_visibility="private",
+        )
     # The page and the API are separate events to Gradio, each with its own concurrency slots:
     # one id makes --concurrency a limit on answers being generated, whoever asks.
     generating = [fn for fn in app.fns.values() if fn.name in ("_submit_fn", responder.respond.__name__)]
@@ -285,15 +332,28 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
     return app
 
 
-def launch(models: ChatModels, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           limits: ChatLimits = ChatLimits(), block: bool = True):
+def launch(
+    models: ChatModels,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    limits: ChatLimits = ChatLimits(),
+    block: bool = True,
+):
     """Serve the app; returns (app, url). With `block`, until interrupted."""
     app = build_app(models, limits)
     app.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)
     try:
-        _, url, _ = app.launch(server_name=host, server_port=port, share=share, show_error=False,
-                               prevent_thread_lock=True, quiet=True, footer_links=[],
-                               max_file_size="1kb")  # the chat takes no files: refuse uploads
+        _, url, _ = app.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            show_error=False,
+            prevent_thread_lock=True,
+            quiet=True,
+            footer_links=[],
+            max_file_size="1kb",
+        )  # the chat takes no files: refuse uploads
     except OSError as error:
         raise MiniGPTError(f"cannot serve on {host}:{port} ({error}): choose another --port") from None
     print(f"MiniGPT-ES chat on {url} (Ctrl+C to stop)", flush=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Optional, get_args
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -35,20 +35,22 @@ class Source(Section):
     """One input dataset for `prepare`: a local file (glob allowed) or a hub dataset."""
 
     kind: Literal["alpaca", "oasst", "jsonl"]
-    path: Optional[str] = None
-    hub: Optional[str] = None
-    config: Optional[str] = None  # a hub dataset's configuration (subset) name
-    split: Optional[str] = None
-    revision: Optional[str] = None
-    name: Optional[str] = None
+    path: str | None = None
+    hub: str | None = None
+    config: str | None = None  # a hub dataset's configuration (subset) name
+    split: str | None = None
+    revision: str | None = None
+    name: str | None = None
 
     @model_validator(mode="after")
-    def _one_location(self) -> "Source":
+    def _one_location(self) -> Source:
         if (self.path is None) == (self.hub is None):
             raise ValueError("give exactly one of 'path' (a local file or glob) or 'hub' (a dataset id)")
         if self.hub is not None and not self.revision and not self.local_hub:
-            raise ValueError(f"hub dataset {self.hub!r} needs a 'revision': a commit hash, or a branch or tag that "
-                             "prepare resolves to its commit and records")
+            raise ValueError(
+                f"hub dataset {self.hub!r} needs a 'revision': a commit hash, or a branch or tag that "
+                "prepare resolves to its commit and records"
+            )
         if self.path is not None and (self.config, self.split, self.revision) != (None, None, None):
             raise ValueError("'config', 'split' and 'revision' apply to hub datasets only, not to 'path'")
         return self
@@ -56,8 +58,9 @@ class Source(Section):
     @property
     def local_hub(self) -> bool:
         """Whether `hub` is a folder laid out like a hub repository rather than an `owner/name` id."""
-        return self.hub is not None and (self.hub.startswith((".", "/", "~")) or self.hub.count("/") > 1
-                                         or Path(self.hub).is_dir())
+        return self.hub is not None and (
+            self.hub.startswith((".", "/", "~")) or self.hub.count("/") > 1 or Path(self.hub).is_dir()
+        )
 
     @property
     def hub_split(self) -> str:
@@ -100,7 +103,7 @@ class ModelParams(Section):
     dropout: float = Field(ge=0, lt=1)
 
     @model_validator(mode="after")
-    def _heads_divide_width(self) -> "ModelParams":
+    def _heads_divide_width(self) -> ModelParams:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         return self
@@ -152,10 +155,12 @@ class LoraParams(LoopParams):
     qlora: bool = False  # 4-bit base weights (bitsandbytes, CUDA only)
 
     @model_validator(mode="after")
-    def _untied_targets(self) -> "LoraParams":
+    def _untied_targets(self) -> LoraParams:
         if {"lm_head", "wte"} & set(self.target_modules):
-            raise ValueError("target_modules cannot include lm_head or wte: they share one weight, which an "
-                             "adapter would change twice when merged")
+            raise ValueError(
+                "target_modules cannot include lm_head or wte: they share one weight, which an "
+                "adapter would change twice when merged"
+            )
         return self
 
 
@@ -184,9 +189,11 @@ class ArchitecturesParams(ModelParams, OptimizerParams):
     demo_examples: int = Field(ge=0)  # validation examples the decoder answers and the encoder fills
 
     @model_validator(mode="after")
-    def _distinct_seeds(self) -> "ArchitecturesParams":
+    def _distinct_seeds(self) -> ArchitecturesParams:
         if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must differ (got {self.seeds}): a repeated seed repeats a run and hides the spread")
+            raise ValueError(
+                f"seeds must differ (got {self.seeds}): a repeated seed repeats a run and hides the spread"
+            )
         return self
 
 
@@ -219,7 +226,7 @@ class Params(Section):
     runtime: RuntimeParams = RuntimeParams()  # read from runtime.yaml, not params.yaml
 
     @model_validator(mode="after")
-    def _sections_agree(self) -> "Params":
+    def _sections_agree(self) -> Params:
         """Rules that span sections, checked before any stage runs rather than hours into one."""
         problems = []
         block = self.model.block_size
@@ -230,21 +237,31 @@ class Params(Section):
             row_tokens = loop.micro_batch_size * block * processes
             if loop.batch_tokens % row_tokens:
                 launched = f" × {processes} processes (launcher, {RUNTIME_FILE})" if processes > 1 else ""
-                problems.append(f"{name}.batch_tokens ({loop.batch_tokens}) must be a multiple of {name}.micro_batch_size "
-                                f"× model.block_size{launched} = {loop.micro_batch_size} × {block}"
-                                f"{f' × {processes}' if processes > 1 else ''} = {row_tokens}")
-        for name, length in (("model.block_size", block),
-                             ("compare_architectures.block_size", self.compare_architectures.block_size)):
+                problems.append(
+                    f"{name}.batch_tokens ({loop.batch_tokens}) must be a multiple of {name}.micro_batch_size "
+                    f"× model.block_size{launched} = {loop.micro_batch_size} × {block}"
+                    f"{f' × {processes}' if processes > 1 else ''} = {row_tokens}"
+                )
+        for name, length in (
+            ("model.block_size", block),
+            ("compare_architectures.block_size", self.compare_architectures.block_size),
+        ):
             if length > self.tokenizer.model_max_length:
-                problems.append(f"{name} ({length}) is above the tokenizer's limit "
-                                f"(tokenizer.model_max_length = {self.tokenizer.model_max_length})")
+                problems.append(
+                    f"{name} ({length}) is above the tokenizer's limit "
+                    f"(tokenizer.model_max_length = {self.tokenizer.model_max_length})"
+                )
         if self.evaluate.max_new_tokens >= block:
-            problems.append(f"evaluate.max_new_tokens ({self.evaluate.max_new_tokens}) leaves no room for a prompt in "
-                            f"model.block_size ({block})")
+            problems.append(
+                f"evaluate.max_new_tokens ({self.evaluate.max_new_tokens}) leaves no room for a prompt in "
+                f"model.block_size ({block})"
+            )
         known = set(self.prepare.categories) | {self.prepare.default_category}
         unknown = [name for name in self.lora.categories if name not in known]
         if unknown:
-            problems.append(f"lora.categories {unknown} are not categories of prepare (known: {', '.join(sorted(known))})")
+            problems.append(
+                f"lora.categories {unknown} are not categories of prepare (known: {', '.join(sorted(known))})"
+            )
         if self.train.init_from == "pretrained" and not self.pretrain.files:
             problems.append("train.init_from is 'pretrained' but pretrain.files is empty: nothing would be pretrained")
         if problems:

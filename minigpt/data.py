@@ -14,10 +14,11 @@ import json
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from minigpt.config import PrepareParams, Source
 from minigpt.errors import MiniGPTError
@@ -148,7 +149,8 @@ def resolve_revision(source: Source) -> str | None:
     except Exception as error:  # offline, unknown id or revision
         raise MiniGPTError(
             f"source {source.label!r}: could not resolve revision {source.revision!r} of {source.hub!r} to a commit "
-            f"on the Hugging Face Hub: {type(error).__name__}: {error}\n{_OFFLINE_ADVICE}") from None
+            f"on the Hugging Face Hub: {type(error).__name__}: {error}\n{_OFFLINE_ADVICE}"
+        ) from None
 
 
 def _downloaded_commit(folder: Path) -> str | None:
@@ -160,9 +162,11 @@ def _downloaded_commit(folder: Path) -> str | None:
     return commit if _COMMIT_SHA.fullmatch(commit) else None
 
 
-_OFFLINE_ADVICE = ("Without access to the hub, download the dataset where the hub is reachable into data/raw/hub/ "
-                   "(README, 'Seed scale'; the 'local' preset reads the seed datasets from there) and point the "
-                   "source at that folder with 'hub:', or at its JSON, JSONL or Parquet files with 'path:'.")
+_OFFLINE_ADVICE = (
+    "Without access to the hub, download the dataset where the hub is reachable into data/raw/hub/ "
+    "(README, 'Seed scale'; the 'local' preset reads the seed datasets from there) and point the "
+    "source at that folder with 'hub:', or at its JSON, JSONL or Parquet files with 'path:'."
+)
 
 
 def _hub_records(source: Source) -> Iterator[tuple[str, Record]]:
@@ -171,17 +175,20 @@ def _hub_records(source: Source) -> Iterator[tuple[str, Record]]:
         import datasets
 
         location = str(Path(source.hub).expanduser()) if source.local_hub else source.hub
-        rows = datasets.load_dataset(location, source.config, split=source.hub_split,
-                                     revision=None if source.local_hub else source.revision)
+        rows = datasets.load_dataset(
+            location, source.config, split=source.hub_split, revision=None if source.local_hub else source.revision
+        )
     except Exception as error:  # offline, unknown id, bad revision: all need the same advice
         raise MiniGPTError(
             f"source {source.label!r}: could not load {source.hub!r} (revision {source.revision}, "
-            f"split {source.hub_split}): {type(error).__name__}: {error}\n{_OFFLINE_ADVICE}") from None
+            f"split {source.hub_split}): {type(error).__name__}: {error}\n{_OFFLINE_ADVICE}"
+        ) from None
     for number, record in enumerate(rows, start=1):
         yield f"{source.hub}@{source.revision} ({source.hub_split}) row {number}", record
 
 
 # --------------------------------------------------------------------------- record converters
+
 
 def _text_field(record: Record, key: str, required: bool) -> str:
     value = record.get(key)
@@ -217,8 +224,11 @@ def _alpaca_example(record: Any, source: str) -> Example:
 def _project_example(record: Any, source: str) -> Example:
     """The alpaca fields plus the project's optional `source` and `category` labels."""
     example = _alpaca_example(record, source)
-    return replace(example, source=_text_field(record, "source", required=False) or source,
-                   category=_text_field(record, "category", required=False))
+    return replace(
+        example,
+        source=_text_field(record, "source", required=False) or source,
+        category=_text_field(record, "category", required=False),
+    )
 
 
 @dataclass(frozen=True)
@@ -245,8 +255,12 @@ def _oasst_message(record: Any) -> _Message:
     if rank is not None and rank != rank:  # NaN, as Parquet/pandas write a missing rank
         rank = None
     return _Message(
-        message_id=record["message_id"], parent_id=parent_id, role=record["role"], text=record["text"],
-        lang=record["lang"], rank=rank,
+        message_id=record["message_id"],
+        parent_id=parent_id,
+        role=record["role"],
+        text=record["text"],
+        lang=record["lang"],
+        rank=rank,
         usable=not record.get("deleted", False) and record.get("review_result", True) is not False,
     )
 
@@ -292,8 +306,9 @@ def read_source(source: Source, policy: ErrorPolicy) -> tuple[list[Example], int
 
 # Invisible format characters that carry no meaning in training text. The zero-width
 # joiner (U+200D) is kept: emoji sequences need it.
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200e\u200f\u2060\ufeff\u202a\u202b\u202c\u202d\u202e"
-                                    "\u2066\u2067\u2068\u2069"))
+_INVISIBLE = dict.fromkeys(
+    map(ord, "\u00ad\u200b\u200e\u200f\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")  # line-ish ones are left to whitespace
 _SPECIAL_SPACE = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _LINE_SEPARATOR = re.compile(r"\r\n?|[\u2028\u2029\x85\x0b\x0c]")
@@ -363,6 +378,7 @@ def normalize_key(*texts: str) -> str:
 
 # --------------------------------------------------------------------------- categories, split
 
+
 def _keyword_pattern(keywords: list[str]) -> re.Pattern | None:
     """Keywords match whole words; a trailing * matches any word that starts with the keyword
     ("program*" matches "programación", "resta" does not match "restaurante")."""
@@ -395,7 +411,7 @@ class CategoryRules:
 
 
 def _hash_fraction(key: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}\x00{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -404,7 +420,11 @@ def split_key(example: Example, split_by: str) -> str:
     in either order ("pair": a translation and its reverse share a split)."""
     if split_by == "pair":
         return "\x00".join(sorted((normalize_key(example.input), normalize_key(example.output))))
-    return normalize_key(example.instruction, example.input) if split_by == "prompt" else normalize_key(example.instruction)
+    return (
+        normalize_key(example.instruction, example.input)
+        if split_by == "prompt"
+        else normalize_key(example.instruction)
+    )
 
 
 def assign_split(example: Example, params: PrepareParams) -> str:
@@ -422,6 +442,7 @@ def example_id(example: Example) -> str:
 
 
 # --------------------------------------------------------------------------- the prepare step
+
 
 @dataclass
 class PreparedData:
@@ -466,8 +487,10 @@ def prepare(params: PrepareParams) -> PreparedData:
 
     kept = sum(len(rows) for rows in splits.values())
     if kept == 0:
-        raise MiniGPTError("no example survived cleaning: check prepare.sources and the filters in params.yaml "
-                           f"(dropped: {dict(dropped) or 'none'}, skipped records: {dict(policy.skipped) or 'none'})")
+        raise MiniGPTError(
+            "no example survived cleaning: check prepare.sources and the filters in params.yaml "
+            f"(dropped: {dict(dropped) or 'none'}, skipped records: {dict(policy.skipped) or 'none'})"
+        )
     stats = {
         "examples": {
             "read": sum(counts["examples"] for counts in per_source.values()),
@@ -520,6 +543,7 @@ def read_split(directory: Path, split: str) -> list[Record]:
         raise MiniGPTError(f"{path} not found: run 'dvc repro prepare' first")
     rows = read_jsonl(path)
     if not rows:
-        raise MiniGPTError(f"{path} is empty: check prepare.sources and prepare.validation_fraction, "
-                           "then run 'dvc repro prepare'")
+        raise MiniGPTError(
+            f"{path} is empty: check prepare.sources and prepare.validation_fraction, then run 'dvc repro prepare'"
+        )
     return rows

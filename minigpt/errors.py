@@ -7,8 +7,8 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # When set, every stage appends {stage, seconds, peak_rss_mib} to this JSONL file as it
 # finishes: the time and memory of each stage of a `dvc repro` or `dvc exp run`.
@@ -34,7 +34,10 @@ def run_main(main: Callable[[], None]) -> None:
     log = os.environ.get(STAGE_LOG)
     if log:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        entry = {"stage": Path(sys.argv[0]).stem, "seconds": round(time.perf_counter() - started, 1),
-                 "peak_rss_mib": round(peak)}
+        entry = {
+            "stage": Path(sys.argv[0]).stem,
+            "seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mib": round(peak),
+        }
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")

@@ -7,9 +7,10 @@ import math
 import statistics
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -17,8 +18,17 @@ from minigpt import template
 from minigpt.data import ErrorPolicy, read_records, read_split
 from minigpt.errors import MiniGPTError
 from minigpt.generation import GenerationSettings, context_length, describe, generate
-from minigpt.metrics import (ERROR_KINDS, ROUGE_TYPES, ChoiceItem, bits_per_byte, bleu_chrf, check_answer,
-                             parse_choice_item, perplexity, rouge_scores)
+from minigpt.metrics import (
+    ERROR_KINDS,
+    ROUGE_TYPES,
+    ChoiceItem,
+    bits_per_byte,
+    bleu_chrf,
+    check_answer,
+    parse_choice_item,
+    perplexity,
+    rouge_scores,
+)
 from minigpt.training import encode_instructions
 
 
@@ -31,7 +41,7 @@ class LikelihoodTotals:
     sequence_tokens: int = 0
     sequence_bytes: int = 0
 
-    def __add__(self, other: "LikelihoodTotals") -> "LikelihoodTotals":
+    def __add__(self, other: LikelihoodTotals) -> LikelihoodTotals:
         return LikelihoodTotals(*(a + b for a, b in zip(vars(self).values(), vars(other).values())))
 
     def summary(self) -> dict[str, float | None]:
@@ -50,17 +60,17 @@ def token_log_likelihoods(model, sequences: Sequence[list[int]], batch_size: int
     """Log-probability of every token after the first, for each sequence (right-padded batches)."""
     results = []
     for start in range(0, len(sequences), batch_size):
-        batch = sequences[start:start + batch_size]
+        batch = sequences[start : start + batch_size]
         width = max(len(ids) for ids in batch)
         input_ids = torch.zeros((len(batch), width), dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for row, ids in enumerate(batch):
-            input_ids[row, :len(ids)] = torch.tensor(ids)
-            attention[row, :len(ids)] = 1
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
         logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         picked = log_probs.gather(-1, input_ids[:, 1:].to(model.device).unsqueeze(-1)).squeeze(-1).cpu()
-        results.extend(picked[row, :len(ids) - 1] for row, ids in enumerate(batch))
+        results.extend(picked[row, : len(ids) - 1] for row, ids in enumerate(batch))
     return results
 
 
@@ -80,11 +90,16 @@ def likelihood(model, tokenizer, rows: Sequence[dict], batch_size: int) -> list[
             continue
         scores, response = log_probs[index], torch.tensor(targets[1:], dtype=torch.bool)
         prompt_text = template.render_prompt(row["instruction"], row.get("input", ""))
-        totals.append(LikelihoodTotals(
-            response_nll=-float(scores[response].sum()), response_tokens=int(response.sum()),
-            response_bytes=len(row["output"].encode("utf-8")),
-            sequence_nll=-float(scores.sum()), sequence_tokens=len(scores),
-            sequence_bytes=len((prompt_text + row["output"]).encode("utf-8"))))
+        totals.append(
+            LikelihoodTotals(
+                response_nll=-float(scores[response].sum()),
+                response_tokens=int(response.sum()),
+                response_bytes=len(row["output"].encode("utf-8")),
+                sequence_nll=-float(scores.sum()),
+                sequence_tokens=len(scores),
+                sequence_bytes=len((prompt_text + row["output"]).encode("utf-8")),
+            )
+        )
     return totals
 
 
@@ -101,26 +116,32 @@ def multiple_choice_accuracy(model, tokenizer, items: Sequence[ChoiceItem], batc
         prompt = tokenizer(template.render_prompt(item.question), add_special_tokens=False)["input_ids"]
         for option in item.options:
             continuation = tokenizer(option, add_special_tokens=False)["input_ids"]
-            sequences.append((prompt + continuation)[-context_length(model):])
+            sequences.append((prompt + continuation)[-context_length(model) :])
             spans.append(len(continuation))
-    option_scores = iter(float(scores[-span:].sum())
-                         for scores, span in zip(token_log_likelihoods(model, sequences, batch_size), spans))
+    option_scores = iter(
+        float(scores[-span:].sum()) for scores, span in zip(token_log_likelihoods(model, sequences, batch_size), spans)
+    )
     correct = correct_per_byte = 0
     for item in items:
         totals = [next(option_scores) for _ in item.options]
         per_byte = [total / max(1, len(option.encode("utf-8"))) for total, option in zip(totals, item.options)]
         correct += max(range(len(totals)), key=totals.__getitem__) == item.answer
         correct_per_byte += max(range(len(per_byte)), key=per_byte.__getitem__) == item.answer
-    return {"accuracy": round(correct / len(items), 4), "accuracy_norm": round(correct_per_byte / len(items), 4),
-            "chance": round(statistics.mean(1 / len(item.options) for item in items), 4), "items": len(items)}
+    return {
+        "accuracy": round(correct / len(items), 4),
+        "accuracy_norm": round(correct_per_byte / len(items), 4),
+        "chance": round(statistics.mean(1 / len(item.options) for item in items), 4),
+        "items": len(items),
+    }
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return round(statistics.mean(values), 4) if values else None
 
 
-def evaluate_rows(model, tokenizer, rows: Sequence[dict], settings: GenerationSettings, generate_count: int,
-                  batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate_rows(
+    model, tokenizer, rows: Sequence[dict], settings: GenerationSettings, generate_count: int, batch_size: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Likelihood metrics on every row; generation metrics on the first `generate_count` rows
     (all when 0). Returns the metrics and one record per generated answer."""
     totals = likelihood(model, tokenizer, rows, batch_size)
@@ -128,13 +149,20 @@ def evaluate_rows(model, tokenizer, rows: Sequence[dict], settings: GenerationSe
 
     sampled = list(rows if generate_count == 0 else rows[:generate_count])
     started = time.perf_counter()
-    answers = generate(model, tokenizer, [template.render_prompt(row["instruction"], row.get("input", ""))
-                                          for row in sampled], settings, batch_size)
+    answers = generate(
+        model,
+        tokenizer,
+        [template.render_prompt(row["instruction"], row.get("input", "")) for row in sampled],
+        settings,
+        batch_size,
+    )
     generation_seconds = time.perf_counter() - started
     hypotheses, references = [answer.text for answer in answers], [row["output"] for row in sampled]
     rouges = rouge_scores(hypotheses, references)
-    checks = [check_answer(answer.text, row["instruction"] + "\n" + row.get("input", ""), row["output"], answer.complete)
-              for answer, row in zip(answers, sampled)]
+    checks = [
+        check_answer(answer.text, row["instruction"] + "\n" + row.get("input", ""), row["output"], answer.complete)
+        for answer, row in zip(answers, sampled)
+    ]
     metrics["generation"] = {
         "examples": len(sampled),
         "decoding": describe(settings),
@@ -155,16 +183,29 @@ def evaluate_rows(model, tokenizer, rows: Sequence[dict], settings: GenerationSe
         answered = [i for i, row in enumerate(sampled) if category(row) == name]
         likelihoods = _likelihood_summary([total for total, row in zip(totals, rows) if category(row) == name])
         metrics["categories"][name] = {
-            "examples": sum(category(row) == name for row in rows), "answers": len(answered),
-            "perplexity": likelihoods["perplexity"], "bits_per_byte": likelihoods["bits_per_byte"],
+            "examples": sum(category(row) == name for row in rows),
+            "answers": len(answered),
+            "perplexity": likelihoods["perplexity"],
+            "bits_per_byte": likelihoods["bits_per_byte"],
             "rougeL": _mean([rouges[i]["rougeL"] for i in answered]),
-            "coherence": _mean([checks[i].coherence for i in answered])}
+            "coherence": _mean([checks[i].coherence for i in answered]),
+        }
 
-    samples = [{"id": row.get("id"), "category": row.get("category"), "instruction": row["instruction"],
-                "input": row.get("input", ""), "reference": row["output"], "answer": answer.text,
-                "complete": answer.complete, "rougeL": round(rouge["rougeL"], 4),
-                "coherence": round(check.coherence, 4), "errors": check.errors}
-               for row, answer, rouge, check in zip(sampled, answers, rouges, checks)]
+    samples = [
+        {
+            "id": row.get("id"),
+            "category": row.get("category"),
+            "instruction": row["instruction"],
+            "input": row.get("input", ""),
+            "reference": row["output"],
+            "answer": answer.text,
+            "complete": answer.complete,
+            "rougeL": round(rouge["rougeL"], 4),
+            "coherence": round(check.coherence, 4),
+            "errors": check.errors,
+        }
+        for row, answer, rouge, check in zip(sampled, answers, rouges, checks)
+    ]
     return metrics, samples
 
 
@@ -185,12 +226,20 @@ def load_choice_items(path: str) -> list[ChoiceItem]:
     return items
 
 
-def evaluate_model(model, tokenizer, rows: Sequence[dict], choice_files: dict[str, str], settings: GenerationSettings,
-                   generate_count: int, batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate_model(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    choice_files: dict[str, str],
+    settings: GenerationSettings,
+    generate_count: int,
+    batch_size: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Everything `evaluate` reports: likelihood and generation metrics on `rows`, and
     multiple-choice accuracy on each file in `choice_files`."""
     choices = {name: load_choice_items(path) for name, path in choice_files.items()}  # checked before the long part
     metrics, samples = evaluate_rows(model, tokenizer, rows, settings, generate_count, batch_size)
-    metrics["multiple_choice"] = {name: multiple_choice_accuracy(model, tokenizer, items, batch_size)
-                                  for name, items in choices.items()}
+    metrics["multiple_choice"] = {
+        name: multiple_choice_accuracy(model, tokenizer, items, batch_size) for name, items in choices.items()
+    }
     return metrics, samples

@@ -14,8 +14,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from minigpt.errors import MiniGPTError
 
@@ -86,8 +87,11 @@ def warn_if_untracked(patterns: Iterable[str], stage: str, tracked_dir: str) -> 
     """Note input files outside the directory that dvc.yaml declares as the stage's dependency."""
     for pattern in patterns:
         if not Path(pattern).resolve().is_relative_to(Path(tracked_dir).resolve()):
-            print(f"note: {pattern} is outside {tracked_dir}/: add it to the deps of '{stage}' in dvc.yaml "
-                  "so that dvc repro notices when it changes", file=sys.stderr)
+            print(
+                f"note: {pattern} is outside {tracked_dir}/: add it to the deps of '{stage}' in dvc.yaml "
+                "so that dvc repro notices when it changes",
+                file=sys.stderr,
+            )
 
 
 def expand_files(patterns: Iterable[str]) -> list[Path]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
@@ -58,8 +58,9 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if native else torch.float32
 
 
-def load_model(directory: str | Path, device: str = "cpu", lora: str | Path | None = None,
-               dtype: torch.dtype | None = None):
+def load_model(
+    directory: str | Path, device: str = "cpu", lora: str | Path | None = None, dtype: torch.dtype | None = None
+):
     """A model directory written by the pipeline (or any complete GPT-2 directory), in eval
     mode, on `device` (see `pick_device`) in `dtype` (default: `inference_dtype`, bf16 on a GPU
     that has it), with a LoRA adapter directory applied if given.
@@ -114,15 +115,19 @@ def describe(settings: GenerationSettings) -> str:
     """The decoding, in words, for reports."""
     if not settings.do_sample:
         return f"greedy, up to {settings.max_new_tokens} new tokens"
-    return (f"sampled (temperature {settings.temperature}, top-p {settings.top_p}, top-k {settings.top_k or 'off'}, "
-            f"seed {settings.seed}), up to {settings.max_new_tokens} new tokens")
+    return (
+        f"sampled (temperature {settings.temperature}, top-p {settings.top_p}, top-k {settings.top_k or 'off'}, "
+        f"seed {settings.seed}), up to {settings.max_new_tokens} new tokens"
+    )
 
 
 def _check_room(model, settings: GenerationSettings) -> int:
     limit = context_length(model)
     if settings.max_new_tokens >= limit:
-        raise MiniGPTError(f"max_new_tokens ({settings.max_new_tokens}) leaves no room for the prompt in the "
-                           f"model's context of {limit} tokens: lower it")
+        raise MiniGPTError(
+            f"max_new_tokens ({settings.max_new_tokens}) leaves no room for the prompt in the "
+            f"model's context of {limit} tokens: lower it"
+        )
     return limit
 
 
@@ -134,8 +139,8 @@ def _left_padded(tokenizer, prompts: Sequence[str], keep: int) -> tuple[torch.Te
     input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(encoded), width), dtype=torch.long)
     for row, ids in enumerate(encoded):
-        input_ids[row, width - len(ids):] = torch.tensor(ids)
-        attention[row, width - len(ids):] = 1
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
     return input_ids, attention
 
 
@@ -158,36 +163,54 @@ class _RowSampler:
         for warper in self.warpers:
             scores = warper(input_ids, scores)
         probabilities = scores.float().softmax(dim=-1)
-        chosen = torch.cat([torch.multinomial(row, 1, generator=generator)
-                            for row, generator in zip(probabilities, self.generators)])
+        chosen = torch.cat(
+            [torch.multinomial(row, 1, generator=generator) for row, generator in zip(probabilities, self.generators)]
+        )
         return torch.full_like(scores, -math.inf).scatter_(1, chosen.unsqueeze(1), 0.0)
 
 
-def _generate_arguments(model, tokenizer, input_ids: torch.Tensor, attention: torch.Tensor,
-                        settings: GenerationSettings, limit: int, first_prompt: int = 0) -> dict:
+def _generate_arguments(
+    model,
+    tokenizer,
+    input_ids: torch.Tensor,
+    attention: torch.Tensor,
+    settings: GenerationSettings,
+    limit: int,
+    first_prompt: int = 0,
+) -> dict:
     """`model.generate` keyword arguments: the one place where settings become decoding.
     `first_prompt` is the position of the batch's first prompt in the call's prompts."""
     sampler = [_RowSampler(settings, first_prompt, input_ids.shape[0], model.device)] if settings.do_sample else []
-    return dict(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
-                max_new_tokens=min(settings.max_new_tokens, limit - input_ids.shape[1]),
-                max_length=None,  # the saved generation config's cap; max_new_tokens bounds the answer here
-                do_sample=False, logits_processor=sampler, repetition_penalty=settings.repetition_penalty,
-                max_time=settings.max_seconds, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return dict(
+        input_ids=input_ids.to(model.device),
+        attention_mask=attention.to(model.device),
+        max_new_tokens=min(settings.max_new_tokens, limit - input_ids.shape[1]),
+        max_length=None,  # the saved generation config's cap; max_new_tokens bounds the answer here
+        do_sample=False,
+        logits_processor=sampler,
+        repetition_penalty=settings.repetition_penalty,
+        max_time=settings.max_seconds,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings,
-             batch_size: int = 16) -> list[Generated]:
+def generate(
+    model, tokenizer, prompts: Sequence[str], settings: GenerationSettings, batch_size: int = 16
+) -> list[Generated]:
     """Answers to rendered prompts, in batches (left-padded, KV cache), in input order."""
     eos = tokenizer.eos_token_id
     limit = _check_room(model, settings)
     results: list[Generated] = []
     for start in range(0, len(prompts), batch_size):
-        input_ids, attention = _left_padded(tokenizer, prompts[start:start + batch_size], limit - settings.max_new_tokens)
+        input_ids, attention = _left_padded(
+            tokenizer, prompts[start : start + batch_size], limit - settings.max_new_tokens
+        )
         output = model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit, start))
-        for new in output[:, input_ids.shape[1]:].tolist():
+        for new in output[:, input_ids.shape[1] :].tolist():
             complete = eos in new
-            tokens = new[:new.index(eos)] if complete else new
+            tokens = new[: new.index(eos)] if complete else new
             results.append(Generated(tokenizer.decode(tokens, skip_special_tokens=True).strip(), complete, len(tokens)))
     return results
 
@@ -209,8 +232,11 @@ def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Itera
     def run() -> None:
         try:
             with torch.inference_mode():
-                model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit),
-                               streamer=streamer, stopping_criteria=StoppingCriteriaList([_WhenSet(cancelled)]))
+                model.generate(
+                    **_generate_arguments(model, tokenizer, input_ids, attention, settings, limit),
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_WhenSet(cancelled)]),
+                )
         except BaseException as error:  # handed to the reader below
             failure.append(error)
             streamer.end()

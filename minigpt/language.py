@@ -11,22 +11,26 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_SPANISH = set("""
+_SPANISH = set(
+    """
 de la que el en y los se del las un por con una su para es al lo como más pero sus le ya
 este sí porque esta entre cuando muy sin sobre también hasta hay donde quien desde todo
 nos durante todos uno les ni contra otros ese eso ante ellos esto mí antes algunos qué
 unos yo otro otras otra él tanto esa estos mucho quienes nada muchos cual poco ella estar
 estas algunas algo nosotros mi mis tú te ti tu tus ellas nosotras vosotros vosotras os
 cómo cuál cuándo dónde está están son fue ser hace puede tiene según o y e u
-""".split())
+""".split()
+)
 
-_ENGLISH = set("""
+_ENGLISH = set(
+    """
 the of and to in is it you that was for on are with as his they be at one have this from
 or had by but what some we can out other were all there when up use your how said an each
 she which do their if will way about many then them would like so these her see him more
 could go did my than who its now over just also into only after where should very been
 not because any our those does doing being
-""".split())
+""".split()
+)
 
 # A word listed in both languages would be evidence for neither.
 _SHARED = _SPANISH & _ENGLISH
@@ -35,7 +39,7 @@ _ENGLISH -= _SHARED
 
 
 def strip_accents(text: str) -> str:
-    """"Canción" -> "Cancion": compatibility-decomposed, combining marks dropped."""
+    """ "Canción" -> "Cancion": compatibility-decomposed, combining marks dropped."""
     return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
 
 

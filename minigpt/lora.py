@@ -25,10 +25,16 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 def lora_config(params: LoraParams, for_hf: bool, base_dir: str | Path | None = None):
     from peft import LoraConfig
 
-    return LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout,
-                      target_modules=list(params.target_modules), bias="none", fan_in_fan_out=for_hf,
-                      task_type="CAUSAL_LM" if for_hf else None,
-                      base_model_name_or_path=str(base_dir) if base_dir else None)
+    return LoraConfig(
+        r=params.rank,
+        lora_alpha=params.alpha,
+        lora_dropout=params.dropout,
+        target_modules=list(params.target_modules),
+        bias="none",
+        fan_in_fan_out=for_hf,
+        task_type="CAUSAL_LM" if for_hf else None,
+        base_model_name_or_path=str(base_dir) if base_dir else None,
+    )
 
 
 def add_adapters(model: GPT, params: LoraParams, seed: int) -> GPT:
@@ -48,11 +54,15 @@ def category_rows(rows: list[dict], categories: list[str], split: str, every_cat
     """The rows of the adapter's categories; a category with no rows is an error when
     `every_category` (a misspelt name would otherwise be ignored silently)."""
     found = {row["category"] for row in rows}
-    missing = [name for name in categories if name not in found] if every_category else \
-        ([] if found & set(categories) else categories)
+    missing = (
+        [name for name in categories if name not in found]
+        if every_category
+        else ([] if found & set(categories) else categories)
+    )
     if missing:
-        raise MiniGPTError(f"no {split} example is in lora.categories {missing} "
-                           f"(the data has: {', '.join(sorted(found))})")
+        raise MiniGPTError(
+            f"no {split} example is in lora.categories {missing} (the data has: {', '.join(sorted(found))})"
+        )
     return [row for row in rows if row["category"] in categories]
 
 
@@ -63,12 +73,19 @@ def quantize_4bit(model: GPT, target_modules: list[str]) -> GPT:
     except ImportError:
         bitsandbytes = None
     if bitsandbytes is None or not torch.cuda.is_available():
-        raise MiniGPTError("lora.qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes). It is not "
-                           "worth it for a 110M model: its weights take 0.4 GB in fp32. Set lora.qlora: false")
+        raise MiniGPTError(
+            "lora.qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes). It is not "
+            "worth it for a 110M model: its weights take 0.4 GB in fp32. Set lora.qlora: false"
+        )
     for name, module in list(model.named_modules()):
         if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in target_modules:
-            quantized = bitsandbytes.nn.Linear4bit(module.in_features, module.out_features, bias=module.bias is not None,
-                                                   compute_dtype=torch.bfloat16, quant_type="nf4")
+            quantized = bitsandbytes.nn.Linear4bit(
+                module.in_features,
+                module.out_features,
+                bias=module.bias is not None,
+                compute_dtype=torch.bfloat16,
+                quant_type="nf4",
+            )
             quantized.weight = bitsandbytes.nn.Params4bit(module.weight.data, requires_grad=False, quant_type="nf4")
             if module.bias is not None:
                 quantized.bias = torch.nn.Parameter(module.bias.data, requires_grad=False)
@@ -87,8 +104,10 @@ def save_adapter(model: GPT, directory: str | Path, params: LoraParams, base_dir
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    state = {f"base_model.model.{hf_parameter_name(name)}": tensor.detach().cpu().contiguous()
-             for name, tensor in get_peft_model_state_dict(model).items()}
+    state = {
+        f"base_model.model.{hf_parameter_name(name)}": tensor.detach().cpu().contiguous()
+        for name, tensor in get_peft_model_state_dict(model).items()
+    }
     with atomic_directory(directory) as tmp:
         save_file(state, tmp / ADAPTER_WEIGHTS)
         save_adapter_config(params, base_dir, tmp)

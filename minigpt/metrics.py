@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from minigpt.language import FUNCTION_WORDS, language_of, strip_accents
 
@@ -38,8 +38,12 @@ def bleu_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str,
     chrf = sacrebleu.metrics.CHRF()
     bleu_score = bleu.corpus_score(list(hypotheses), [list(references)]).score
     chrf_score = chrf.corpus_score(list(hypotheses), [list(references)]).score
-    return {"bleu": round(bleu_score, 4), "chrf": round(chrf_score, 4),
-            "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}
+    return {
+        "bleu": round(bleu_score, 4),
+        "chrf": round(chrf_score, 4),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+    }
 
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -50,11 +54,14 @@ def rouge_scores(hypotheses: Sequence[str], references: Sequence[str]) -> list[d
     from rouge_score.rouge_scorer import RougeScorer
 
     scorer = RougeScorer(list(ROUGE_TYPES), use_stemmer=False, tokenizer=UnicodeWordTokenizer())
-    return [{name: score.fmeasure for name, score in scorer.score(reference, hypothesis).items()}
-            for hypothesis, reference in zip(hypotheses, references)]
+    return [
+        {name: score.fmeasure for name, score in scorer.score(reference, hypothesis).items()}
+        for hypothesis, reference in zip(hypotheses, references)
+    ]
 
 
 # --------------------------------------------------------------------------- coherence
+
 
 def content_words(text: str) -> set[str]:
     """Lower-cased, accent-free words that are not function words ("París" and "paris" match)."""
@@ -102,8 +109,12 @@ class AnswerChecks:
         """
         if self.empty:
             return 0.0
-        return ((0.5 + 0.5 * self.relevance) * (1 - self.repetition) * (1.0 if self.complete else 0.5)
-                * (1.0 if self.right_language else 0.25))
+        return (
+            (0.5 + 0.5 * self.relevance)
+            * (1 - self.repetition)
+            * (1.0 if self.complete else 0.5)
+            * (1.0 if self.right_language else 0.25)
+        )
 
     @property
     def errors(self) -> list[str]:
@@ -129,15 +140,22 @@ def check_answer(answer: str, prompt: str, reference: str, complete: bool) -> An
     """`prompt` is the instruction and input as written, without the template's markers."""
     words = content_words(answer)
     if not _WORD.search(answer):
-        return AnswerChecks(empty=True, relevance=0.0, repetition=0.0, complete=complete, right_language=False,
-                            content_words=0)
+        return AnswerChecks(
+            empty=True, relevance=0.0, repetition=0.0, complete=complete, right_language=False, content_words=0
+        )
     expected, found = language_of(reference), language_of(answer)
-    return AnswerChecks(empty=False, relevance=relevance(answer, prompt, reference), repetition=repetition(answer),
-                        complete=complete, right_language=expected is None or found is None or expected == found,
-                        content_words=len(words))
+    return AnswerChecks(
+        empty=False,
+        relevance=relevance(answer, prompt, reference),
+        repetition=repetition(answer),
+        complete=complete,
+        right_language=expected is None or found is None or expected == found,
+        content_words=len(words),
+    )
 
 
 # --------------------------------------------------------------------------- likelihood summaries
+
 
 def perplexity(nll_nats: float, tokens: int) -> float:
     return math.exp(nll_nats / tokens) if tokens else float("nan")
@@ -179,6 +197,7 @@ def parse_choice_item(row: dict) -> ChoiceItem:
             options.append(match.group(2).strip())
     gold = _ANSWER.search(row["output"])
     if len(options) < 2 or gold is None or gold.group(1) not in letters:
-        raise ValueError("not a multiple-choice item: expected options 'A. …' in input and "
-                         "'La respuesta correcta es X' in output")
+        raise ValueError(
+            "not a multiple-choice item: expected options 'A. …' in input and 'La respuesta correcta es X' in output"
+        )
     return ChoiceItem(row["instruction"], options, letters.index(gold.group(1)))

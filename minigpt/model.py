@@ -54,8 +54,10 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, time, channels = x.shape
-        q, k, v = (part.view(batch, time, self.n_head, channels // self.n_head).transpose(1, 2)
-                   for part in self.c_attn(x).split(channels, dim=2))
+        q, k, v = (
+            part.view(batch, time, self.n_head, channels // self.n_head).transpose(1, 2)
+            for part in self.c_attn(x).split(channels, dim=2)
+        )
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(batch, time, channels)))
 
@@ -121,18 +123,23 @@ class GPT(nn.Module):
             x = block(x)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                loss_reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_reduction: str = "mean"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(logits, None) without targets; (None, cross-entropy) with them (positions whose
         target is IGNORE_INDEX carry no loss). Training never gets the logits back: returning
         them would keep a [batch, time, vocab] tensor alive (and accelerate casts outputs to
         fp32), and keeping them inside the graph lets torch.compile fuse head and loss."""
-        logits = self.lm_head(self.hidden_states(idx))[..., :self.config.vocab_size]
+        logits = self.lm_head(self.hidden_states(idx))[..., : self.config.vocab_size]
         if targets is None:
             return logits, None
         # Under autocast cross_entropy runs in fp32 (it is on autocast's fp32 list).
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction=loss_reduction)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction=loss_reduction,
+        )
         return None, loss
 
 
@@ -159,11 +166,20 @@ def hf_config(config: GPTConfig, eos_token_id: int, pad_token_id: int):
     from transformers import GPT2Config
 
     return GPT2Config(
-        vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
-        n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
-        resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
-        layer_norm_epsilon=1e-5, tie_word_embeddings=True,
-        bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+        vocab_size=config.vocab_size,
+        n_positions=config.block_size,
+        n_embd=config.n_embd,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        activation_function="gelu_new",
+        resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout,
+        attn_pdrop=config.dropout,
+        layer_norm_epsilon=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
     )
 
 
@@ -171,13 +187,14 @@ def to_hf(model: GPT, eos_token_id: int, pad_token_id: int):
     """A `GPT2LMHeadModel` with this model's weights (float32, on the CPU)."""
     from transformers import AutoModelForCausalLM
 
-    hf_model = AutoModelForCausalLM.from_config(hf_config(model.config, eos_token_id, pad_token_id),
-                                                attn_implementation="sdpa")
+    hf_model = AutoModelForCausalLM.from_config(
+        hf_config(model.config, eos_token_id, pad_token_id), attn_implementation="sdpa"
+    )
     state = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu", torch.float32)
         if name in _VOCAB_ROWS:
-            tensor = tensor[:model.config.vocab_size]
+            tensor = tensor[: model.config.vocab_size]
         state[hf_parameter_name(name)] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor.clone()
     missing, unexpected = hf_model.load_state_dict(state, strict=False)
     if unexpected or [key for key in missing if key != "lm_head.weight"]:
@@ -194,15 +211,23 @@ def from_hf(directory: str | Path) -> GPT:
     cfg = hf_model.config
     if cfg.model_type != "gpt2":
         raise ValueError(f"{directory}: expected a GPT-2 model, found model_type {cfg.model_type!r}")
-    model = GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.n_positions, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.resid_pdrop))
+    model = GPT(
+        GPTConfig(
+            vocab_size=cfg.vocab_size,
+            block_size=cfg.n_positions,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_embd=cfg.n_embd,
+            dropout=cfg.resid_pdrop,
+        )
+    )
     hf_state = hf_model.state_dict()
     state = model.state_dict()
     for name in state:
         tensor = hf_state[hf_parameter_name(name)]
         if name in _VOCAB_ROWS:  # the padding rows are never used: zeros, so a load is always the same weights
-            state[name][:len(tensor)] = tensor
-            state[name][len(tensor):] = 0
+            state[name][: len(tensor)] = tensor
+            state[name][len(tensor) :] = 0
         else:
             state[name] = tensor.t().contiguous() if name.endswith(_TRANSPOSED) else tensor
     model.load_state_dict(state)
@@ -214,10 +239,13 @@ def build_config(n_layer: int, n_head: int, n_embd: int, block_size: int, dropou
     from minigpt.errors import MiniGPTError
 
     if block_size > tokenizer.model_max_length:
-        raise MiniGPTError(f"model.block_size ({block_size}) is above the tokenizer's limit "
-                           f"(tokenizer.model_max_length = {tokenizer.model_max_length})")
-    return GPTConfig(vocab_size=len(tokenizer), block_size=block_size, n_layer=n_layer, n_head=n_head,
-                     n_embd=n_embd, dropout=dropout)
+        raise MiniGPTError(
+            f"model.block_size ({block_size}) is above the tokenizer's limit "
+            f"(tokenizer.model_max_length = {tokenizer.model_max_length})"
+        )
+    return GPTConfig(
+        vocab_size=len(tokenizer), block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout
+    )
 
 
 def save_hf(model: GPT, directory: str | Path, tokenizer, card: str | None = None) -> None:
@@ -230,8 +258,12 @@ def save_hf(model: GPT, directory: str | Path, tokenizer, card: str | None = Non
     hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
     # max_length, not max_new_tokens: generation must stop within the position embeddings.
     hf_model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
-        do_sample=False, max_length=model.config.block_size)
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        do_sample=False,
+        max_length=model.config.block_size,
+    )
     with atomic_directory(directory) as tmp:
         hf_model.save_pretrained(tmp)
         save_tokenizer(tokenizer, tmp, model_max_length=model.config.block_size)  # this model's context
@@ -260,4 +292,3 @@ def init_model(config: GPTConfig, seed: int) -> GPT:
     """A freshly initialised model; the same seed always gives the same weights."""
     torch.manual_seed(seed)
     return GPT(config)
-

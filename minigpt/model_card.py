@@ -10,7 +10,7 @@ from typing import Any
 from minigpt.config import ModelParams, TrainParams
 from minigpt.template import render_prompt
 
-USAGE = '''\
+USAGE = """\
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 tokenizer = AutoTokenizer.from_pretrained("{directory}")
@@ -19,24 +19,27 @@ messages = [{{"role": "user", "content": "¿Qué es la fotosíntesis?"}}]
 prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
 output = model.generate(**inputs, max_new_tokens={max_new_tokens}, do_sample=False)
-print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))'''
+print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))"""
 
 
 def _number(value: Any, digits: int = 3) -> str:
     if value is None:
         return "—"
-    if isinstance(value, int) or abs(value) >= 10 ** digits:
+    if isinstance(value, int) or abs(value) >= 10**digits:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
 
 
-def render_model_card(model: ModelParams, train: TrainParams, metrics: dict[str, Any], vocab_size: int,
-                      directory: str = "models/minigpt") -> str:
+def render_model_card(
+    model: ModelParams, train: TrainParams, metrics: dict[str, Any], vocab_size: int, directory: str = "models/minigpt"
+) -> str:
     """Markdown with Hugging Face metadata, from the train stage's params and metrics."""
     packing = metrics.get("packing", {})
     val_loss = metrics.get("val_loss")
     perplexity = math.exp(val_loss) if val_loss is not None else None
-    started = "the `pretrain` stage's weights (models/pretrained)" if train.init_from == "pretrained" else "random weights"
+    started = (
+        "the `pretrain` stage's weights (models/pretrained)" if train.init_from == "pretrained" else "random weights"
+    )
     loss_on = "prompt and response tokens" if train.train_on_prompt else "response tokens only"
     rows = [
         ("initialised from", started),
@@ -46,13 +49,18 @@ def render_model_card(model: ModelParams, train: TrainParams, metrics: dict[str,
         ("tokens seen", _number(metrics.get("tokens"))),
         ("peak learning rate, batch tokens", f"{train.learning_rate:g}, {train.batch_tokens:,}"),
         ("loss on", loss_on),
-        ("device, processes, precision",
-         f"{metrics.get('device', '—')}, {metrics.get('processes', '—')}, {metrics.get('precision', '—')}"),
-        ("train loss, first step → last", f"{_number(metrics.get('initial_train_loss'))} → "
-                                           f"{_number(metrics.get('train_loss'))}"),
+        (
+            "device, processes, precision",
+            f"{metrics.get('device', '—')}, {metrics.get('processes', '—')}, {metrics.get('precision', '—')}",
+        ),
+        (
+            "train loss, first step → last",
+            f"{_number(metrics.get('initial_train_loss'))} → {_number(metrics.get('train_loss'))}",
+        ),
         ("validation loss (perplexity)", f"{_number(val_loss)} ({_number(perplexity)})"),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    parameters = _number(metrics.get("parameters"))
     return f"""---
 language: es
 library_name: transformers
@@ -70,7 +78,7 @@ study and vary the pipeline, not as a source of facts.
 
 | layers | heads | width | context | vocabulary | parameters |
 |---|---|---|---|---|---|
-| {model.n_layer} | {model.n_head} | {model.n_embd} | {model.block_size} | {vocab_size:,} | {_number(metrics.get('parameters'))} |
+| {model.n_layer} | {model.n_head} | {model.n_embd} | {model.block_size} | {vocab_size:,} | {parameters} |
 
 Embeddings are tied to the output layer; the tokenizer is a byte-level BPE trained on the
 same Spanish data and ships a chat template.

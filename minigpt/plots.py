@@ -19,8 +19,9 @@ def _save(figure, path: str | Path) -> None:
     plt.close(figure)
 
 
-def grouped_bars(path: str | Path, values: dict[str, dict[str, float]], title: str, ylabel: str,
-                 value_format: str = "%.2f") -> None:
+def grouped_bars(
+    path: str | Path, values: dict[str, dict[str, float]], title: str, ylabel: str, value_format: str = "%.2f"
+) -> None:
     """One group of bars per outer key, one bar per inner key, each labelled with its value."""
     groups = list(values)
     series = list(dict.fromkeys(name for group in values.values() for name in group))
@@ -68,9 +69,14 @@ def histogram(path: str | Path, values: list[float], title: str, xlabel: str, bi
     _save(figure, path)
 
 
-def runs_and_bars(path: str | Path, curves: dict[str, list[tuple[list[float], list[float]]]], curve_title: str,
-                  xlabel: str, bars: dict[str, dict[str, tuple[float, float, float]]],
-                  baselines: dict[str, dict[str, float]] | None = None) -> None:
+def runs_and_bars(
+    path: str | Path,
+    curves: dict[str, list[tuple[list[float], list[float]]]],
+    curve_title: str,
+    xlabel: str,
+    bars: dict[str, dict[str, tuple[float, float, float]]],
+    baselines: dict[str, dict[str, float]] | None = None,
+) -> None:
     """A panel of curves (every run, one colour per series), then one panel per bar metric
     (title -> {series -> (mean, min, max)}): bars at the mean, whiskers over the runs' range,
     optional dashed baselines."""
@@ -87,11 +93,17 @@ def runs_and_bars(path: str | Path, curves: dict[str, list[tuple[list[float], li
     for axes, (title, values) in zip(axes_list[0][1:], bars.items()):
         names = list(values)
         means = [values[name][0] for name in names]
-        ranges = [[mean - values[name][1] for name, mean in zip(names, means)],
-                  [values[name][2] - mean for name, mean in zip(names, means)]]
+        ranges = [
+            [mean - values[name][1] for name, mean in zip(names, means)],
+            [values[name][2] - mean for name, mean in zip(names, means)],
+        ]
         bar_set = axes.bar(names, means, yerr=ranges, capsize=6, color=[colours.get(name, "C7") for name in names])
-        axes.bar_label(bar_set, fmt=lambda value: f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}",
-                       fontsize=8, label_type="center")
+        axes.bar_label(
+            bar_set,
+            fmt=lambda value: f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}",
+            fontsize=8,
+            label_type="center",
+        )
         for index, (label, level) in enumerate((baselines or {}).get(title, {}).items()):
             axes.axhline(level, color="black", linestyle=["--", ":", "-."][index % 3], linewidth=1, label=label)
         if (baselines or {}).get(title):

@@ -66,26 +66,34 @@ def _hydra_value(value: Any) -> str:
         return "{" + ",".join(f"{key}:{_hydra_value(item)}" for key, item in value.items()) + "}"
     text = str(value)
     if any(char.isspace() for char in text) or "'" in text:
-        raise MiniGPTError(f"preset value {text!r} has a space or a quote: the shell would split or mangle the "
-                           "flag; set it in params.yaml instead")
+        raise MiniGPTError(
+            f"preset value {text!r} has a space or a quote: the shell would split or mangle the "
+            "flag; set it in params.yaml instead"
+        )
     # Quoted unless Hydra would read it back as this very string ('2024', 'true', 'null' would change type).
     return text if _PLAIN.fullmatch(text) and yaml.safe_load(text) == text else f"'{text}'"
 
 
 def set_param_flags(preset: dict[str, dict[str, Any]]) -> list[str]:
     """One flag per key; the `runtime` section's keys are top-level keys of runtime.yaml."""
-    return [f"-S {RUNTIME_FILE}:{key}={_hydra_value(value)}" if section == "runtime"
-            else f"-S {section}.{key}={_hydra_value(value)}"
-            for section, values in preset.items() for key, value in values.items()]
+    return [
+        f"-S {RUNTIME_FILE}:{key}={_hydra_value(value)}"
+        if section == "runtime"
+        else f"-S {section}.{key}={_hydra_value(value)}"
+        for section, values in preset.items()
+        for key, value in values.items()
+    ]
 
 
 def main() -> None:
     names, run_args = sys.argv[1:], None
     if "--run" in names:
-        names, run_args = names[:names.index("--run")], names[names.index("--run") + 1:]
+        names, run_args = names[: names.index("--run")], names[names.index("--run") + 1 :]
     if not names:
-        sys.exit("usage: python -m minigpt.presets NAME [NAME ...] [--run [DVC EXP RUN ARGS]]\n"
-                 "  prints the dvc exp run -S flags of the presets, or with --run runs dvc exp run with them")
+        sys.exit(
+            "usage: python -m minigpt.presets NAME [NAME ...] [--run [DVC EXP RUN ARGS]]\n"
+            "  prints the dvc exp run -S flags of the presets, or with --run runs dvc exp run with them"
+        )
     try:
         flags = set_param_flags(combine(names))
     except MiniGPTError as error:

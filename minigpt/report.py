@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
@@ -84,42 +85,87 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     return "\n".join(lines)
 
 
-def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, samples: list[dict],
-                  params: dict, revision: str, lora: dict, architectures: dict, sample_count: int = 5) -> str:
+def render_report(
+    data: dict,
+    tokenizer: dict,
+    train: dict,
+    evaluation: dict,
+    samples: list[dict],
+    params: dict,
+    revision: str,
+    lora: dict,
+    architectures: dict,
+    sample_count: int = 5,
+) -> str:
     generation = evaluation["generation"]
     validation_scores = tokenizer["eval"]["validation"]
     parts = [
         "# MiniGPT-ES report card",
         f"Made from {revision}. Every number below is produced by `dvc repro` from the params at the end.",
         "## Data",
-        _table(("read", "kept", "train", "validation", "dropped"),
-               [(data["examples"]["read"], data["examples"]["kept"], data["examples"]["train"],
-                 data["examples"]["validation"], ", ".join(f"{k} {v}" for k, v in data["dropped"].items() if v) or "none")]),
-        _table(("source", "records", "examples", "kept", "read at commit"),
-               [(f"`{name}`", counts["records"], counts["examples"], counts["kept"], counts.get("commit"))
-                for name, counts in data["sources"].items()]),
+        _table(
+            ("read", "kept", "train", "validation", "dropped"),
+            [
+                (
+                    data["examples"]["read"],
+                    data["examples"]["kept"],
+                    data["examples"]["train"],
+                    data["examples"]["validation"],
+                    ", ".join(f"{k} {v}" for k, v in data["dropped"].items() if v) or "none",
+                )
+            ],
+        ),
+        _table(
+            ("source", "records", "examples", "kept", "read at commit"),
+            [
+                (f"`{name}`", counts["records"], counts["examples"], counts["kept"], counts.get("commit"))
+                for name, counts in data["sources"].items()
+            ],
+        ),
         "## Tokenizer",
         f"Vocabulary {tokenizer['vocab_size']:,}. On the validation split:",
-        _table(("tokenizer", "chars/token", "tokens/word"),
-               [(name, score["chars_per_token"], score["tokens_per_word"]) for name, score in validation_scores.items()]),
+        _table(
+            ("tokenizer", "chars/token", "tokens/word"),
+            [(name, score["chars_per_token"], score["tokens_per_word"]) for name, score in validation_scores.items()],
+        ),
         "## Model and training",
-        _table(("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding"),
-               [(train["parameters"], train["steps"], train["tokens"], f"{train['train_seconds']:.0f} s",
-                 train["tokens_per_second"], f"{train['mfu']:.1%}" if train.get("mfu") else None,
-                 f"{train['device']} × {train['processes']}", f"{train['packing']['train']['padding_fraction']:.1%}")]),
+        _table(
+            ("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding"),
+            [
+                (
+                    train["parameters"],
+                    train["steps"],
+                    train["tokens"],
+                    f"{train['train_seconds']:.0f} s",
+                    train["tokens_per_second"],
+                    f"{train['mfu']:.1%}" if train.get("mfu") else None,
+                    f"{train['device']} × {train['processes']}",
+                    f"{train['packing']['train']['padding_fraction']:.1%}",
+                )
+            ],
+        ),
         "Loss per answer token: the first step's (the untrained model's), the last, and the share it fell by; "
         "validation loss at the end.",
-        _table(("initial train loss", "final train loss", "reduction", "validation loss"),
-               [(train.get("initial_train_loss"), train["train_loss"],
-                 f"{train['loss_reduction']:.1%}" if train.get("loss_reduction") is not None else None,
-                 train["val_loss"])]),
+        _table(
+            ("initial train loss", "final train loss", "reduction", "validation loss"),
+            [
+                (
+                    train.get("initial_train_loss"),
+                    train["train_loss"],
+                    f"{train['loss_reduction']:.1%}" if train.get("loss_reduction") is not None else None,
+                    train["val_loss"],
+                )
+            ],
+        ),
         "## Evaluation (validation split)",
         "Perplexity and bits per byte score the reference answers (the model's job); the sequence "
         f"columns score whole examples ({evaluation['too_long']} longer than the context left out); scored on "
         f"{evaluation.get('device', 'cpu')}. "
         f"Generation metrics score answers to {generation['examples']} examples: {generation['decoding']}.",
-        _table(("metric", "MiniGPT-ES", "reference project"),
-               [("perplexity (answers)", evaluation["perplexity"], REFERENCE["perplexity"]),
+        _table(
+            ("metric", "MiniGPT-ES", "reference project"),
+            [
+                ("perplexity (answers)", evaluation["perplexity"], REFERENCE["perplexity"]),
                 ("bits per byte (answers)", evaluation["bits_per_byte"], None),
                 ("perplexity (sequences)", evaluation["sequence_perplexity"], None),
                 ("BLEU", generation["bleu"], REFERENCE["bleu"]),
@@ -127,23 +173,37 @@ def render_report(data: dict, tokenizer: dict, train: dict, evaluation: dict, sa
                 ("ROUGE-1", generation["rouge1"], REFERENCE["rouge1"]),
                 ("ROUGE-2", generation["rouge2"], None),
                 ("ROUGE-L", generation["rougeL"], REFERENCE["rougeL"]),
-                ("coherence", generation["coherence"], REFERENCE["coherence"])]),
+                ("coherence", generation["coherence"], REFERENCE["coherence"]),
+            ],
+        ),
         "The reference project's numbers come from other data, another tokenizer and undefined "
         "metric code: they orient, they do not compare.",
     ]
     if evaluation.get("multiple_choice"):
-        parts += ["### Multiple choice",
-                  _table(("set", "items", "accuracy", "accuracy per byte", "chance"),
-                         [(name, score["items"], score["accuracy"], score["accuracy_norm"], score["chance"])
-                          for name, score in evaluation["multiple_choice"].items()])]
+        parts += [
+            "### Multiple choice",
+            _table(
+                ("set", "items", "accuracy", "accuracy per byte", "chance"),
+                [
+                    (name, score["items"], score["accuracy"], score["accuracy_norm"], score["chance"])
+                    for name, score in evaluation["multiple_choice"].items()
+                ],
+            ),
+        ]
     parts += [
         "### Per category",
-        _table(("category", "examples", "perplexity", "bits/byte", "answers", "ROUGE-L", "coherence"),
-               [(name, s["examples"], s["perplexity"], s["bits_per_byte"], s["answers"], s["rougeL"], s["coherence"])
-                for name, s in evaluation["categories"].items()]),
+        _table(
+            ("category", "examples", "perplexity", "bits/byte", "answers", "ROUGE-L", "coherence"),
+            [
+                (name, s["examples"], s["perplexity"], s["bits_per_byte"], s["answers"], s["rougeL"], s["coherence"])
+                for name, s in evaluation["categories"].items()
+            ],
+        ),
         "### Failure kinds",
-        _table(("empty", "repetition loop", "truncated", "off topic", "wrong language"),
-               [tuple(evaluation["errors"].values())]),
+        _table(
+            ("empty", "repetition loop", "truncated", "off topic", "wrong language"),
+            [tuple(evaluation["errors"].values())],
+        ),
         "### Sample answers",
     ]
     parts += _samples(samples[:sample_count])
@@ -157,51 +217,79 @@ def _samples(samples: list[dict]) -> list[str]:
     parts = []
     for sample in samples:
         prompt = sample["instruction"] + (f"\n\n{sample['input']}" if sample["input"] else "")
-        verdict = ", ".join([f"coherence {sample['coherence']:.2f}", f"ROUGE-L {sample['rougeL']:.2f}", *sample["errors"]])
-        parts.append(f"**{sample['category']}**: {prompt}\n\n{_quote('reference: ' + sample['reference'])}\n>\n"
-                     f"{_quote('answer: ' + (sample['answer'] or '(empty)'))}\n\n{verdict}")
+        verdict = ", ".join(
+            [f"coherence {sample['coherence']:.2f}", f"ROUGE-L {sample['rougeL']:.2f}", *sample["errors"]]
+        )
+        parts.append(
+            f"**{sample['category']}**: {prompt}\n\n{_quote('reference: ' + sample['reference'])}\n>\n"
+            f"{_quote('answer: ' + (sample['answer'] or '(empty)'))}\n\n{verdict}"
+        )
     return parts
 
 
 def _lora_section(lora: dict) -> list[str]:
     subsets = [name for name in ("domain", "other", "general") if name in lora]
-    rows = [(metric, *(lora[subset][side][metric] for subset in subsets for side in ("base", "lora")),
-             *(f"{lora[subset]['relative_change'][metric]:+.1%}" if lora[subset]["relative_change"][metric] is not None
-               else None for subset in subsets))
-            for metric in lora["domain"]["base"]]
-    header = ("metric", *(f"{subset} {side}" for subset in subsets for side in ("base", "LoRA")),
-              *(f"{subset} change" for subset in subsets))
+    rows = [
+        (
+            metric,
+            *(lora[subset][side][metric] for subset in subsets for side in ("base", "lora")),
+            *(
+                f"{lora[subset]['relative_change'][metric]:+.1%}"
+                if lora[subset]["relative_change"][metric] is not None
+                else None
+                for subset in subsets
+            ),
+        )
+        for metric in lora["domain"]["base"]
+    ]
+    header = (
+        "metric",
+        *(f"{subset} {side}" for subset in subsets for side in ("base", "LoRA")),
+        *(f"{subset} change" for subset in subsets),
+    )
     sizes = ", ".join(f"{subset} {lora[subset]['examples']}" for subset in subsets)
-    return ["## LoRA specialisation",
-            f"Adapters for {', '.join(lora['categories'])}: {lora['trainable_share']:.2%} of the base's parameters "
-            f"trainable, {lora['adapter_mb']} MB, trained in {lora['train_seconds']:.0f} s. Validation examples: "
-            f"{sizes}. Domain: those categories (what the adapter should improve); other: the rest (what it may "
-            "forget); general: all. Relative change = (LoRA − base) / base: lower is better for perplexity and "
-            "bits per byte, higher for the rest.",
-            _table(header, rows)]
+    return [
+        "## LoRA specialisation",
+        f"Adapters for {', '.join(lora['categories'])}: {lora['trainable_share']:.2%} of the base's parameters "
+        f"trainable, {lora['adapter_mb']} MB, trained in {lora['train_seconds']:.0f} s. Validation examples: "
+        f"{sizes}. Domain: those categories (what the adapter should improve); other: the rest (what it may "
+        "forget); general: all. Relative change = (LoRA − base) / base: lower is better for perplexity and "
+        "bits per byte, higher for the rest.",
+        _table(header, rows),
+    ]
 
 
 def _architectures_section(metrics: dict) -> list[str]:
     from minigpt.architectures import DECODER, ENCODER, conclusions, format_stats
 
     shape, budget, summary = metrics["shape"], metrics["budget"], metrics["summary"]
-    rows = [(label, *(format_stats(summary[name][metric]) for name in (ENCODER, DECODER)))
-            for label, metric in (("parameters", "parameters"), ("training tokens/s", "tokens_per_second"),
-                                  ("category probe accuracy", "probe_accuracy"),
-                                  ("probe accuracy, untrained", "untrained_probe_accuracy"),
-                                  ("token accuracy (own task)", "token_accuracy"), ("perplexity (own task)", "perplexity"))]
-    fills = [f"- {fill['text']!r}: {fill['answer']!r}; guesses {', '.join(map(repr, fill['guesses']))}"
-             for fill in metrics["demos"][ENCODER]]
+    rows = [
+        (label, *(format_stats(summary[name][metric]) for name in (ENCODER, DECODER)))
+        for label, metric in (
+            ("parameters", "parameters"),
+            ("training tokens/s", "tokens_per_second"),
+            ("category probe accuracy", "probe_accuracy"),
+            ("probe accuracy, untrained", "untrained_probe_accuracy"),
+            ("token accuracy (own task)", "token_accuracy"),
+            ("perplexity (own task)", "perplexity"),
+        )
+    ]
+    fills = [
+        f"- {fill['text']!r}: {fill['answer']!r}; guesses {', '.join(map(repr, fill['guesses']))}"
+        for fill in metrics["demos"][ENCODER]
+    ]
     answers = [f"- {demo['instruction']} → {demo['answer'] or '(empty)'!r}" for demo in metrics["demos"][DECODER]]
-    return ["## Encoder vs decoder",
-            f"A BERT encoder (masked LM) and the project's GPT decoder, {shape['n_layer']} layers × {shape['n_head']} "
-            f"heads × {shape['n_embd']}, context {shape['block_size']}, each trained for {budget['steps']} steps of "
-            f"{budget['rows_per_step']} rows ({budget['tokens']:,} tokens) on the same rows, once per seed "
-            f"({', '.join(map(str, budget['seeds']))}); mean ± standard deviation over seeds.",
-            _table(("metric", "encoder", "decoder"), rows),
-            "\n".join(f"- {line}" for line in conclusions(metrics)),
-            "Encoder filling a blank (first seed):\n\n" + "\n".join(fills),
-            "Decoder answering (first seed):\n\n" + "\n".join(answers)]
+    return [
+        "## Encoder vs decoder",
+        f"A BERT encoder (masked LM) and the project's GPT decoder, {shape['n_layer']} layers × {shape['n_head']} "
+        f"heads × {shape['n_embd']}, context {shape['block_size']}, each trained for {budget['steps']} steps of "
+        f"{budget['rows_per_step']} rows ({budget['tokens']:,} tokens) on the same rows, once per seed "
+        f"({', '.join(map(str, budget['seeds']))}); mean ± standard deviation over seeds.",
+        _table(("metric", "encoder", "decoder"), rows),
+        "\n".join(f"- {line}" for line in conclusions(metrics)),
+        "Encoder filling a blank (first seed):\n\n" + "\n".join(fills),
+        "Decoder answering (first seed):\n\n" + "\n".join(answers),
+    ]
 
 
 def _quote(text: str) -> str:

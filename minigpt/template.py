@@ -19,7 +19,7 @@ the same constants, so `tokenizer.apply_chat_template` yields byte for byte what
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

@@ -28,9 +28,10 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,18 +47,22 @@ TokenSequence = tuple[list[int], list[bool]]  # token ids, and whether each is a
 
 # --------------------------------------------------------------------------- sequences and packing
 
+
 def encode_instructions(rows: Sequence[dict], tokenizer, train_on_prompt: bool) -> list[TokenSequence]:
     """Token ids of each example: its prompt, then its answer and <|endoftext|>.
 
     Prompt and answer are tokenized separately, exactly as at generation time, where the
     prompt is tokenized alone and the model continues it.
     """
-    prompts = tokenizer([template.render_prompt(row["instruction"], row.get("input", "")) for row in rows],
-                        add_special_tokens=False)["input_ids"]
+    prompts = tokenizer(
+        [template.render_prompt(row["instruction"], row.get("input", "")) for row in rows], add_special_tokens=False
+    )["input_ids"]
     answers = tokenizer([row["output"] for row in rows], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
-    return [(prompt + answer + [eos], [train_on_prompt] * len(prompt) + [True] * (len(answer) + 1))
-            for prompt, answer in zip(prompts, answers)]
+    return [
+        (prompt + answer + [eos], [train_on_prompt] * len(prompt) + [True] * (len(answer) + 1))
+        for prompt, answer in zip(prompts, answers)
+    ]
 
 
 def encode_documents(texts: Sequence[str], tokenizer, row_length: int) -> list[TokenSequence]:
@@ -67,7 +72,7 @@ def encode_documents(texts: Sequence[str], tokenizer, row_length: int) -> list[T
     for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
         ids = ids + [eos]
         for start in range(0, len(ids), row_length):
-            chunk = ids[start:start + row_length]
+            chunk = ids[start : start + row_length]
             if len(chunk) > 1:
                 sequences.append((chunk, [True] * len(chunk)))
     return sequences
@@ -124,14 +129,20 @@ def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> Pa
 
     tokens, flags = fill_rows(kept, rows, row_length, pad_id)
     used = sum(len(ids) for ids, _ in kept)
-    stats = {"sequences": len(kept), "truncated": truncated, "dropped_too_long": dropped, "rows": len(rows),
-             "padding_fraction": round(1 - used / tokens.numel(), 4),
-             "target_tokens": int(flags[:, 1:].sum())}
+    stats = {
+        "sequences": len(kept),
+        "truncated": truncated,
+        "dropped_too_long": dropped,
+        "rows": len(rows),
+        "padding_fraction": round(1 - used / tokens.numel(), 4),
+        "target_tokens": int(flags[:, 1:].sum()),
+    }
     return PackedRows(tokens, flags, stats)
 
 
-def fill_rows(sequences: Sequence[TokenSequence], rows: Sequence[Sequence[int]], row_length: int,
-              pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def fill_rows(
+    sequences: Sequence[TokenSequence], rows: Sequence[Sequence[int]], row_length: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and target flags, [rows, row_length]: row r holds sequences[i] for i in rows[r],
     one after another, then padding. One scatter of all tokens, not one copy per sequence."""
     order, starts = [], []
@@ -143,10 +154,12 @@ def fill_rows(sequences: Sequence[TokenSequence], rows: Sequence[Sequence[int]],
             cursor += len(sequences[index][0])
     lengths = torch.tensor([len(sequences[index][0]) for index in order], dtype=torch.long)
     total = int(lengths.sum())
-    ids = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(sequences[index][0] for index in order),
-                                       dtype=np.int64, count=total))
-    targets = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(sequences[index][1] for index in order),
-                                           dtype=np.bool_, count=total))
+    ids = torch.from_numpy(
+        np.fromiter(itertools.chain.from_iterable(sequences[index][0] for index in order), dtype=np.int64, count=total)
+    )
+    targets = torch.from_numpy(
+        np.fromiter(itertools.chain.from_iterable(sequences[index][1] for index in order), dtype=np.bool_, count=total)
+    )
     offsets = torch.arange(len(ids)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
     positions = torch.repeat_interleave(torch.tensor(starts, dtype=torch.long), lengths) + offsets
     tokens = torch.full((len(rows) * row_length,), pad_id, dtype=torch.long)
@@ -156,6 +169,7 @@ def fill_rows(sequences: Sequence[TokenSequence], rows: Sequence[Sequence[int]],
 
 
 # --------------------------------------------------------------------------- schedule and optimizer
+
 
 def learning_rate(step: int, total_steps: int, params: OptimizerParams) -> float:
     """Linear warmup, then cosine decay to min_lr_ratio × learning_rate at the last step."""
@@ -178,9 +192,21 @@ def make_optimizer(model: torch.nn.Module, params: OptimizerParams, fused: bool)
 
 # Dense bf16 (fp16 where the chip has no bf16) tensor-core peaks in FLOP/s, for MFU.
 # Matched by substring in order, so specific names come before their prefixes.
-PEAK_FLOPS = [("H200", 989e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("A100", 312e12),
-              ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("A10G", 70e12), ("A10", 125e12), ("T4", 65e12),
-              ("V100", 125e12), ("RTX 4090", 165e12)]
+PEAK_FLOPS = [
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("L4", 121e12),
+    ("A10G", 70e12),
+    ("A10", 125e12),
+    ("T4", 65e12),
+    ("V100", 125e12),
+    ("RTX 4090", 165e12),
+]
 
 
 def device_peak_flops(device: torch.device) -> float | None:
@@ -203,6 +229,7 @@ def resolve_precision(precision: str) -> str:
 
 # --------------------------------------------------------------------------- checkpoints
 
+
 class CheckpointStore:
     def __init__(self, directory: Path, keep: int):
         self.directory = directory
@@ -215,7 +242,7 @@ class CheckpointStore:
         path = self.directory / f"step-{state['step']:08d}.pt"
         with atomic_file(path, "wb") as handle:
             torch.save(state, handle)
-        for old in self.paths()[:-self.keep]:
+        for old in self.paths()[: -self.keep]:
             old.unlink()
 
     def load_latest(self, fingerprint: str) -> tuple[dict[str, Any] | None, bool]:
@@ -300,8 +327,13 @@ class Telemetry:
         self.history.append(entry)
         if self.live is not None:
             self._to_live(entry)
-        print(" ".join(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}"
-                       for name, value in entry.items()), flush=True)
+        print(
+            " ".join(
+                f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}"
+                for name, value in entry.items()
+            ),
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.live is not None:
@@ -309,6 +341,7 @@ class Telemetry:
 
 
 # --------------------------------------------------------------------------- the loop
+
 
 @dataclass
 class RunResult:
@@ -352,8 +385,15 @@ def _batch(data: PackedRows, indices: torch.Tensor) -> tuple[torch.Tensor, torch
     return tokens[:, :-1], torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX)
 
 
-def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams, runtime: RuntimeParams,
-        checkpoint_dir: Path, live_dir: Path | None) -> RunResult:
+def run(
+    model: GPT,
+    train_rows: PackedRows,
+    val_rows: PackedRows,
+    params: LoopParams,
+    runtime: RuntimeParams,
+    checkpoint_dir: Path,
+    live_dir: Path | None,
+) -> RunResult:
     """Train `model` on `train_rows`, resuming from `checkpoint_dir` when a matching checkpoint exists."""
     from accelerate import Accelerator
 
@@ -364,7 +404,8 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
     if params.batch_tokens % (rows_per_micro * block):
         raise MiniGPTError(
             f"batch_tokens ({params.batch_tokens}) must be a multiple of micro_batch_size × block_size × processes "
-            f"= {params.micro_batch_size} × {block} × {world} = {rows_per_micro * block}")
+            f"= {params.micro_batch_size} × {block} × {world} = {rows_per_micro * block}"
+        )
     rows_per_step = params.batch_tokens // block
     accumulation = rows_per_step // rows_per_micro
     total_steps = max(1, math.ceil(params.epochs * len(train_rows) / rows_per_step))
@@ -375,8 +416,13 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         torch.backends.cudnn.allow_tf32 = True
 
     # A run is its params, data, starting weights and code: a checkpoint of anything else is stale.
-    run_id = fingerprint(model.config, {k: v for k, v in params.model_dump().items() if k not in RUN_NEUTRAL_PARAMS},
-                         train_rows.fingerprint(), weights_fingerprint(model), code_fingerprint())
+    run_id = fingerprint(
+        model.config,
+        {k: v for k, v in params.model_dump().items() if k not in RUN_NEUTRAL_PARAMS},
+        train_rows.fingerprint(),
+        weights_fingerprint(model),
+        code_fingerprint(),
+    )
     store = CheckpointStore(checkpoint_dir, runtime.keep_checkpoints)
     state, stale = store.load_latest(run_id)
     if stale and accelerator.is_main_process:
@@ -403,17 +449,25 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
     peak = device_peak_flops(device)
     flops = flops_per_token(model.config, raw_model.num_parameters())
     if accelerator.is_main_process:
-        print(f"training {raw_model.num_parameters():,} parameters for {total_steps} steps of "
-              f"{rows_per_step} rows × {block} tokens ({accumulation} micro-batches × {world} processes) "
-              f"on {device} with precision {accelerator.mixed_precision}", flush=True)
+        print(
+            f"training {raw_model.num_parameters():,} parameters for {total_steps} steps of "
+            f"{rows_per_step} rows × {block} tokens ({accumulation} micro-batches × {world} processes) "
+            f"on {device} with precision {accelerator.mixed_precision}",
+            flush=True,
+        )
 
     evaluated = {entry["step"] for entry in telemetry.history if "val/loss" in entry}
-    if state is not None and start_step not in evaluated and _due(start_step, params.eval_every,
-                                                                  start_step == total_steps):
+    if (
+        state is not None
+        and start_step not in evaluated
+        and _due(start_step, params.eval_every, start_step == total_steps)
+    ):
         telemetry.log(start_step, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
         # (checkpoints are written before evaluating, so a resumed run owes the evaluation)
 
-    on_device = PackedRows(train_rows.tokens.to(device), train_rows.targets.to(device), train_rows.stats)  # no copies per step
+    on_device = PackedRows(
+        train_rows.tokens.to(device), train_rows.targets.to(device), train_rows.stats
+    )  # no copies per step
     row_targets = on_device.targets[:, 1:].sum(dim=1)
     order = RowOrder(len(train_rows), rows_per_step, params.seed, device)
     # Accumulated on the device and read only when logging: the host never waits inside a step.
@@ -430,7 +484,7 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         step_targets = row_targets[indices].sum()  # of the whole step, all ranks: every target weighs the same
         for micro in range(accumulation):
             first = (micro * world + rank) * params.micro_batch_size
-            inputs, labels = _batch(on_device, indices[first:first + params.micro_batch_size])
+            inputs, labels = _batch(on_device, indices[first : first + params.micro_batch_size])
             sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(compiled)
             with sync:
                 _, loss = compiled(inputs, labels, loss_reduction="sum")
@@ -456,12 +510,18 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
         if not math.isfinite(train_loss) or not bool(gradients_finite):
             latest = store.paths()[-1].name if store.paths() else "none"
             what = f"the loss is {train_loss}" if not math.isfinite(train_loss) else "a gradient is not finite"
-            raise MiniGPTError(f"training diverged: {what} at step {done}. The last good checkpoint "
-                               f"({latest}) is kept in {checkpoint_dir}; lower the learning rate or raise warmup_steps")
+            raise MiniGPTError(
+                f"training diverged: {what} at step {done}. The last good checkpoint "
+                f"({latest}) is kept in {checkpoint_dir}; lower the learning rate or raise warmup_steps"
+            )
         now = time.perf_counter()
         elapsed += now - interval_started
         tokens_per_second = interval_tokens / (now - interval_started)
-        metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "tokens_per_second": tokens_per_second}
+        metrics = {
+            "train/loss": train_loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "tokens_per_second": tokens_per_second,
+        }
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         if peak:
@@ -472,10 +532,18 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
 
         if save:
             if accelerator.is_main_process:
-                store.save({"step": done, "model": raw_model.state_dict(), "fingerprint": run_id,
-                            "optimizer": optimizer.state_dict(), "history": telemetry.history, "tokens": tokens_seen,
-                            "seconds": elapsed,
-                            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None})
+                store.save(
+                    {
+                        "step": done,
+                        "model": raw_model.state_dict(),
+                        "fingerprint": run_id,
+                        "optimizer": optimizer.state_dict(),
+                        "history": telemetry.history,
+                        "tokens": tokens_seen,
+                        "seconds": elapsed,
+                        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                    }
+                )
             accelerator.wait_for_everyone()
         if evaluate:
             telemetry.log(done, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
@@ -484,13 +552,24 @@ def run(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopPa
 
     telemetry.close()
     tokens_per_second = tokens_seen / elapsed if elapsed else 0.0
-    summary = {"parameters": raw_model.num_parameters(), "steps": total_steps, "tokens": tokens_seen,
-               "train_seconds": round(elapsed, 2), "tokens_per_second": round(tokens_per_second, 1),
-               "mfu": round(flops * tokens_per_second / (peak * world), 4) if peak else None,
-               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "processes": world, "precision": accelerator.mixed_precision}
-    return RunResult(model=raw_model, steps=total_steps, history=telemetry.history, summary=summary,
-                     is_main_process=accelerator.is_main_process)
+    summary = {
+        "parameters": raw_model.num_parameters(),
+        "steps": total_steps,
+        "tokens": tokens_seen,
+        "train_seconds": round(elapsed, 2),
+        "tokens_per_second": round(tokens_per_second, 1),
+        "mfu": round(flops * tokens_per_second / (peak * world), 4) if peak else None,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "processes": world,
+        "precision": accelerator.mixed_precision,
+    }
+    return RunResult(
+        model=raw_model,
+        steps=total_steps,
+        history=telemetry.history,
+        summary=summary,
+        is_main_process=accelerator.is_main_process,
+    )
 
 
 def _due(step: int, every: int, also: bool) -> bool:
@@ -510,7 +589,9 @@ def evaluate_loss(model, rows: PackedRows, params: LoopParams, accelerator) -> f
     total = torch.zeros((), device=accelerator.device)
     targets = torch.zeros((), device=accelerator.device)
     for start in range(rank * params.micro_batch_size, count, world * params.micro_batch_size):
-        inputs, labels = (part.to(accelerator.device) for part in _batch(rows, chosen[start:start + params.micro_batch_size]))
+        inputs, labels = (
+            part.to(accelerator.device) for part in _batch(rows, chosen[start : start + params.micro_batch_size])
+        )
         _, loss = model(inputs, labels, loss_reduction="sum")
         total += loss.float()
         targets += (labels != IGNORE_INDEX).sum()
@@ -538,13 +619,23 @@ def loss_change(history: list[dict]) -> dict[str, float | None]:
     the share by which it fell: what the reference reports as its loss reduction."""
     first = next((entry["train/loss"] for entry in history if "train/loss" in entry), None)
     last = last_value(history, "train/loss")
-    return {"initial_train_loss": first, "train_loss": last,
-            "loss_reduction": round(1 - last / first, 4) if first and last is not None else None}
+    return {
+        "initial_train_loss": first,
+        "train_loss": last,
+        "loss_reduction": round(1 - last / first, 4) if first and last is not None else None,
+    }
 
 
-def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, params: LoopParams,
-                   runtime: RuntimeParams, outputs: RunOutputs, save_model: Callable[[GPT, Path, dict[str, Any]], None],
-                   extra_metrics: dict[str, Any] | None = None) -> None:
+def train_and_save(
+    model: GPT,
+    train_rows: PackedRows,
+    val_rows: PackedRows,
+    params: LoopParams,
+    runtime: RuntimeParams,
+    outputs: RunOutputs,
+    save_model: Callable[[GPT, Path, dict[str, Any]], None],
+    extra_metrics: dict[str, Any] | None = None,
+) -> None:
     """Run the loop, then (on the main process) save the model with `save_model(model,
     outputs.model_dir, metrics)` and write metrics and curves."""
     from minigpt.files import write_json
@@ -553,9 +644,13 @@ def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, par
     result = run(model, train_rows, val_rows, params, runtime, outputs.checkpoint_dir, outputs.live_dir)
     if not result.is_main_process:
         return
-    metrics = {**(extra_metrics or {}), **loss_change(result.history),
-               "val_loss": last_value(result.history, "val/loss"), **result.summary,
-               "packing": {"train": train_rows.stats, "validation": val_rows.stats}}
+    metrics = {
+        **(extra_metrics or {}),
+        **loss_change(result.history),
+        "val_loss": last_value(result.history, "val/loss"),
+        **result.summary,
+        "packing": {"train": train_rows.stats, "validation": val_rows.stats},
+    }
     save_model(result.model, outputs.model_dir, metrics)
     write_json(outputs.metrics_file, metrics)
 
@@ -563,5 +658,11 @@ def train_and_save(model: GPT, train_rows: PackedRows, val_rows: PackedRows, par
         points = [(entry["step"], entry[key]) for entry in result.history if key in entry]
         return [step for step, _ in points], [value for _, value in points]
 
-    line_charts(outputs.plot_file, {"loss per target token": {"train": series("train/loss"), "validation": series("val/loss")},
-                                    "learning rate": {"lr": series("lr")}}, xlabel="step")
+    line_charts(
+        outputs.plot_file,
+        {
+            "loss per target token": {"train": series("train/loss"), "validation": series("val/loss")},
+            "learning rate": {"lr": series("lr")},
+        },
+        xlabel="step",
+    )

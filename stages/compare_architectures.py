@@ -22,26 +22,44 @@ PLOT_FILE = Path("plots/architectures.png")
 def main() -> None:
     everything = load_params()
     params = everything.compare_architectures
-    metrics = run_study(params, everything.runtime, load_tokenizer(TOKENIZER_DIR), read_split(DATA_DIR, "train"),
-                        read_split(DATA_DIR, "validation"))
+    metrics = run_study(
+        params,
+        everything.runtime,
+        load_tokenizer(TOKENIZER_DIR),
+        read_split(DATA_DIR, "train"),
+        read_split(DATA_DIR, "validation"),
+    )
     write_json(METRICS_FILE, metrics)
     summary, probe = metrics["summary"], metrics["probe"]
 
     def bar(metric: str) -> dict[str, tuple[float, float, float]]:
-        return {name: (summary[name][metric]["mean"], summary[name][metric]["min"], summary[name][metric]["max"])
-                for name in (DECODER, ENCODER)}
+        return {
+            name: (summary[name][metric]["mean"], summary[name][metric]["min"], summary[name][metric]["max"])
+            for name in (DECODER, ENCODER)
+        }
 
     runs_and_bars(
-        PLOT_FILE, {name: [([s for s, _ in run["curve"]], [l for _, l in run["curve"]]) for run in runs]
-                    for name, runs in metrics["runs"].items()},
-        "training loss (each its own task)", "step",
-        {"tokens/s (training)": bar("tokens_per_second"), "category probe accuracy": bar("probe_accuracy"),
-         "token accuracy (own task)": bar("token_accuracy")},
-        baselines={"category probe accuracy": {
-            "majority class": probe["majority_class_accuracy"],
-            "untrained encoder": summary[ENCODER]["untrained_probe_accuracy"]["mean"],
-            "untrained decoder": summary[DECODER]["untrained_probe_accuracy"]["mean"]},
-            "token accuracy (own task)": {"token frequencies": metrics["unigram"]["token_accuracy"]}})
+        PLOT_FILE,
+        {
+            name: [([step for step, _ in run["curve"]], [loss for _, loss in run["curve"]]) for run in runs]
+            for name, runs in metrics["runs"].items()
+        },
+        "training loss (each its own task)",
+        "step",
+        {
+            "tokens/s (training)": bar("tokens_per_second"),
+            "category probe accuracy": bar("probe_accuracy"),
+            "token accuracy (own task)": bar("token_accuracy"),
+        },
+        baselines={
+            "category probe accuracy": {
+                "majority class": probe["majority_class_accuracy"],
+                "untrained encoder": summary[ENCODER]["untrained_probe_accuracy"]["mean"],
+                "untrained decoder": summary[DECODER]["untrained_probe_accuracy"]["mean"],
+            },
+            "token accuracy (own task)": {"token frequencies": metrics["unigram"]["token_accuracy"]},
+        },
+    )
     print(f"compare_architectures: {METRICS_FILE}, {PLOT_FILE}")
 
 

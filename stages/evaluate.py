@@ -27,8 +27,15 @@ def main() -> None:
     rows = validation_rows(DATA_DIR)
     model, tokenizer = load_model(MODEL_DIR, runtime.device, dtype=SCORING_DTYPE)
     started = time.perf_counter()
-    metrics, samples = evaluate_model(model, tokenizer, rows, params.multiple_choice, GenerationSettings.from_params(params),
-                                      params.generate_examples, runtime.inference_batch_size)
+    metrics, samples = evaluate_model(
+        model,
+        tokenizer,
+        rows,
+        params.multiple_choice,
+        GenerationSettings.from_params(params),
+        params.generate_examples,
+        runtime.inference_batch_size,
+    )
     seconds = time.perf_counter() - started
     metrics["seconds"] = round(seconds, 1)
     metrics["device"] = describe_device(model)
@@ -36,17 +43,31 @@ def main() -> None:
     write_jsonl(SAMPLES_FILE, samples)
     answered = {name: scores for name, scores in metrics["categories"].items() if scores["answers"]}
     write_json(CATEGORIES_FILE, [{"category": name, **scores} for name, scores in answered.items()])
-    grouped_bars(PLOTS_DIR / "benchmark_results.png",
-                 {name: {"ROUGE-L": scores["rougeL"], "coherence": scores["coherence"]} for name, scores in answered.items()},
-                 title="Scores per category (validation)", ylabel="score")
-    histogram(PLOTS_DIR / "coherence_score.png", [sample["coherence"] for sample in samples],
-              title="Coherence of generated answers", xlabel="coherence score")
-    grouped_bars(PLOTS_DIR / "error_analysis.png", {kind: {"answers": count} for kind, count in metrics["errors"].items()},
-                 title=f"Failure kinds in {len(samples)} answers", ylabel="answers", value_format="%d")
+    grouped_bars(
+        PLOTS_DIR / "benchmark_results.png",
+        {name: {"ROUGE-L": scores["rougeL"], "coherence": scores["coherence"]} for name, scores in answered.items()},
+        title="Scores per category (validation)",
+        ylabel="score",
+    )
+    histogram(
+        PLOTS_DIR / "coherence_score.png",
+        [sample["coherence"] for sample in samples],
+        title="Coherence of generated answers",
+        xlabel="coherence score",
+    )
+    grouped_bars(
+        PLOTS_DIR / "error_analysis.png",
+        {kind: {"answers": count} for kind, count in metrics["errors"].items()},
+        title=f"Failure kinds in {len(samples)} answers",
+        ylabel="answers",
+        value_format="%d",
+    )
     generation = metrics["generation"]
-    print(f"evaluate: perplexity {metrics['perplexity']:.2f}, bits/byte {metrics['bits_per_byte']:.3f}, "
-          f"BLEU {generation['bleu']:.2f}, chrF {generation['chrf']:.2f}, ROUGE-L {generation['rougeL']:.3f}, "
-          f"coherence {generation['coherence']:.3f} in {seconds:.1f}s")
+    print(
+        f"evaluate: perplexity {metrics['perplexity']:.2f}, bits/byte {metrics['bits_per_byte']:.3f}, "
+        f"BLEU {generation['bleu']:.2f}, chrF {generation['chrf']:.2f}, ROUGE-L {generation['rougeL']:.3f}, "
+        f"coherence {generation['coherence']:.3f} in {seconds:.1f}s"
+    )
 
 
 if __name__ == "__main__":

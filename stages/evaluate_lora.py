@@ -30,8 +30,10 @@ def headline(metrics: dict) -> dict[str, float | None]:
 def relative_change(base: dict, adapted: dict) -> dict[str, float | None]:
     """(adapted − base) / base for each metric: negative is better for perplexity and bits per
     byte, positive for the rest."""
-    return {name: round((adapted[name] - base[name]) / base[name], 4) if base[name] and adapted[name] is not None
-            else None for name in COMPARED}
+    return {
+        name: round((adapted[name] - base[name]) / base[name], 4) if base[name] and adapted[name] is not None else None
+        for name in COMPARED
+    }
 
 
 def main() -> None:
@@ -43,22 +45,49 @@ def main() -> None:
     subsets = {"domain": domain, "other": [row for row in rows if row not in domain], "general": rows}
     subsets = {name: subset for name, subset in subsets.items() if subset}
     device = params.runtime.device
-    models = {"base": load_model(BASE_DIR, device, dtype=SCORING_DTYPE),
-              "lora": load_model(BASE_DIR, device, lora=ADAPTER_DIR, dtype=SCORING_DTYPE)}
+    models = {
+        "base": load_model(BASE_DIR, device, dtype=SCORING_DTYPE),
+        "lora": load_model(BASE_DIR, device, lora=ADAPTER_DIR, dtype=SCORING_DTYPE),
+    }
     result: dict = {}
     for subset, subset_rows in subsets.items():
-        scores = {name: headline(evaluate_rows(model, tokenizer, subset_rows, settings, evaluate.generate_examples,
-                                               params.runtime.inference_batch_size)[0])
-                  for name, (model, tokenizer) in models.items()}
-        result[subset] = {"examples": len(subset_rows), **scores,
-                          "relative_change": relative_change(scores["base"], scores["lora"])}
+        scores = {
+            name: headline(
+                evaluate_rows(
+                    model,
+                    tokenizer,
+                    subset_rows,
+                    settings,
+                    evaluate.generate_examples,
+                    params.runtime.inference_batch_size,
+                )[0]
+            )
+            for name, (model, tokenizer) in models.items()
+        }
+        result[subset] = {
+            "examples": len(subset_rows),
+            **scores,
+            "relative_change": relative_change(scores["base"], scores["lora"]),
+        }
     training = json.loads(TRAIN_METRICS.read_text(encoding="utf-8"))
-    write_json(METRICS_FILE, {
-        "categories": params.lora.categories, "trainable_share": training["trainable_share"],
-        "adapter_mb": round((ADAPTER_DIR / ADAPTER_WEIGHTS).stat().st_size / 1e6, 3),
-        "train_seconds": training["train_seconds"], "device": describe_device(models["base"][0]), **result})
-    print("evaluate_lora: perplexity " + "; ".join(
-        f"{name} {scores['base']['perplexity']} -> {scores['lora']['perplexity']}" for name, scores in result.items()))
+    write_json(
+        METRICS_FILE,
+        {
+            "categories": params.lora.categories,
+            "trainable_share": training["trainable_share"],
+            "adapter_mb": round((ADAPTER_DIR / ADAPTER_WEIGHTS).stat().st_size / 1e6, 3),
+            "train_seconds": training["train_seconds"],
+            "device": describe_device(models["base"][0]),
+            **result,
+        },
+    )
+    print(
+        "evaluate_lora: perplexity "
+        + "; ".join(
+            f"{name} {scores['base']['perplexity']} -> {scores['lora']['perplexity']}"
+            for name, scores in result.items()
+        )
+    )
 
 
 if __name__ == "__main__":

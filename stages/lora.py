@@ -14,9 +14,13 @@ from minigpt.training import RunOutputs, encode_instructions, pack, train_and_sa
 
 DATA_DIR = Path("data/processed")
 BASE_DIR = Path("models/minigpt")
-OUTPUTS = RunOutputs(model_dir=Path("models/lora_ciencia_prog"), checkpoint_dir=Path("models/checkpoints/lora"),
-                     live_dir=Path("dvclive/lora"), metrics_file=Path("metrics/lora_train.json"),
-                     plot_file=Path("plots/lora_curves.png"))
+OUTPUTS = RunOutputs(
+    model_dir=Path("models/lora_ciencia_prog"),
+    checkpoint_dir=Path("models/checkpoints/lora"),
+    live_dir=Path("dvclive/lora"),
+    metrics_file=Path("metrics/lora_train.json"),
+    plot_file=Path("plots/lora_curves.png"),
+)
 
 
 def main() -> None:
@@ -31,12 +35,21 @@ def main() -> None:
     trainable, _ = parameter_counts(model)
     row_length = model.config.block_size + 1
     train_rows, val_rows = (
-        pack(encode_instructions(category_rows(read_split(DATA_DIR, split), params.categories, split,
-                                               every_category=split == "train"), tokenizer, False),
-             row_length, tokenizer.pad_token_id)
-        for split in ("train", "validation"))
-    print(f"lora: {trainable:,} trainable parameters ({trainable / base_parameters:.2%} of the base's "
-          f"{base_parameters:,}) on {train_rows.stats['sequences']} examples of {', '.join(params.categories)}")
+        pack(
+            encode_instructions(
+                category_rows(read_split(DATA_DIR, split), params.categories, split, every_category=split == "train"),
+                tokenizer,
+                False,
+            ),
+            row_length,
+            tokenizer.pad_token_id,
+        )
+        for split in ("train", "validation")
+    )
+    print(
+        f"lora: {trainable:,} trainable parameters ({trainable / base_parameters:.2%} of the base's "
+        f"{base_parameters:,}) on {train_rows.stats['sequences']} examples of {', '.join(params.categories)}"
+    )
 
     def save(trained, directory: Path, metrics: dict) -> None:
         save_adapter(trained, directory, params, BASE_DIR, tokenizer)
@@ -45,9 +58,20 @@ def main() -> None:
 
             save_merged(AutoModelForCausalLM.from_pretrained(BASE_DIR), directory, directory / "merged", tokenizer)
 
-    train_and_save(model, train_rows, val_rows, params, everything.runtime, OUTPUTS, save,
-                   extra_metrics={"trainable_parameters": trainable, "base_parameters": base_parameters,
-                                  "trainable_share": round(trainable / base_parameters, 5)})
+    train_and_save(
+        model,
+        train_rows,
+        val_rows,
+        params,
+        everything.runtime,
+        OUTPUTS,
+        save,
+        extra_metrics={
+            "trainable_parameters": trainable,
+            "base_parameters": base_parameters,
+            "trainable_share": round(trainable / base_parameters, 5),
+        },
+    )
 
 
 if __name__ == "__main__":

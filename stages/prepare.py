@@ -24,8 +24,10 @@ def main() -> None:
             write_jsonl(tmp / f"{split}.jsonl", rows)
     write_json(METRICS_FILE, result.stats)
     counts = result.stats["examples"]
-    print(f"prepare: {counts['read']} read, {counts['kept']} kept -> {counts['train']} train / "
-          f"{counts['validation']} validation in {time.perf_counter() - started:.1f}s")
+    print(
+        f"prepare: {counts['read']} read, {counts['kept']} kept -> {counts['train']} train / "
+        f"{counts['validation']} validation in {time.perf_counter() - started:.1f}s"
+    )
 
 
 if __name__ == "__main__":

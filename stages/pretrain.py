@@ -17,9 +17,13 @@ from minigpt.tokenizer import load_tokenizer, plain_text, read_documents
 from minigpt.training import RunOutputs, encode_documents, pack, train_and_save
 
 TOKENIZER_DIR = Path("models/tokenizer")
-OUTPUTS = RunOutputs(model_dir=Path("models/pretrained"), checkpoint_dir=Path("models/checkpoints/pretrain"),
-                     live_dir=None, metrics_file=Path("metrics/pretrain.json"),
-                     plot_file=Path("models/pretrained/training_curves.png"))
+OUTPUTS = RunOutputs(
+    model_dir=Path("models/pretrained"),
+    checkpoint_dir=Path("models/checkpoints/pretrain"),
+    live_dir=None,
+    metrics_file=Path("metrics/pretrain.json"),
+    plot_file=Path("models/pretrained/training_curves.png"),
+)
 VALIDATION_EVERY = 50  # every 50th document is held out to measure the loss
 
 
@@ -29,16 +33,17 @@ def main() -> None:
         if int(os.environ.get("RANK", "0")) != 0:  # under a multi-process launcher, one process writes
             return
         with atomic_directory(OUTPUTS.model_dir) as tmp:
-            (tmp / "README.md").write_text("Pretraining is off: list plain-text files in pretrain.files "
-                                           "(params.yaml) to pretrain the model before instruction tuning.\n")
+            (tmp / "README.md").write_text(
+                "Pretraining is off: list plain-text files in pretrain.files "
+                "(params.yaml) to pretrain the model before instruction tuning.\n"
+            )
         write_json(OUTPUTS.metrics_file, {"enabled": False})
         print("pretrain: no files listed in pretrain.files, nothing to do")
         return
     warn_if_untracked(params.pretrain.files, "pretrain", "data/corpus")
     tokenizer = load_tokenizer(TOKENIZER_DIR)
     config = build_config(**params.model.model_dump(), tokenizer=tokenizer)
-    documents = [text for path in expand_files(params.pretrain.files)
-                 for text in read_documents(path, plain_text)]
+    documents = [text for path in expand_files(params.pretrain.files) for text in read_documents(path, plain_text)]
     if len(documents) < 2:
         raise MiniGPTError("pretrain.files hold fewer than 2 documents: nothing to train and validate on")
     held_out = documents[::VALIDATION_EVERY]
@@ -47,8 +52,16 @@ def main() -> None:
     train_rows = pack(encode_documents(kept, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     val_rows = pack(encode_documents(held_out, tokenizer, row_length), row_length, tokenizer.pad_token_id)
     print(f"pretraining on {len(kept)} documents ({len(train_rows)} rows), {len(held_out)} held out")
-    train_and_save(init_model(config, params.pretrain.seed), train_rows, val_rows, params.pretrain, params.runtime,
-                   OUTPUTS, lambda model, directory, metrics: save_hf(model, directory, tokenizer), extra_metrics={"enabled": True})
+    train_and_save(
+        init_model(config, params.pretrain.seed),
+        train_rows,
+        val_rows,
+        params.pretrain,
+        params.runtime,
+        OUTPUTS,
+        lambda model, directory, metrics: save_hf(model, directory, tokenizer),
+        extra_metrics={"enabled": True},
+    )
 
 
 if __name__ == "__main__":

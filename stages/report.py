@@ -13,9 +13,14 @@ from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import atomic_file, read_jsonl, write_json
 from minigpt.report import git_revision, headline, pipeline_outputs, render_report
 
-STAGE_METRICS = {"data": Path("metrics/data.json"), "tokenizer": Path("metrics/tokenizer.json"),
-                 "train": Path("metrics/train.json"), "eval": Path("metrics/eval.json"), "lora": Path("metrics/lora.json"),
-                 "architectures": Path("metrics/architectures.json")}
+STAGE_METRICS = {
+    "data": Path("metrics/data.json"),
+    "tokenizer": Path("metrics/tokenizer.json"),
+    "train": Path("metrics/train.json"),
+    "eval": Path("metrics/eval.json"),
+    "lora": Path("metrics/lora.json"),
+    "architectures": Path("metrics/architectures.json"),
+}
 SAMPLES_FILE = Path("metrics/samples.jsonl")
 REPORT_FILE = Path("metrics/report.md")
 HEADLINE_FILE = Path("metrics/headline.json")
@@ -34,10 +39,17 @@ def main() -> None:
     # Like git's state, dvc.yaml is read for provenance only (DVC forbids it as a dep): the
     # revision line leaves out the files the pipeline itself writes.
     revision = git_revision(pipeline_outputs(Path("dvc.yaml").read_text(encoding="utf-8")))
-    text = render_report(metrics["data"], metrics["tokenizer"], metrics["train"], metrics["eval"],
-                         read_jsonl(SAMPLES_FILE),
-                         {section: params[section] for section in ("model", "train", "evaluate", "lora", "compare_architectures")},
-                         revision, lora=metrics["lora"], architectures=metrics["architectures"])
+    text = render_report(
+        metrics["data"],
+        metrics["tokenizer"],
+        metrics["train"],
+        metrics["eval"],
+        read_jsonl(SAMPLES_FILE),
+        {section: params[section] for section in ("model", "train", "evaluate", "lora", "compare_architectures")},
+        revision,
+        lora=metrics["lora"],
+        architectures=metrics["architectures"],
+    )
     with atomic_file(REPORT_FILE) as handle:
         handle.write(text)
     write_json(HEADLINE_FILE, headline(metrics["train"], metrics["eval"], metrics["lora"], metrics["architectures"]))

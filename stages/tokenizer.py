@@ -9,8 +9,15 @@ from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import expand_files, warn_if_untracked, write_json
 from minigpt.plots import grouped_bars
-from minigpt.tokenizer import (efficiency, iter_training_texts, load_encoder, plain_text, read_documents,
-                               save_pretrained, train_bpe)
+from minigpt.tokenizer import (
+    efficiency,
+    iter_training_texts,
+    load_encoder,
+    plain_text,
+    read_documents,
+    save_pretrained,
+    train_bpe,
+)
 
 DATA_DIR = Path("data/processed")
 OUTPUT_DIR = Path("models/tokenizer")
@@ -43,12 +50,19 @@ def main() -> None:
         for set_name, texts in eval_sets.items()
     }
     write_json(METRICS_FILE, {"vocab_size": tokenizer.get_vocab_size(), "eval": scores})
-    grouped_bars(PLOT_FILE, {set_name: {name: score["chars_per_token"] for name, score in by_tokenizer.items()}
-                             for set_name, by_tokenizer in scores.items()},
-                 title="Tokenizer efficiency (higher is better)", ylabel="characters per token")
+    grouped_bars(
+        PLOT_FILE,
+        {
+            set_name: {name: score["chars_per_token"] for name, score in by_tokenizer.items()}
+            for set_name, by_tokenizer in scores.items()
+        },
+        title="Tokenizer efficiency (higher is better)",
+        ylabel="characters per token",
+    )
     summary = ", ".join(f"{name} {score['chars_per_token']:.2f}" for name, score in scores["validation"].items())
-    print(f"tokenizer: vocab {tokenizer.get_vocab_size()} trained in {trained_in:.1f}s; "
-          f"validation chars/token: {summary}")
+    print(
+        f"tokenizer: vocab {tokenizer.get_vocab_size()} trained in {trained_in:.1f}s; validation chars/token: {summary}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from minigpt.config import load_params
-from minigpt.errors import MiniGPTError, run_main
 from minigpt.data import read_split
+from minigpt.errors import MiniGPTError, run_main
 from minigpt.model import build_config, from_hf, init_model, save_hf
 from minigpt.model_card import render_model_card
 from minigpt.tokenizer import load_tokenizer
@@ -16,9 +16,13 @@ from minigpt.training import RunOutputs, encode_instructions, pack, train_and_sa
 DATA_DIR = Path("data/processed")
 TOKENIZER_DIR = Path("models/tokenizer")
 PRETRAINED_DIR = Path("models/pretrained")
-OUTPUTS = RunOutputs(model_dir=Path("models/minigpt"), checkpoint_dir=Path("models/checkpoints/train"),
-                     live_dir=Path("dvclive/train"), metrics_file=Path("metrics/train.json"),
-                     plot_file=Path("plots/training_curves.png"))
+OUTPUTS = RunOutputs(
+    model_dir=Path("models/minigpt"),
+    checkpoint_dir=Path("models/checkpoints/train"),
+    live_dir=Path("dvclive/train"),
+    metrics_file=Path("metrics/train.json"),
+    plot_file=Path("plots/training_curves.png"),
+)
 
 
 def main() -> None:
@@ -27,26 +31,38 @@ def main() -> None:
     config = build_config(**params.model.model_dump(), tokenizer=tokenizer)
     if params.train.init_from == "pretrained":
         if not (PRETRAINED_DIR / "config.json").is_file():
-            raise MiniGPTError("train.init_from is 'pretrained' but models/pretrained holds no model: "
-                               "list text files in pretrain.files and run 'dvc repro pretrain'")
+            raise MiniGPTError(
+                "train.init_from is 'pretrained' but models/pretrained holds no model: "
+                "list text files in pretrain.files and run 'dvc repro pretrain'"
+            )
         model = from_hf(PRETRAINED_DIR)
         if model.config != config:
-            raise MiniGPTError(f"models/pretrained has shape {model.config}, but params.yaml asks for {config}: "
-                               "rerun 'dvc repro pretrain'")
+            raise MiniGPTError(
+                f"models/pretrained has shape {model.config}, but params.yaml asks for {config}: "
+                "rerun 'dvc repro pretrain'"
+            )
     else:
         model = init_model(config, params.train.seed)
 
     row_length = config.block_size + 1
     train_rows, val_rows = (
-        pack(encode_instructions(read_split(DATA_DIR, split), tokenizer, params.train.train_on_prompt), row_length,
-             tokenizer.pad_token_id)
-        for split in ("train", "validation"))
-    print(f"packed {train_rows.stats['sequences']} examples into {len(train_rows)} rows "
-          f"({train_rows.stats['padding_fraction']:.1%} padding, {train_rows.stats['truncated']} truncated, "
-          f"{train_rows.stats['dropped_too_long']} too long)")
+        pack(
+            encode_instructions(read_split(DATA_DIR, split), tokenizer, params.train.train_on_prompt),
+            row_length,
+            tokenizer.pad_token_id,
+        )
+        for split in ("train", "validation")
+    )
+    print(
+        f"packed {train_rows.stats['sequences']} examples into {len(train_rows)} rows "
+        f"({train_rows.stats['padding_fraction']:.1%} padding, {train_rows.stats['truncated']} truncated, "
+        f"{train_rows.stats['dropped_too_long']} too long)"
+    )
 
     def save(trained, directory: Path, metrics: dict) -> None:
-        card = render_model_card(params.model, params.train, metrics, vocab_size=len(tokenizer), directory=str(directory))
+        card = render_model_card(
+            params.model, params.train, metrics, vocab_size=len(tokenizer), directory=str(directory)
+        )
         save_hf(trained, directory, tokenizer, card=card)
 
     train_and_save(model, train_rows, val_rows, params.train, params.runtime, OUTPUTS, save)

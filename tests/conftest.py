@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -63,9 +64,13 @@ def example(instruction: str, output: str, input: str = "", **extra: str) -> dic
 
 def spanish_examples(count: int, prefix: str = "Explica") -> list[dict]:
     """Distinct, clearly Spanish examples."""
-    return [example(f"{prefix} el concepto número {i} de la lista.",
-                    f"El concepto número {i} es una idea que se usa en la vida diaria y en la escuela.")
-            for i in range(count)]
+    return [
+        example(
+            f"{prefix} el concepto número {i} de la lista.",
+            f"El concepto número {i} es una idea que se usa en la vida diaria y en la escuela.",
+        )
+        for i in range(count)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +85,13 @@ RESULTS = ("metrics/", "plots/", "dvc.lock")
 def copy_repository(target: Path, results: bool = True) -> Path:
     """Copy the repository's files as git sees them (tracked, or new and not ignored); without
     `results`, as a user whose clone has no results yet."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in filter(None, listed.split("\0")):
         source = REPO / name
         if source.is_file() and (results or not name.startswith(RESULTS)):
@@ -90,8 +100,9 @@ def copy_repository(target: Path, results: bool = True) -> Path:
     return target
 
 
-def run_command(command: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None,
-                **kwargs) -> subprocess.CompletedProcess:
+def run_command(
+    command: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     """Run with this interpreter's bin first on PATH, so `python` in dvc.yaml commands is this one
     (and with `env` added to the environment)."""
     env = os.environ | (env or {}) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -151,10 +162,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     directory = tmp_path_factory.mktemp("tiny-model")
     examples = directory / "examples.jsonl"
-    examples.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(100)),
-                        encoding="utf-8")
-    save_pretrained(train_bpe(iter_training_texts([examples]), vocab_size=400, min_frequency=2),
-                    directory / "tokenizer", model_max_length=64)
+    examples.write_text(
+        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(100)), encoding="utf-8"
+    )
+    save_pretrained(
+        train_bpe(iter_training_texts([examples]), vocab_size=400, min_frequency=2),
+        directory / "tokenizer",
+        model_max_length=64,
+    )
     tokenizer = load_tokenizer(directory / "tokenizer")
     model = init_model(GPTConfig(vocab_size=len(tokenizer), block_size=64, n_layer=1, n_head=2, n_embd=32), seed=0)
     save_hf(model, directory / "model", tokenizer)

@@ -6,9 +6,24 @@ from __future__ import annotations
 import pytest
 import torch
 
-from minigpt.architectures import DECODER, ENCODER, build_encoder, chance_of_separation, conclusions, \
-    decoder_config, decoder_task, encoder_config, encoder_task, fit_probe, mask_tokens, pooled_features, run_study, \
-    separated, summarize, unigram_scores
+from minigpt.architectures import (
+    DECODER,
+    ENCODER,
+    build_encoder,
+    chance_of_separation,
+    conclusions,
+    decoder_config,
+    decoder_task,
+    encoder_config,
+    encoder_task,
+    fit_probe,
+    mask_tokens,
+    pooled_features,
+    run_study,
+    separated,
+    summarize,
+    unigram_scores,
+)
 from minigpt.config import ArchitecturesParams, Params, RuntimeParams
 from minigpt.model import GPT, IGNORE_INDEX, init_model
 from minigpt.presets import apply_preset, load_preset
@@ -27,8 +42,11 @@ def test_encoder_and_decoder_have_matched_parameter_counts(default_params, prese
         decoder = GPT(decoder_config(study, vocab_size)).num_parameters()
         encoder = build_encoder(config, seed=0).num_parameters()
     assert abs(encoder - decoder) / decoder < 1e-3
-    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == \
-        (study.n_layer, study.n_embd, study.n_head)
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (
+        study.n_layer,
+        study.n_embd,
+        study.n_head,
+    )
     assert config.intermediate_size < 4 * study.n_embd  # BERT's extra head and biases are paid for in the MLP
 
 
@@ -36,8 +54,9 @@ def test_masking_follows_bert(default_params):
     tokens = torch.randint(5, 100, (1000, 500))
     valid = torch.ones_like(tokens, dtype=torch.bool)
     valid[:, 400:] = False  # padding
-    inputs, labels = mask_tokens(tokens, valid, mask_id=100, vocab_size=100, probability=0.15,
-                                 generator=torch.Generator().manual_seed(0))
+    inputs, labels = mask_tokens(
+        tokens, valid, mask_id=100, vocab_size=100, probability=0.15, generator=torch.Generator().manual_seed(0)
+    )
     chosen = labels != IGNORE_INDEX
     assert not chosen[:, 400:].any() and (inputs[:, 400:] == tokens[:, 400:]).all()
     assert abs(chosen[:, :400].float().mean().item() - 0.15) < 0.005
@@ -67,8 +86,10 @@ def test_the_probe_finds_separable_classes_and_nothing_in_noise():
 def test_pooling_ignores_padding(default_params):
     params = study_params(default_params, n_layer=1, n_head=2, n_embd=32, block_size=32)
     short, long = [5, 6, 7], [5, 6, 7, 8, 9, 10, 11]
-    for task in (decoder_task(init_model(decoder_config(params, 50), seed=0)),
-                 encoder_task(build_encoder(encoder_config(params, 50, pad_id=1), seed=0), pad_id=1, probability=0.15)):
+    for task in (
+        decoder_task(init_model(decoder_config(params, 50), seed=0)),
+        encoder_task(build_encoder(encoder_config(params, 50, pad_id=1), seed=0), pad_id=1, probability=0.15),
+    ):
         alone = pooled_features(task, [short], pad_id=1)
         batched = pooled_features(task, [short, long], pad_id=1)
         torch.testing.assert_close(batched[:1], alone, atol=1e-5, rtol=1e-5)
@@ -106,10 +127,24 @@ def test_a_tiny_study_runs_end_to_end(tiny_model_dir, default_params):
 
     tokenizer = load_tokenizer(tiny_model_dir.parent / "tokenizer")
     rows = [row | {"category": "ciencia" if i % 2 else "historia"} for i, row in enumerate(spanish_examples(50))]
-    params = study_params(default_params, n_layer=1, n_head=2, n_embd=32, block_size=32, steps=5, micro_batch_size=4,
-                          warmup_steps=1, seeds=[0, 1, 2], demo_examples=2)
+    params = study_params(
+        default_params,
+        n_layer=1,
+        n_head=2,
+        n_embd=32,
+        block_size=32,
+        steps=5,
+        micro_batch_size=4,
+        warmup_steps=1,
+        seeds=[0, 1, 2],
+        demo_examples=2,
+    )
     metrics = run_study(params, RuntimeParams(log_every=1), tokenizer, rows[:40], rows[40:], log=lambda line: None)
-    assert [run["seed"] for run in metrics["runs"][DECODER]] == [0, 1, 2] == [run["seed"] for run in metrics["runs"][ENCODER]]
+    assert (
+        [run["seed"] for run in metrics["runs"][DECODER]]
+        == [0, 1, 2]
+        == [run["seed"] for run in metrics["runs"][ENCODER]]
+    )
     assert [step for step, _ in metrics["runs"][ENCODER][0]["curve"]] == [0, 1, 2, 3, 4]
     decoder, encoder = (metrics["summary"][name]["parameters"]["mean"] for name in (DECODER, ENCODER))
     assert abs(encoder - decoder) / decoder < 0.01

@@ -15,9 +15,25 @@ from tests.conftest import REPO, example, run_command
 
 def test_the_generation_benchmark_reports_every_variant(tiny_model_dir, tmp_path):
     out = tmp_path / "generation.json"
-    run_command([sys.executable, "benchmarks/generation.py", "--model", str(tiny_model_dir), "--shapes", "default",
-                 "--new-tokens", "8", "--repeats", "1", "--no-cache-row", "--out", str(out)], cwd=REPO)
-    rows, = json.loads(out.read_text())["results"].values()
+    run_command(
+        [
+            sys.executable,
+            "benchmarks/generation.py",
+            "--model",
+            str(tiny_model_dir),
+            "--shapes",
+            "default",
+            "--new-tokens",
+            "8",
+            "--repeats",
+            "1",
+            "--no-cache-row",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+    )
+    (rows,) = json.loads(out.read_text())["results"].values()
     assert [row["variant"] for row in rows] == ["dynamic cache", "static cache", "no cache"]
     assert all(row["new_tokens"] == 8 and row["tokens_per_second"] > 0 for row in rows)
 
@@ -29,17 +45,27 @@ def kit_folder(root: Path) -> Path:
     (kit / "instrucciones-es").mkdir()
     (kit / "corpus-es" / "texto.txt").write_text(
         "\n\n".join(f"El río número {i} pasa por el pueblo y llega al mar después de muchos días." for i in range(60)),
-        encoding="utf-8")
-    pairs = [(f"Los {i} gatos duermen en la casa de la abuela.", f"The {i} cats sleep in grandmother's house.")
-             for i in range(150)]
+        encoding="utf-8",
+    )
+    pairs = [
+        (f"Los {i} gatos duermen en la casa de la abuela.", f"The {i} cats sleep in grandmother's house.")
+        for i in range(150)
+    ]
     rows = [example("Traduce al inglés la siguiente frase.", english, input=spanish) for spanish, english in pairs]
     rows += [example("Traduce al español la siguiente frase.", spanish, input=english) for spanish, english in pairs]
     (kit / "instrucciones-es" / "traduccion-1.jsonl").write_text(
-        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    item = {"instruction": "¿Qué planeta es el más grande?", "input": "A. Marte\nB. Júpiter\nC. Venus\nD. Mercurio",
-            "output": "La respuesta correcta es B: Júpiter.", "source": "okapi-arc-challenge-es", "category": "ciencia"}
+        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
+    )
+    item = {
+        "instruction": "¿Qué planeta es el más grande?",
+        "input": "A. Marte\nB. Júpiter\nC. Venus\nD. Mercurio",
+        "output": "La respuesta correcta es B: Júpiter.",
+        "source": "okapi-arc-challenge-es",
+        "category": "ciencia",
+    }
     (kit / "instrucciones-es" / "opcion-multiple.jsonl").write_text(
-        "".join(json.dumps(item, ensure_ascii=False) + "\n" for _ in range(5)), encoding="utf-8")
+        "".join(json.dumps(item, ensure_ascii=False) + "\n" for _ in range(5)), encoding="utf-8"
+    )
     return kit
 
 
@@ -56,18 +82,28 @@ def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
     venv = tmp_path / "venv"
     run_command([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
     pip = [str(venv / "bin" / "python"), "-m", "pip"]
-    run_command([*pip, "install", "--quiet", "-r", str(REPO / "benchmarks" / "gpu_image_requirements.txt")], cwd=tmp_path)
+    run_command(
+        [*pip, "install", "--quiet", "-r", str(REPO / "benchmarks" / "gpu_image_requirements.txt")], cwd=tmp_path
+    )
     run_command([*pip, "uninstall", "--yes", "--quiet", "pydantic", "pydantic-core"], cwd=tmp_path)  # via typer
     env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env |= {"PATH": f"{venv / 'bin'}{os.pathsep}{env['PATH']}", "GPU_DATA": str(tmp_path / "gpu_data"),
-            "PYVER": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    env |= {
+        "PATH": f"{venv / 'bin'}{os.pathsep}{env['PATH']}",
+        "GPU_DATA": str(tmp_path / "gpu_data"),
+        "PYVER": f"{sys.version_info.major}.{sys.version_info.minor}",
+    }
     for module in ("pydantic", "dvc", "dvclive", "rouge_score", "gradio"):
-        assert subprocess.run([str(venv / "bin" / "python"), "-c", f"import {module}"], env=env, cwd=tmp_path,
-                              capture_output=True).returncode != 0, f"{module} is not in the GPU image"
+        assert (
+            subprocess.run(
+                [str(venv / "bin" / "python"), "-c", f"import {module}"], env=env, cwd=tmp_path, capture_output=True
+            ).returncode
+            != 0
+        ), f"{module} is not in the GPU image"
 
     def script(*arguments: str) -> None:
-        done = subprocess.run(["bash", "benchmarks/gpu_seed_scale.sh", *arguments], cwd=REPO, env=env,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["bash", "benchmarks/gpu_seed_scale.sh", *arguments], cwd=REPO, env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, f"{arguments[0]} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
 
     script("prepare", str(kit_folder(tmp_path)))
@@ -75,8 +111,17 @@ def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
     script("run", str(out), "--scale", "tiny", "--commit", "rehearsal")
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert {name: phase["status"] for name, phase in results["phases"].items()} == dict.fromkeys(
-        ["environment", "throughput", "data", "reference (padded, full loss)", "ours (pretrain + packed, answer loss)",
-         "generation", "micro_batch"], "done")
+        [
+            "environment",
+            "throughput",
+            "data",
+            "reference (padded, full loss)",
+            "ours (pretrain + packed, answer loss)",
+            "generation",
+            "micro_batch",
+        ],
+        "done",
+    )
     assert results["commit"] == "rehearsal" and results["environment"]["transformers"] == "5.17.0"
     assert results["data"]["validation"] > 0 and results["data"]["validation_unseen"] == results["data"]["validation"]
     for name in ("reference (padded, full loss)", "ours (pretrain + packed, answer loss)"):
@@ -90,8 +135,21 @@ def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
 
 def test_a_gpu_benchmark_out_of_time_still_writes_what_it_has(tmp_path):
     out = tmp_path / "out"
-    run_command([sys.executable, "benchmarks/gpu_seed_scale.py", "--data", str(kit_folder(tmp_path)), "--out", str(out),
-                 "--scale", "tiny", "--budget", "20"], cwd=REPO)
+    run_command(
+        [
+            sys.executable,
+            "benchmarks/gpu_seed_scale.py",
+            "--data",
+            str(kit_folder(tmp_path)),
+            "--out",
+            str(out),
+            "--scale",
+            "tiny",
+            "--budget",
+            "20",
+        ],
+        cwd=REPO,
+    )
     phases = json.loads((out / "results.json").read_text(encoding="utf-8"))["phases"]
     assert phases["environment"]["status"] == "done"
     assert phases["throughput"]["status"] == "skipped" and "needs ~60 s" in phases["throughput"]["reason"]

@@ -15,8 +15,22 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"  # the app is local; never route it through a proxy
 
-from minigpt.chat import CONTROLS, ENTRADA_TITLE, ERROR_TITLE, GENERATION_QUEUE, ChatLimits, ChatModels, Responder, \
-    build_app, clamp, controls_for, fit_prompt, history_turns, launch, settings_from_controls  # noqa: E402
+from minigpt.chat import (
+    CONTROLS,
+    ENTRADA_TITLE,
+    ERROR_TITLE,
+    GENERATION_QUEUE,
+    ChatLimits,
+    ChatModels,
+    Responder,
+    build_app,  # noqa: E402
+    clamp,
+    controls_for,
+    fit_prompt,
+    history_turns,
+    launch,
+    settings_from_controls,
+)
 from minigpt.generation import GenerationSettings, generate, stream  # noqa: E402
 from minigpt.template import RESPONSE_HEADER, render_conversation, render_prompt  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
@@ -40,8 +54,11 @@ def models(tiny_model_dir, tmp_path_factory) -> ChatModels:
 def respond(models: ChatModels, message: str, history=(), label: str | None = None, entrada: str = "", **controls):
     """Everything the chat function yields: (response, next value of the Entrada field) pairs."""
     values = GREEDY | controls
-    return list(Responder(models, LIMITS).respond(message, list(history), label or models.labels[0], entrada,
-                                                  *(values[name] for name in CONTROLS)))
+    return list(
+        Responder(models, LIMITS).respond(
+            message, list(history), label or models.labels[0], entrada, *(values[name] for name in CONTROLS)
+        )
+    )
 
 
 def as_dict(message) -> dict:
@@ -61,14 +78,21 @@ def test_controls_are_clamped_to_the_slider_ranges():
 
 
 def test_history_turns_keep_entradas_and_leave_out_failed_exchanges():
-    history = [{"role": "user", "content": "Resume"}, {"role": "assistant", "content": "El sol.", "metadata": {"title": ENTRADA_TITLE}},
-               {"role": "assistant", "content": [{"type": "text", "text": "Sale el sol."}]},
-               {"role": "user", "content": "x" * 999}, {"role": "assistant", "content": "Demasiado largo", "metadata": {"title": ERROR_TITLE}},
-               {"role": "user", "content": "Detenida"}, {"role": "assistant", "content": ""},
-               {"role": "user", "content": "Bien"}, {"role": "assistant", "content": "Me alegro", "metadata": None}]
+    history = [
+        {"role": "user", "content": "Resume"},
+        {"role": "assistant", "content": "El sol.", "metadata": {"title": ENTRADA_TITLE}},
+        {"role": "assistant", "content": [{"type": "text", "text": "Sale el sol."}]},
+        {"role": "user", "content": "x" * 999},
+        {"role": "assistant", "content": "Demasiado largo", "metadata": {"title": ERROR_TITLE}},
+        {"role": "user", "content": "Detenida"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "Bien"},
+        {"role": "assistant", "content": "Me alegro", "metadata": None},
+    ]
     assert history_turns(history) == [
         [{"role": "user", "content": "Resume", "input": "El sol."}, {"role": "assistant", "content": "Sale el sol."}],
-        [{"role": "user", "content": "Bien", "input": ""}, {"role": "assistant", "content": "Me alegro"}]]
+        [{"role": "user", "content": "Bien", "input": ""}, {"role": "assistant", "content": "Me alegro"}],
+    ]
     assert history_turns([{"role": "assistant", "content": "suelto"}]) == []
 
 
@@ -76,14 +100,17 @@ def test_the_oldest_turns_are_dropped_to_fit_the_context(models):
     _, tokenizer = models.choices[models.labels[0]]
     history = []
     for i in range(8):
-        history += [{"role": "user", "content": f"Explica el concepto número {i}."},
-                    {"role": "assistant", "content": f"El concepto número {i} es una idea de la escuela."}]
+        history += [
+            {"role": "user", "content": f"Explica el concepto número {i}."},
+            {"role": "assistant", "content": f"El concepto número {i} es una idea de la escuela."},
+        ]
     prompt, length, dropped = fit_prompt(tokenizer, history, "¿Y el siguiente?", "una entrada", budget=150)
     assert 0 < dropped < 7 and length <= 150
     assert length == len(tokenizer(prompt, add_special_tokens=False)["input_ids"])  # turn lengths add up exactly
     kept = [m for turn in history_turns(history)[dropped:] for m in turn]
-    assert prompt == render_conversation(kept + [{"role": "user", "content": "¿Y el siguiente?", "input": "una entrada"}],
-                                         add_generation_prompt=True)
+    assert prompt == render_conversation(
+        kept + [{"role": "user", "content": "¿Y el siguiente?", "input": "una entrada"}], add_generation_prompt=True
+    )
     assert "número 7" in prompt and "número 0" not in prompt and prompt.endswith(RESPONSE_HEADER)
     assert fit_prompt(tokenizer, [], "Hola", "", budget=60)[::2] == (render_prompt("Hola"), 0)
 
@@ -103,7 +130,9 @@ def test_the_entrada_is_shown_with_the_answer_sent_once_and_remembered(models):
     assert shown == {"role": "assistant", "content": "Sol.", "metadata": {"title": ENTRADA_TITLE}}
     assert entrada_field == ""  # emptied once sent
     model, tokenizer = models.choices[models.labels[0]]
-    expected = generate(model, tokenizer, [render_prompt("¿Qué es la luz?", "Sol.")], GenerationSettings(max_new_tokens=16))
+    expected = generate(
+        model, tokenizer, [render_prompt("¿Qué es la luz?", "Sol.")], GenerationSettings(max_new_tokens=16)
+    )
     assert answer["content"].strip() == expected[0].text and not answer["metadata"]
     history = [{"role": "user", "content": "¿Qué es la luz?"}, shown, {"role": "assistant", "content": "Una estrella."}]
     assert history_turns(history)[0][0]["input"] == "Sol."
@@ -120,19 +149,24 @@ def test_a_long_conversation_never_fails_at_the_context_limit(models):
         for turn in range(12):  # far beyond the tiny model's 64-token context
             reply = respond(models, f"Explica el concepto número {turn}.", history, max_new_tokens=16)[-1][0]
             assert isinstance(reply, str)  # an answer, not a refusal
-            history += [{"role": "user", "content": f"Explica el concepto número {turn}."},
-                        {"role": "assistant", "content": reply.strip() or "Es una idea de la escuela."}]
+            history += [
+                {"role": "user", "content": f"Explica el concepto número {turn}."},
+                {"role": "assistant", "content": reply.strip() or "Es una idea de la escuela."},
+            ]
 
 
-@pytest.mark.parametrize("message, entrada, label, error", [
-    ("   ", "", None, "Escribe una instrucción"),
-    ("x" * 301, "", None, "hasta 300 caracteres"),
-    ("Resume", "y" * 301, None, "hasta 300 caracteres"),
-    ("Hola", "", "GPT-5", "Modelo desconocido"),
-    ("palabra " * 35, "", None, "Acórtalo o reduce el máximo de tokens nuevos"),  # fits the limit, not the context
-])
+@pytest.mark.parametrize(
+    "message, entrada, label, error",
+    [
+        ("   ", "", None, "Escribe una instrucción"),
+        ("x" * 301, "", None, "hasta 300 caracteres"),
+        ("Resume", "y" * 301, None, "hasta 300 caracteres"),
+        ("Hola", "", "GPT-5", "Modelo desconocido"),
+        ("palabra " * 35, "", None, "Acórtalo o reduce el máximo de tokens nuevos"),  # fits the limit, not the context
+    ],
+)
 def test_bad_requests_get_a_spanish_explanation_not_an_error(models, message, entrada, label, error):
-    (response, entrada_field), = respond(models, message, label=label, entrada=entrada)
+    ((response, entrada_field),) = respond(models, message, label=label, entrada=entrada)
     assert as_dict(response)["metadata"] == {"title": ERROR_TITLE} and error in response.content
     assert entrada_field == entrada.strip()  # kept, to fix and send again
 
@@ -157,8 +191,9 @@ def test_the_page_and_the_api_share_one_generation_queue(models):
 
 def test_a_missing_model_or_adapter_names_the_command_that_makes_it(tmp_path, tiny_model_dir):
     def chat(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "minigpt", "chat", *args], capture_output=True, text=True,
-                              cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "minigpt", "chat", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
 
     no_model = chat("--model", str(tmp_path / "nothing"))
     assert no_model.returncode == 1 and "run 'dvc repro train' (or 'dvc pull') first" in no_model.stderr
@@ -194,7 +229,9 @@ def test_the_served_app_streams_answers_to_an_api_client(served, models):
 
     client = Client(served, verbose=False)
     model, tokenizer = models.choices[models.labels[0]]
-    expected = "".join(stream(model, tokenizer, render_prompt("¿Qué es la luz?"), GenerationSettings(max_new_tokens=16)))
+    expected = "".join(
+        stream(model, tokenizer, render_prompt("¿Qué es la luz?"), GenerationSettings(max_new_tokens=16))
+    )
     job = client.submit(message="¿Qué es la luz?", **GREEDY, api_name="/chat")
     partials = [response for response, _ in job]
     assert len(partials) > 1 and partials[-1] == job.result()[0] == expected
@@ -234,8 +271,9 @@ def page(served):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = playwright.chromium.launch(
+            executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
         try:
             page = browser.new_page()
             page.goto(served, wait_until="load")

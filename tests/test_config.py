@@ -45,8 +45,16 @@ def test_wrong_type_is_named_with_the_value(tmp_path, default_params):
     assert "tokenizer.vocab_size" in message and "'32000'" in message
 
 
-@pytest.mark.parametrize("key, value", [("validation_fraction", 1.5), ("validation_fraction", 0),
-                                        ("max_chars", -1), ("on_error", "ignore"), ("split_by", "output")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("validation_fraction", 1.5),
+        ("validation_fraction", 0),
+        ("max_chars", -1),
+        ("on_error", "ignore"),
+        ("split_by", "output"),
+    ],
+)
 def test_impossible_prepare_values_are_named(tmp_path, default_params, key, value):
     default_params["prepare"][key] = value
     assert f"prepare.{key}" in error_for(tmp_path, default_params)
@@ -94,15 +102,22 @@ def test_every_stage_in_dvc_yaml_has_a_params_section(repo_params):
             assert not key or hasattr(getattr(repo_params, section), key), f"stage {name}: unknown param {declared}"
 
 
-@pytest.mark.parametrize("changes, named", [
-    ({"model": {"block_size": 512}}, "lora.batch_tokens (4096) must be a multiple of lora.micro_batch_size × "
-                                     "model.block_size = 16 × 512 = 8192"),
-    ({"compare_architectures": {"block_size": 2048}}, "compare_architectures.block_size (2048) is above the "
-                                                      "tokenizer's limit"),
-    ({"evaluate": {"max_new_tokens": 256}}, "evaluate.max_new_tokens (256) leaves no room for a prompt"),
-    ({"lora": {"categories": ["ciencias"]}}, "lora.categories ['ciencias'] are not categories of prepare"),
-    ({"train": {"init_from": "pretrained"}}, "train.init_from is 'pretrained' but pretrain.files is empty"),
-])
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        (
+            {"model": {"block_size": 512}},
+            "lora.batch_tokens (4096) must be a multiple of lora.micro_batch_size × model.block_size = 16 × 512 = 8192",
+        ),
+        (
+            {"compare_architectures": {"block_size": 2048}},
+            "compare_architectures.block_size (2048) is above the tokenizer's limit",
+        ),
+        ({"evaluate": {"max_new_tokens": 256}}, "evaluate.max_new_tokens (256) leaves no room for a prompt"),
+        ({"lora": {"categories": ["ciencias"]}}, "lora.categories ['ciencias'] are not categories of prepare"),
+        ({"train": {"init_from": "pretrained"}}, "train.init_from is 'pretrained' but pretrain.files is empty"),
+    ],
+)
 def test_rules_across_sections_fail_at_load_naming_the_keys(tmp_path, default_params, changes, named):
     for section, values in changes.items():
         default_params[section].update(values)
@@ -121,8 +136,10 @@ def test_every_broken_rule_is_named_at_once_and_only_for_stages_that_run(tmp_pat
 def test_processes_of_the_launcher_count_in_every_loop_step(tmp_path, default_params):
     (tmp_path / "runtime.yaml").write_text('launcher: "accelerate launch --multi_gpu --num_processes 8"\n')
     message = error_for(tmp_path, default_params)
-    assert ("train.batch_tokens (4096) must be a multiple of train.micro_batch_size × model.block_size × 8 "
-            "processes (launcher, runtime.yaml) = 16 × 256 × 8 = 32768") in message and "lora.batch_tokens" in message
+    assert (
+        "train.batch_tokens (4096) must be a multiple of train.micro_batch_size × model.block_size × 8 "
+        "processes (launcher, runtime.yaml) = 16 × 256 × 8 = 32768"
+    ) in message and "lora.batch_tokens" in message
     default_params["train"]["micro_batch_size"] = default_params["lora"]["micro_batch_size"] = 2
     assert load_params(write_params(tmp_path, default_params)).runtime.processes() == 8
 
@@ -135,11 +152,14 @@ def test_runtime_settings_come_from_runtime_yaml_with_defaults(tmp_path, default
     assert runtime.compile and runtime.log_every == 3 and runtime.checkpoint_every == RuntimeParams().checkpoint_every
 
 
-@pytest.mark.parametrize("runtime, named", [
-    ("compile: 'yes'\nlog_every: 0\n", "runtime.yaml has 2 invalid value(s):\n  compile: "),
-    ("learning_rate: 0.1\n", "learning_rate: Extra inputs are not permitted"),
-    ("- compile\n", "runtime.yaml must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "runtime, named",
+    [
+        ("compile: 'yes'\nlog_every: 0\n", "runtime.yaml has 2 invalid value(s):\n  compile: "),
+        ("learning_rate: 0.1\n", "learning_rate: Extra inputs are not permitted"),
+        ("- compile\n", "runtime.yaml must be a mapping"),
+    ],
+)
 def test_a_bad_runtime_file_is_named(tmp_path, default_params, runtime, named):
     (tmp_path / "runtime.yaml").write_text(runtime)
     assert named in error_for(tmp_path, default_params)
@@ -151,4 +171,6 @@ def test_a_runtime_setting_in_params_yaml_points_to_runtime_yaml(tmp_path, defau
     assert "train.compile: Extra inputs are not permitted" in message and "set once in runtime.yaml" in message
     del default_params["train"]["compile"]
     default_params["runtime"] = {"compile": True}
-    assert "params.yaml has a 'runtime' section: runtime settings live in runtime.yaml" in error_for(tmp_path, default_params)
+    assert "params.yaml has a 'runtime' section: runtime settings live in runtime.yaml" in error_for(
+        tmp_path, default_params
+    )

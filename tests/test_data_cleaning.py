@@ -23,7 +23,7 @@ def test_text_is_normalised_to_nfc():
 
 
 def test_control_and_invisible_characters_are_removed_but_emoji_joiners_kept():
-    family = "\U0001F468\u200d\U0001F469\u200d\U0001F467"
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
     text, changes = cleaned(f"\ufeffHola\x00 mun\u200bdo\x07 {family}")
     assert text == f"Hola mundo {family}" and changes == {"control_characters": 1}
 
@@ -52,8 +52,16 @@ def test_normalised_key_ignores_case_accents_punctuation_and_spacing():
     assert normalize_key("«Niño», dijo…") == normalize_key("nino dijo") == "nino dijo"
 
 
-@pytest.mark.parametrize("first, second", [("¿Cuánto es 2 + 2?", "¿Cuánto es 2 × 2?"), ("print(3 + 3)", "print(3 * 2)"),
-                                           ("'a' < 'b'", "'a' <= 'b'"), ("15 °C", "-15 °C"), ("3.5", "35")])
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("¿Cuánto es 2 + 2?", "¿Cuánto es 2 × 2?"),
+        ("print(3 + 3)", "print(3 * 2)"),
+        ("'a' < 'b'", "'a' <= 'b'"),
+        ("15 °C", "-15 °C"),
+        ("3.5", "35"),
+    ],
+)
 def test_normalised_key_keeps_what_changes_the_meaning(first, second):
     assert normalize_key(first) != normalize_key(second)
 
@@ -78,29 +86,40 @@ def test_language_check_accepts_spanish_rejects_english_and_skips_short_texts():
 def test_prepare_drops_and_counts_each_kind_of_bad_example(write_jsonl, prepare_params):
     good = spanish_examples(5)
     rows = good + [
-        example("Explica algo.", ""),                                   # empty output
-        example("", "Una respuesta sin pregunta."),                     # empty instruction
-        example("Explica el concepto largo.", "muy " * 400),            # over max_chars
+        example("Explica algo.", ""),  # empty output
+        example("", "Una respuesta sin pregunta."),  # empty instruction
+        example("Explica el concepto largo.", "muy " * 400),  # over max_chars
         example("Explain what the sun is and why it is hot.", "The sun is a star that is made of hot gas."),
-        good[0],                                                        # exact duplicate
+        good[0],  # exact duplicate
         example(good[1]["instruction"].upper(), good[1]["output"].replace(".", " !")),  # normalised duplicate
     ]
     params = prepare_params([{"kind": "jsonl", "path": str(write_jsonl("raw.jsonl", rows))}], max_chars=1000)
     stats = prepare(params).stats
-    assert stats["dropped"] == {"empty": 2, "too_long": 1, "not_spanish": 1, "exact_duplicate": 1,
-                                "normalized_duplicate": 1}
+    assert stats["dropped"] == {
+        "empty": 2,
+        "too_long": 1,
+        "not_spanish": 1,
+        "exact_duplicate": 1,
+        "normalized_duplicate": 1,
+    }
     assert stats["examples"]["read"] == 11 and stats["examples"]["kept"] == 5
 
 
 def test_prepare_counts_cleaning_changes(write_jsonl, prepare_params):
-    rows = [example("  ¿Qué es el agua?  ", "Es un líquido\u00a0transparente."),
-            example("¿Qué es el ca\u0301lcio?", "Es un elemento químico.")]
+    rows = [
+        example("  ¿Qué es el agua?  ", "Es un líquido\u00a0transparente."),
+        example("¿Qué es el ca\u0301lcio?", "Es un elemento químico."),
+    ]
     params = prepare_params([{"kind": "jsonl", "path": str(write_jsonl("raw.jsonl", rows))}])
     assert prepare(params).stats["cleaning"] == {"control_characters": 0, "whitespace": 1, "unicode_nfc": 1}
 
 
-RULES = {"programación": ["python", "program*", "código"], "ciencia": ["átomo", "químic*"],
-         "matemáticas": ["resta", "media"], "traducción": ["traduce"]}
+RULES = {
+    "programación": ["python", "program*", "código"],
+    "ciencia": ["átomo", "químic*"],
+    "matemáticas": ["resta", "media"],
+    "traducción": ["traduce"],
+}
 
 
 def test_categories_come_from_known_source_labels_then_keywords_then_the_default():

@@ -13,8 +13,12 @@ from tests.conftest import example
 
 ALPACA = [
     {"instruction": "¿Qué es un átomo?", "input": "", "output": "La unidad más pequeña de un elemento."},
-    {"instruction": "Resume el texto.", "input": "El sol sale por el este.", "output": "El sol sale por el este.",
-     "extra": "ignored"},
+    {
+        "instruction": "Resume el texto.",
+        "input": "El sol sale por el este.",
+        "output": "El sol sale por el este.",
+        "extra": "ignored",
+    },
     {"instruction": "Di hola.", "output": "Hola."},  # no input field at all
 ]
 EXPECTED_ALPACA = [
@@ -48,8 +52,13 @@ def test_alpaca_reads_every_file_format_the_same(tmp_path, suffix):
 
 
 def test_project_jsonl_keeps_its_category_and_source(write_jsonl):
-    path = write_jsonl("kit.jsonl", [example("Traduce: hola.", "Hello.", category="traducción", source="tatoeba"),
-                                     example("¿Qué es el agua?", "Un líquido.")])
+    path = write_jsonl(
+        "kit.jsonl",
+        [
+            example("Traduce: hola.", "Hello.", category="traducción", source="tatoeba"),
+            example("¿Qué es el agua?", "Un líquido."),
+        ],
+    )
     examples, _ = read("jsonl", path)
     assert examples[0].category == "traducción" and examples[0].source == "tatoeba"
     assert examples[1].category == "" and examples[1].source == str(path)
@@ -63,27 +72,38 @@ def test_globs_read_every_matching_file_in_order(write_jsonl, tmp_path):
 
 
 def oasst_message(message_id, parent_id, role, text, lang="es", rank=None, deleted=False, review_result=True):
-    return {"message_id": message_id, "parent_id": parent_id, "role": role, "text": text, "lang": lang,
-            "rank": rank, "deleted": deleted, "review_result": review_result}
+    return {
+        "message_id": message_id,
+        "parent_id": parent_id,
+        "role": role,
+        "text": text,
+        "lang": lang,
+        "rank": rank,
+        "deleted": deleted,
+        "review_result": review_result,
+    }
 
 
 def test_oasst_keeps_spanish_root_prompts_with_their_best_ranked_reply(write_jsonl):
-    path = write_jsonl("oasst.jsonl", [
-        oasst_message("p1", None, "prompter", "¿Qué es la fotosíntesis?"),
-        oasst_message("a1", "p1", "assistant", "Respuesta de rango 1.", rank=1),
-        oasst_message("a2", "p1", "assistant", "Respuesta de rango 0.", rank=0),
-        oasst_message("a3", "p1", "assistant", "Respuesta sin rango."),
-        oasst_message("p2", "a2", "prompter", "¿Y en las algas?"),  # follow-up: needs context
-        oasst_message("a4", "p2", "assistant", "También."),
-        oasst_message("p3", None, "prompter", "What is water?", lang="en"),
-        oasst_message("a5", "p3", "assistant", "A liquid.", lang="en"),
-        oasst_message("p4", None, "prompter", "¿Mensaje borrado?", deleted=True),
-        oasst_message("a6", "p4", "assistant", "No debe aparecer."),
-        oasst_message("p5", None, "prompter", "¿Cuál es la capital de Chile?"),
-        oasst_message("a7", "p5", "assistant", "Respuesta rechazada.", rank=0, review_result=False),
-        oasst_message("a8", "p5", "assistant", "Santiago de Chile.", rank=1),
-        oasst_message("p6", None, "prompter", "¿Sin respuesta?"),
-    ])
+    path = write_jsonl(
+        "oasst.jsonl",
+        [
+            oasst_message("p1", None, "prompter", "¿Qué es la fotosíntesis?"),
+            oasst_message("a1", "p1", "assistant", "Respuesta de rango 1.", rank=1),
+            oasst_message("a2", "p1", "assistant", "Respuesta de rango 0.", rank=0),
+            oasst_message("a3", "p1", "assistant", "Respuesta sin rango."),
+            oasst_message("p2", "a2", "prompter", "¿Y en las algas?"),  # follow-up: needs context
+            oasst_message("a4", "p2", "assistant", "También."),
+            oasst_message("p3", None, "prompter", "What is water?", lang="en"),
+            oasst_message("a5", "p3", "assistant", "A liquid.", lang="en"),
+            oasst_message("p4", None, "prompter", "¿Mensaje borrado?", deleted=True),
+            oasst_message("a6", "p4", "assistant", "No debe aparecer."),
+            oasst_message("p5", None, "prompter", "¿Cuál es la capital de Chile?"),
+            oasst_message("a7", "p5", "assistant", "Respuesta rechazada.", rank=0, review_result=False),
+            oasst_message("a8", "p5", "assistant", "Santiago de Chile.", rank=1),
+            oasst_message("p6", None, "prompter", "¿Sin respuesta?"),
+        ],
+    )
     examples, _ = read("oasst", path, name="oasst")
     assert [(e.instruction, e.output) for e in examples] == [
         ("¿Qué es la fotosíntesis?", "Respuesta de rango 0."),
@@ -92,11 +112,15 @@ def test_oasst_keeps_spanish_root_prompts_with_their_best_ranked_reply(write_jso
 
 
 def test_oasst_treats_a_nan_rank_as_unranked(write_jsonl):
-    path = write_jsonl("oasst.jsonl", [
-        oasst_message("p1", None, "prompter", "¿Hola?"),
-        '{"message_id": "a1", "parent_id": "p1", "role": "assistant", "text": "Sin rango.", "lang": "es", "rank": NaN}',
-        oasst_message("a2", "p1", "assistant", "Con rango.", rank=3),
-    ])
+    path = write_jsonl(
+        "oasst.jsonl",
+        [
+            oasst_message("p1", None, "prompter", "¿Hola?"),
+            '{"message_id": "a1", "parent_id": "p1", "role": "assistant", "text": "Sin rango.", "lang": "es", '
+            '"rank": NaN}',
+            oasst_message("a2", "p1", "assistant", "Con rango.", rank=3),
+        ],
+    )
     examples, _ = read("oasst", path)
     assert examples[0].output == "Con rango."
 
@@ -126,8 +150,9 @@ def test_prepare_says_how_to_skip_bad_records(write_jsonl, prepare_params):
 
 
 def test_skip_mode_counts_bad_records_and_keeps_the_rest(write_jsonl):
-    path = write_jsonl("bad.jsonl", [example("Primera.", "Uno."), *[line for line, _ in BAD_LINES],
-                                     example("Última.", "Dos.")])
+    path = write_jsonl(
+        "bad.jsonl", [example("Primera.", "Uno."), *[line for line, _ in BAD_LINES], example("Última.", "Dos.")]
+    )
     examples, policy = read("alpaca", path, on_error="skip")
     assert [e.output for e in examples] == ["Uno.", "Dos."]
     assert policy.skipped == {"malformed JSON": 1, "wrong type": 2, "missing field": 1}
@@ -135,8 +160,11 @@ def test_skip_mode_counts_bad_records_and_keeps_the_rest(write_jsonl):
 
 def test_non_utf8_bytes_are_reported_or_skipped(tmp_path):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(json.dumps(example("Primera.", "Uno.")).encode() + b"\n"
-                     + '{"instruction": "¿Qué año?", "output": "Año 2000."}\n'.encode("latin-1"))
+    path.write_bytes(
+        json.dumps(example("Primera.", "Uno.")).encode()
+        + b"\n"
+        + '{"instruction": "¿Qué año?", "output": "Año 2000."}\n'.encode("latin-1")
+    )
     with pytest.raises(MiniGPTError, match=rf"{path}:2: invalid UTF-8"):
         read("alpaca", path)
     examples, policy = read("alpaca", path, on_error="skip")
@@ -203,8 +231,7 @@ def test_a_leading_byte_order_mark_is_not_data(tmp_path):
         assert [e.output for e in examples] == ["Uno.", "Dos."]
 
 
-@pytest.mark.parametrize("line", ['{"instruction": "a", "output": ' + "1" * 5000 + '}',
-                                  "[" * 100_000 + "]" * 100_000])
+@pytest.mark.parametrize("line", ['{"instruction": "a", "output": ' + "1" * 5000 + "}", "[" * 100_000 + "]" * 100_000])
 def test_pathological_json_is_malformed_json_not_a_crash(write_jsonl, line):
     path = write_jsonl("odd.jsonl", [line])
     with pytest.raises(MiniGPTError, match=rf"{path}:1: malformed JSON"):
@@ -226,9 +253,14 @@ def test_a_jsonl_file_of_blank_lines_is_empty(write_jsonl):
 
 
 def test_oasst_counts_records_read_apart_from_examples_built(write_jsonl):
-    path = write_jsonl("oasst.jsonl", [oasst_message("p1", None, "prompter", "¿Hola?"),
-                                       oasst_message("a1", "p1", "assistant", "Hola."),
-                                       oasst_message("a2", "p1", "assistant", "Buenas.", rank=1)])
+    path = write_jsonl(
+        "oasst.jsonl",
+        [
+            oasst_message("p1", None, "prompter", "¿Hola?"),
+            oasst_message("a1", "p1", "assistant", "Hola."),
+            oasst_message("a2", "p1", "assistant", "Buenas.", rank=1),
+        ],
+    )
     policy = ErrorPolicy("fail")
     examples, records = read_source(Source(kind="oasst", path=str(path)), policy)
     assert (len(examples), records) == (1, 3)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from minigpt.data import normalize_key, prepare
-from minigpt.files import atomic_file, write_jsonl as write_rows
+from minigpt.files import atomic_file
+from minigpt.files import write_jsonl as write_rows
 from tests.conftest import example, spanish_examples
 
 
@@ -30,7 +31,9 @@ def test_validation_fraction_is_respected(write_jsonl, prepare_params):
 
 def test_the_seed_changes_the_split(write_jsonl, prepare_params):
     source = {"kind": "jsonl", "path": str(write_jsonl("a.jsonl", spanish_examples(200)))}
-    assert split_of(prepare(prepare_params([source], split_seed=0))) != split_of(prepare(prepare_params([source], split_seed=1)))
+    assert split_of(prepare(prepare_params([source], split_seed=0))) != split_of(
+        prepare(prepare_params([source], split_seed=1))
+    )
 
 
 def shared_instruction_rows() -> list[dict]:
@@ -52,7 +55,9 @@ def test_no_prompt_or_instruction_appears_in_both_splits(write_jsonl, prepare_pa
 
     fields = ("instruction", "input") if split_by == "prompt" else ("instruction",)
     assert not keys(result.splits["train"], *fields) & keys(result.splits["validation"], *fields)
-    assert not keys(result.splits["train"], "instruction", "input") & keys(result.splits["validation"], "instruction", "input")
+    assert not keys(result.splits["train"], "instruction", "input") & keys(
+        result.splits["validation"], "instruction", "input"
+    )
     assert result.splits["train"] and result.splits["validation"]
 
 
@@ -64,8 +69,10 @@ def test_prompt_split_spreads_one_instruction_wording_over_both_splits(write_jso
 
 
 def test_pair_split_keeps_a_translation_and_its_reverse_together(write_jsonl, prepare_params):
-    forward = [example("Traduce al inglés la siguiente frase.", f"The {i} cats are here.", input=f"Los {i} gatos están aquí.")
-               for i in range(200)]
+    forward = [
+        example("Traduce al inglés la siguiente frase.", f"The {i} cats are here.", input=f"Los {i} gatos están aquí.")
+        for i in range(200)
+    ]
     reverse = [example("Traduce al español la siguiente frase.", row["input"], input=row["output"]) for row in forward]
     source = {"kind": "jsonl", "path": str(write_jsonl("pairs.jsonl", forward + reverse))}
 

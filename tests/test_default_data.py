@@ -21,8 +21,9 @@ def prepared(repo_params):
 
 
 def test_generated_file_is_up_to_date_with_its_generator():
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "build_default_data.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "build_default_data.py"), "--check"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -44,23 +45,44 @@ def test_default_data_is_written_in_spanish_with_its_characters(prepared):
     assert with_input >= 200  # tasks that need an input have one
 
 
-@pytest.mark.parametrize("number, words", [(0, "cero"), (16, "dieciséis"), (21, "veintiuno"), (22, "veintidós"),
-                                           (31, "treinta y uno"), (100, "cien"), (101, "ciento uno"),
-                                           (555, "quinientos cincuenta y cinco"), (1000, "mil"),
-                                           (2021, "dos mil veintiuno"), (9999, "nueve mil novecientos noventa y nueve")])
+@pytest.mark.parametrize(
+    "number, words",
+    [
+        (0, "cero"),
+        (16, "dieciséis"),
+        (21, "veintiuno"),
+        (22, "veintidós"),
+        (31, "treinta y uno"),
+        (100, "cien"),
+        (101, "ciento uno"),
+        (555, "quinientos cincuenta y cinco"),
+        (1000, "mil"),
+        (2021, "dos mil veintiuno"),
+        (9999, "nueve mil novecientos noventa y nueve"),
+    ],
+)
 def test_numbers_in_words(number, words):
     assert generator.number_to_words(number) == words
 
 
 def test_conjugations_and_roman_numerals():
-    assert generator.conjugate("cantar", "presente de indicativo") == ["canto", "cantas", "canta", "cantamos", "cantáis", "cantan"]
+    assert generator.conjugate("cantar", "presente de indicativo") == [
+        "canto",
+        "cantas",
+        "canta",
+        "cantamos",
+        "cantáis",
+        "cantan",
+    ]
     assert generator.conjugate("vivir", "pretérito perfecto simple")[2] == "vivió"
     assert generator.conjugate("comer", "futuro simple")[4] == "comeréis"
     assert [generator.to_roman(n) for n in (4, 9, 14, 1984, 2026)] == ["IV", "IX", "XIV", "MCMLXXXIV", "MMXXVI"]
 
 
 def test_code_answers_are_what_python_prints():
-    rows = [row for row in generator.generate() if row["instruction"].startswith(("¿Qué imprime", "¿Cuál es la salida"))]
+    rows = [
+        row for row in generator.generate() if row["instruction"].startswith(("¿Qué imprime", "¿Cuál es la salida"))
+    ]
     assert len(rows) >= 100
     for row in rows[:50]:
         assert row["output"] == "Imprime:\n" + generator.run_python(row["input"])

@@ -63,9 +63,15 @@ def imported_files(script: Path) -> set[Path]:
 def named_paths(script: Path) -> set[str]:
     """Repository paths spelled as string literals in a script (data/..., models/..., ...)."""
     tree = ast.parse(script.read_text(encoding="utf-8"))
-    return {node.value.rstrip("/") for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and "/" in node.value and node.value.split("/")[0] in TRACKED_ROOTS and " " not in node.value}
+    return {
+        node.value.rstrip("/")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and "/" in node.value
+        and node.value.split("/")[0] in TRACKED_ROOTS
+        and " " not in node.value
+    }
 
 
 def script_of(stage: dict) -> Path:
@@ -75,8 +81,7 @@ def script_of(stage: dict) -> Path:
 
 def covered(path: str, declared: set[str]) -> bool:
     """True when the path is declared, inside a declared directory or a directory holding one."""
-    return any(path == entry or path.startswith(entry + "/") or entry.startswith(path + "/")
-               for entry in declared)
+    return any(path == entry or path.startswith(entry + "/") or entry.startswith(path + "/") for entry in declared)
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -96,8 +101,11 @@ def test_a_stage_depends_on_exactly_the_modules_its_script_imports(name):
 def test_every_path_a_stage_script_names_is_a_dep_or_an_output(name):
     stage = STAGES[name]
     known = set(declared_paths(stage, "deps", "outs", "metrics", "plots"))
-    missing = {path for path in named_paths(script_of(stage))
-               if not covered(path, known) and not path.startswith(UNTRACKED_PATHS)}
+    missing = {
+        path
+        for path in named_paths(script_of(stage))
+        if not covered(path, known) and not path.startswith(UNTRACKED_PATHS)
+    }
     assert not missing, f"{name}: its script names {sorted(missing)}, which dvc.yaml does not declare"
 
 

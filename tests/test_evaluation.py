@@ -44,8 +44,12 @@ def test_multiple_choice_picks_the_likeliest_option_in_total_and_per_byte(monkey
     monkeypatch.setattr(evaluation, "token_log_likelihoods", fake_log_likelihoods)
     monkeypatch.setattr(evaluation, "context_length", lambda model: 64)
     result = multiple_choice_accuracy(object(), Tokenizer(), items, batch_size=8)
-    assert result == {"accuracy": 0.5, "accuracy_norm": 1.0, "chance": pytest.approx((1 / 2 + 1 / 3) / 2, abs=1e-4),
-                      "items": 2}
+    assert result == {
+        "accuracy": 0.5,
+        "accuracy_norm": 1.0,
+        "chance": pytest.approx((1 / 2 + 1 / 3) / 2, abs=1e-4),
+        "items": 2,
+    }
 
 
 def test_evaluate_model_reports_every_metric(tiny_model_dir, tmp_path):
@@ -53,8 +57,15 @@ def test_evaluate_model_reports_every_metric(tiny_model_dir, tmp_path):
     rows = [dict(row, category="ciencia" if index % 2 else "lengua") for index, row in enumerate(spanish_examples(6))]
     choices = tmp_path / "choices.jsonl"
     choices.write_text('{"question": "¿Dos más dos?", "choices": ["tres", "cuatro"], "answer": 1}\n', encoding="utf-8")
-    metrics, samples = evaluate_model(model, tokenizer, rows, {"mini": str(choices)}, GenerationSettings(max_new_tokens=6),
-                                      generate_count=4, batch_size=3)
+    metrics, samples = evaluate_model(
+        model,
+        tokenizer,
+        rows,
+        {"mini": str(choices)},
+        GenerationSettings(max_new_tokens=6),
+        generate_count=4,
+        batch_size=3,
+    )
     assert math.isfinite(metrics["perplexity"]) and metrics["bits_per_byte"] > 0 and metrics["examples"] == 6
     assert set(metrics["generation"]) >= {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence", "bleu_signature"}
     assert set(metrics["errors"]) == {"empty", "repetition_loop", "truncated", "off_topic", "wrong_language"}
@@ -66,8 +77,9 @@ def test_evaluate_model_reports_every_metric(tiny_model_dir, tmp_path):
 
 def test_bad_choice_files_name_the_line(tmp_path):
     path = tmp_path / "choices.jsonl"
-    path.write_text('{"question": "¿A?", "choices": ["a", "b"], "answer": 0}\n' + '{"instruction": "¿B?"}\n',
-                    encoding="utf-8")
+    path.write_text(
+        '{"question": "¿A?", "choices": ["a", "b"], "answer": 0}\n' + '{"instruction": "¿B?"}\n', encoding="utf-8"
+    )
     with pytest.raises(MiniGPTError, match=rf"{path}:2: "):
         load_choice_items(str(path))
 
@@ -89,11 +101,14 @@ def test_max_new_tokens_must_leave_room_for_the_prompt(tiny_model_dir):
         generate(model, tokenizer, ["hola"], GenerationSettings(max_new_tokens=64))
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"question": "¿A?", "choices": ["a"], "answer": 0}, "at least two non-empty options"),
-    ({"question": "¿A?", "choices": ["a", ""], "answer": 0}, "at least two non-empty options"),
-    ({"question": "¿A?", "choices": ["a", "b"], "answer": 5}, "'answer' must be the index of an option, 0 to 1"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"question": "¿A?", "choices": ["a"], "answer": 0}, "at least two non-empty options"),
+        ({"question": "¿A?", "choices": ["a", ""], "answer": 0}, "at least two non-empty options"),
+        ({"question": "¿A?", "choices": ["a", "b"], "answer": 5}, "'answer' must be the index of an option, 0 to 1"),
+    ],
+)
 def test_multiple_choice_items_are_checked(tmp_path, row, message):
     import json
 

@@ -10,8 +10,12 @@ from minigpt.errors import MiniGPTError
 from minigpt.generation import GenerationSettings, generate, load_model
 from minigpt.template import render_prompt
 
-PROMPTS = [render_prompt("¿Qué es la luz?"), render_prompt("Explica el concepto número 3 de la lista.", "Una entrada."),
-           render_prompt("Di hola."), render_prompt("¿Cuánto es 2 + 2?")]
+PROMPTS = [
+    render_prompt("¿Qué es la luz?"),
+    render_prompt("Explica el concepto número 3 de la lista.", "Una entrada."),
+    render_prompt("Di hola."),
+    render_prompt("¿Cuánto es 2 + 2?"),
+]
 
 
 def test_batched_answers_equal_one_at_a_time(tiny_model_dir):
@@ -42,13 +46,14 @@ def test_a_sampled_answer_does_not_depend_on_its_batch(tiny_model_dir):
     assert len({answer.text for answer in batched}) > 1
     only_the_likeliest = GenerationSettings(max_new_tokens=16, do_sample=True, top_k=1, seed=3)
     assert generate(model, tokenizer, PROMPTS, only_the_likeliest) == generate(
-        model, tokenizer, PROMPTS, GenerationSettings(max_new_tokens=16))
+        model, tokenizer, PROMPTS, GenerationSettings(max_new_tokens=16)
+    )
 
 
 def test_an_over_long_prompt_keeps_its_end_and_still_answers(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     long_prompt = render_prompt("palabra " * 300)
-    answer, = generate(model, tokenizer, [long_prompt], GenerationSettings(max_new_tokens=8))
+    (answer,) = generate(model, tokenizer, [long_prompt], GenerationSettings(max_new_tokens=8))
     assert answer.new_tokens <= 8
 
 
@@ -68,7 +73,10 @@ def test_streaming_gives_the_same_answer_as_generate(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     settings = GenerationSettings(max_new_tokens=12)
     for prompt in PROMPTS[:2]:
-        assert "".join(stream(model, tokenizer, prompt, settings)).strip() == generate(model, tokenizer, [prompt], settings)[0].text
+        assert (
+            "".join(stream(model, tokenizer, prompt, settings)).strip()
+            == generate(model, tokenizer, [prompt], settings)[0].text
+        )
 
 
 def test_the_generate_command_answers_and_refuses_bad_settings(tiny_model_dir):
@@ -76,8 +84,11 @@ def test_the_generate_command_answers_and_refuses_bad_settings(tiny_model_dir):
     import sys
 
     def command(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "minigpt", "generate", *args, "--model", str(tiny_model_dir)],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "minigpt", "generate", *args, "--model", str(tiny_model_dir)],
+            capture_output=True,
+            text=True,
+        )
 
     plain = command("¿Qué es la luz?", "--max-new-tokens", "8")
     streamed = command("¿Qué es la luz?", "--max-new-tokens", "8", "--stream")
@@ -126,7 +137,7 @@ def test_an_error_inside_generation_reaches_the_reader(tiny_model_dir, monkeypat
 
 def test_the_time_limit_ends_an_answer(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
-    answer, = generate(model, tokenizer, PROMPTS[:1], GenerationSettings(max_new_tokens=40, max_seconds=0.0))
+    (answer,) = generate(model, tokenizer, PROMPTS[:1], GenerationSettings(max_new_tokens=40, max_seconds=0.0))
     assert answer.new_tokens == 1 and not answer.complete
 
 

@@ -22,43 +22,107 @@ def write_parquet(path, table: pa.Table) -> None:
 @pytest.fixture
 def alpaca_spanish(tmp_path):
     """bertin-project/alpaca-spanish: data/train-00000-of-00001-<hash>.parquet, three string columns."""
-    rows = [("Explica qué es la fotosíntesis.", "", "La fotosíntesis es el proceso por el que las plantas producen "
-             "su alimento con la luz del sol."),
-            ("Traduce la frase al inglés.", "El gato duerme en la casa.", "The cat sleeps in the house."),
-            ("Give three tips for staying healthy.", "", "Eat a balanced diet and make sure to sleep well at night."),
-            ("Escribe un saludo.", "", ""),  # empty answer
-            ("Explica qué es la fotosíntesis.", "", "La fotosíntesis es el proceso por el que las plantas producen "
-             "su alimento con la luz del sol.")]  # exact duplicate
+    rows = [
+        (
+            "Explica qué es la fotosíntesis.",
+            "",
+            "La fotosíntesis es el proceso por el que las plantas producen su alimento con la luz del sol.",
+        ),
+        ("Traduce la frase al inglés.", "El gato duerme en la casa.", "The cat sleeps in the house."),
+        ("Give three tips for staying healthy.", "", "Eat a balanced diet and make sure to sleep well at night."),
+        ("Escribe un saludo.", "", ""),  # empty answer
+        (
+            "Explica qué es la fotosíntesis.",
+            "",
+            "La fotosíntesis es el proceso por el que las plantas producen su alimento con la luz del sol.",
+        ),
+    ]  # exact duplicate
     columns = list(zip(*rows))
     folder = tmp_path / "alpaca-spanish"
-    write_parquet(folder / "data" / "train-00000-of-00001-3a8ceb2c27df896f.parquet",
-                  pa.table({"instruction": columns[0], "input": columns[1], "output": columns[2]}))
+    write_parquet(
+        folder / "data" / "train-00000-of-00001-3a8ceb2c27df896f.parquet",
+        pa.table({"instruction": columns[0], "input": columns[1], "output": columns[2]}),
+    )
     return folder
 
 
-OASST_SCHEMA = pa.schema([
-    ("message_id", pa.string()), ("parent_id", pa.string()), ("user_id", pa.string()), ("created_date", pa.string()),
-    ("text", pa.string()), ("role", pa.string()), ("lang", pa.string()), ("review_count", pa.int32()),
-    ("review_result", pa.bool_()), ("deleted", pa.bool_()), ("rank", pa.int32()), ("synthetic", pa.bool_()),
-    ("model_name", pa.string()),
-    ("detoxify", pa.struct([(name, pa.float64()) for name in ("toxicity", "severe_toxicity", "obscene",
-                                                                "identity_attack", "insult", "threat",
-                                                                "sexual_explicit")])),
-    ("message_tree_id", pa.string()), ("tree_state", pa.string()),
-    ("emojis", pa.struct([("name", pa.list_(pa.string())), ("count", pa.list_(pa.int32()))])),
-    ("labels", pa.struct([("name", pa.list_(pa.string())), ("value", pa.list_(pa.float64())),
-                          ("count", pa.list_(pa.int32()))])),
-])
+OASST_SCHEMA = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("parent_id", pa.string()),
+        ("user_id", pa.string()),
+        ("created_date", pa.string()),
+        ("text", pa.string()),
+        ("role", pa.string()),
+        ("lang", pa.string()),
+        ("review_count", pa.int32()),
+        ("review_result", pa.bool_()),
+        ("deleted", pa.bool_()),
+        ("rank", pa.int32()),
+        ("synthetic", pa.bool_()),
+        ("model_name", pa.string()),
+        (
+            "detoxify",
+            pa.struct(
+                [
+                    (name, pa.float64())
+                    for name in (
+                        "toxicity",
+                        "severe_toxicity",
+                        "obscene",
+                        "identity_attack",
+                        "insult",
+                        "threat",
+                        "sexual_explicit",
+                    )
+                ]
+            ),
+        ),
+        ("message_tree_id", pa.string()),
+        ("tree_state", pa.string()),
+        ("emojis", pa.struct([("name", pa.list_(pa.string())), ("count", pa.list_(pa.int32()))])),
+        (
+            "labels",
+            pa.struct(
+                [("name", pa.list_(pa.string())), ("value", pa.list_(pa.float64())), ("count", pa.list_(pa.int32()))]
+            ),
+        ),
+    ]
+)
 
 
 def oasst_row(message_id, parent_id, role, text, lang="es", rank=None, deleted=False, review_result=True, tree="t1"):
-    return {"message_id": message_id, "parent_id": parent_id, "user_id": "u", "created_date": "2023-02-05T14:23:50",
-            "text": text, "role": role, "lang": lang, "review_count": 3, "review_result": review_result,
-            "deleted": deleted, "rank": rank, "synthetic": False, "model_name": None,
-            "detoxify": {name: 0.001 for name in ("toxicity", "severe_toxicity", "obscene", "identity_attack",
-                                                  "insult", "threat", "sexual_explicit")},
-            "message_tree_id": tree, "tree_state": "ready_for_export",
-            "emojis": {"name": ["+1"], "count": [2]}, "labels": {"name": ["spam"], "value": [0.0], "count": [3]}}
+    return {
+        "message_id": message_id,
+        "parent_id": parent_id,
+        "user_id": "u",
+        "created_date": "2023-02-05T14:23:50",
+        "text": text,
+        "role": role,
+        "lang": lang,
+        "review_count": 3,
+        "review_result": review_result,
+        "deleted": deleted,
+        "rank": rank,
+        "synthetic": False,
+        "model_name": None,
+        "detoxify": {
+            name: 0.001
+            for name in (
+                "toxicity",
+                "severe_toxicity",
+                "obscene",
+                "identity_attack",
+                "insult",
+                "threat",
+                "sexual_explicit",
+            )
+        },
+        "message_tree_id": tree,
+        "tree_state": "ready_for_export",
+        "emojis": {"name": ["+1"], "count": [2]},
+        "labels": {"name": ["spam"], "value": [0.0], "count": [3]},
+    }
 
 
 @pytest.fixture
@@ -66,9 +130,12 @@ def oasst1(tmp_path):
     """OpenAssistant/oasst1: data/{train,validation}-00000-of-00001-<hash>.parquet, one message per row."""
     train = [
         oasst_row("p1", None, "prompter", "¿Qué es la fotosíntesis y por qué es importante?"),
-        oasst_row("a1", "p1", "assistant", "Es el proceso por el que las plantas convierten la luz en energía.", rank=1),
-        oasst_row("a2", "p1", "assistant", "La fotosíntesis convierte la luz del sol en la energía de las plantas.",
-                  rank=0),
+        oasst_row(
+            "a1", "p1", "assistant", "Es el proceso por el que las plantas convierten la luz en energía.", rank=1
+        ),
+        oasst_row(
+            "a2", "p1", "assistant", "La fotosíntesis convierte la luz del sol en la energía de las plantas.", rank=0
+        ),
         oasst_row("a3", "p1", "assistant", "Una respuesta borrada que tenía el mejor rango.", rank=0, deleted=True),
         oasst_row("p2", "a2", "prompter", "¿Y en las algas?"),  # a follow-up turn: not an opener
         oasst_row("a4", "p2", "assistant", "También la hacen las algas."),
@@ -78,12 +145,16 @@ def oasst1(tmp_path):
         oasst_row("a6", "p4", "assistant", "Una respuesta a un mensaje rechazado.", rank=0, tree="t3"),
         oasst_row("p5", None, "prompter", "¿Una pregunta sin ninguna respuesta todavía?", tree="t4"),
     ]
-    validation = [oasst_row("p6", None, "prompter", "¿Cuál es la capital de España?", tree="t5"),
-                  oasst_row("a7", "p6", "assistant", "La capital de España es Madrid.", rank=0, tree="t5")]
+    validation = [
+        oasst_row("p6", None, "prompter", "¿Cuál es la capital de España?", tree="t5"),
+        oasst_row("a7", "p6", "assistant", "La capital de España es Madrid.", rank=0, tree="t5"),
+    ]
     folder = tmp_path / "oasst1"
     for split, rows in (("train", train), ("validation", validation)):
-        write_parquet(folder / "data" / f"{split}-00000-of-00001-b42a775f407cee45.parquet",
-                      pa.Table.from_pylist(rows, schema=OASST_SCHEMA))
+        write_parquet(
+            folder / "data" / f"{split}-00000-of-00001-b42a775f407cee45.parquet",
+            pa.Table.from_pylist(rows, schema=OASST_SCHEMA),
+        )
     return folder
 
 
@@ -103,9 +174,12 @@ def test_oasst1_from_a_folder_like_its_hub_repository(oasst1, prepare_params):
     counts = result.stats["sources"]["oasst1-es"]
     assert (counts["records"], counts["examples"], counts["kept"]) == (13, 2, 2)  # 13 messages, 2 usable openers
     pairs = {row["instruction"]: row["output"] for rows in result.splits.values() for row in rows}
-    assert pairs == {"¿Qué es la fotosíntesis y por qué es importante?":
-                     "La fotosíntesis convierte la luz del sol en la energía de las plantas.",
-                     "¿Cuál es la capital de España?": "La capital de España es Madrid."}
+    assert pairs == {
+        "¿Qué es la fotosíntesis y por qué es importante?": (
+            "La fotosíntesis convierte la luz del sol en la energía de las plantas."
+        ),
+        "¿Cuál es la capital de España?": "La capital de España es Madrid.",
+    }
 
 
 def test_a_branch_is_read_at_the_commit_it_names_and_the_commit_is_recorded(monkeypatch, prepare_params):
@@ -117,11 +191,25 @@ def test_a_branch_is_read_at_the_commit_it_names_and_the_commit_is_recorded(monk
     class Info:
         sha = SHA
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info",
-                        lambda self, repo_id, revision: asked.append((repo_id, revision)) or Info())
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, config, split, revision: loaded.append(revision) or [
-        {"instruction": "Explica qué es un átomo.", "input": "", "output": "Un átomo es la parte más pequeña de "
-                                                                             "un elemento químico."}])
+    monkeypatch.setattr(
+        huggingface_hub.HfApi,
+        "dataset_info",
+        lambda self, repo_id, revision: asked.append((repo_id, revision)) or Info(),
+    )
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda name, config, split, revision: (
+            loaded.append(revision)
+            or [
+                {
+                    "instruction": "Explica qué es un átomo.",
+                    "input": "",
+                    "output": "Un átomo es la parte más pequeña de un elemento químico.",
+                }
+            ]
+        ),
+    )
     source = {"kind": "alpaca", "hub": "bertin-project/alpaca-spanish", "revision": "main", "name": "alpaca-es"}
     stats = prepare(prepare_params([source])).stats
     assert asked == [("bertin-project/alpaca-spanish", "main")] and loaded == [SHA]
@@ -132,7 +220,8 @@ def test_a_folder_from_hf_download_is_recorded_at_its_commit(alpaca_spanish, pre
     notes = alpaca_spanish / ".cache" / "huggingface" / "download" / "data"
     notes.mkdir(parents=True)
     (notes / "train-00000-of-00001-3a8ceb2c27df896f.parquet.metadata").write_text(
-        f"{SHA}\n\"d41d8cd98f00b204e9800998ecf8427e\"\n1732800000.0\n", encoding="utf-8")
+        f'{SHA}\n"d41d8cd98f00b204e9800998ecf8427e"\n1732800000.0\n', encoding="utf-8"
+    )
     source = {"kind": "alpaca", "hub": str(alpaca_spanish), "name": "alpaca-es"}
     assert prepare(prepare_params([source], on_error="skip")).stats["sources"]["alpaca-es"]["commit"] == SHA
 

@@ -17,8 +17,10 @@ from minigpt.model import from_hf
 from tests.conftest import REPO, run_command
 from tests.test_training import LOOP, RUNTIME
 
-LORA = LoraParams.model_validate(LOOP | {"categories": ["ciencia"], "rank": 4, "alpha": 8, "dropout": 0.0,
-                                         "target_modules": ["c_attn", "c_proj", "c_fc"]})
+LORA = LoraParams.model_validate(
+    LOOP
+    | {"categories": ["ciencia"], "rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["c_attn", "c_proj", "c_fc"]}
+)
 
 
 @pytest.fixture
@@ -47,7 +49,9 @@ def test_the_saved_adapter_and_the_merged_model_give_the_trained_logits(tiny_mod
     base_logits = AutoModelForCausalLM.from_pretrained(tiny_model_dir)(idx).logits
     assert not torch.allclose(base_logits, expected, atol=1e-3)  # the adapter does something
 
-    save_merged(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "adapter", tmp_path / "merged", tokenizer)
+    save_merged(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "adapter", tmp_path / "merged", tokenizer
+    )
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     torch.testing.assert_close(merged(idx).logits, expected, atol=1e-5, rtol=1e-5)
     model, _ = load_model(tiny_model_dir, lora=tmp_path / "adapter")
@@ -60,10 +64,13 @@ def test_the_adapter_config_is_the_same_bytes_in_every_process(tiny_model_dir, t
     for hash_seed in ("1", "2", "3", "4"):
         directory = tmp_path / hash_seed
         directory.mkdir()
-        script = ("import sys; from pathlib import Path; from minigpt.lora import save_adapter_config; "
-                  "from tests.test_lora import LORA; save_adapter_config(LORA, sys.argv[1], Path(sys.argv[2]))")
-        run_command([sys.executable, "-c", script, str(tiny_model_dir), str(directory)], REPO,
-                    env={"PYTHONHASHSEED": hash_seed})
+        script = (
+            "import sys; from pathlib import Path; from minigpt.lora import save_adapter_config; "
+            "from tests.test_lora import LORA; save_adapter_config(LORA, sys.argv[1], Path(sys.argv[2]))"
+        )
+        run_command(
+            [sys.executable, "-c", script, str(tiny_model_dir), str(directory)], REPO, env={"PYTHONHASHSEED": hash_seed}
+        )
         written.append((directory / "adapter_config.json").read_bytes())
     assert len(set(written)) == 1
     assert json.loads(written[0])["target_modules"] == ["c_attn", "c_fc", "c_proj"]
@@ -90,7 +97,9 @@ def test_params_refuse_the_tied_head_and_bad_targets_are_named(tiny_model_dir):
 def test_every_category_needs_training_examples():
     rows = [{"category": "ciencia"}, {"category": "lengua"}]
     assert category_rows(rows, ["ciencia", "programación"], "validation", every_category=False) == rows[:1]
-    with pytest.raises(MiniGPTError, match=r"no train example is in lora.categories \['programacion'\].*ciencia, lengua"):
+    with pytest.raises(
+        MiniGPTError, match=r"no train example is in lora.categories \['programacion'\].*ciencia, lengua"
+    ):
         category_rows(rows, ["ciencia", "programacion"], "train", every_category=True)
 
 
@@ -101,6 +110,13 @@ def test_switching_merge_does_not_retrain(tiny_model_dir, tmp_path):
     params = LORA.model_copy(update={"batch_tokens": 256})  # one micro-batch of the tiny model's 64-token rows
     rows = random_rows(32)  # short rows of token ids below the tiny model's vocabulary
     first = run(add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows, params, RUNTIME, tmp_path, None)
-    again = run(add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows,
-                params.model_copy(update={"merge": True}), RUNTIME, tmp_path, None)
+    again = run(
+        add_adapters(from_hf(tiny_model_dir), params, seed=0),
+        rows,
+        rows,
+        params.model_copy(update={"merge": True}),
+        RUNTIME,
+        tmp_path,
+        None,
+    )
     assert again.history == first.history  # resumed at the end: nothing trained twice

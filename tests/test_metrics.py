@@ -7,8 +7,16 @@ import math
 
 import pytest
 
-from minigpt.metrics import (UnicodeWordTokenizer, bits_per_byte, bleu_chrf, check_answer, parse_choice_item,
-                             perplexity, repetition, rouge_scores)
+from minigpt.metrics import (
+    UnicodeWordTokenizer,
+    bits_per_byte,
+    bleu_chrf,
+    check_answer,
+    parse_choice_item,
+    perplexity,
+    repetition,
+    rouge_scores,
+)
 
 
 def test_rouge_keeps_accented_words_whole():
@@ -52,8 +60,12 @@ def test_each_failure_kind_ranks_below_a_good_answer_and_is_counted(kind):
 
 
 def test_an_english_answer_is_right_when_english_is_asked_for():
-    check = check_answer("I am very tired of the work.", "Traduce al inglés: estoy muy cansado del trabajo.",
-                         "I am very tired of the work.", True)
+    check = check_answer(
+        "I am very tired of the work.",
+        "Traduce al inglés: estoy muy cansado del trabajo.",
+        "I am very tired of the work.",
+        True,
+    )
     assert check.right_language and check.errors == []
 
 
@@ -63,8 +75,9 @@ def test_short_answers_are_not_judged_on_language_or_topic():
     assert check_answer("I enjoy reading.", "Traduce al inglés: me gusta leer.", "I like to read.", True).right_language
 
 
-@pytest.mark.parametrize("echo", ["### Instrucción: Respuesta", "¿Por qué el cielo se ve azul durante el día?",
-                                  "cielo azul día"])
+@pytest.mark.parametrize(
+    "echo", ["### Instrucción: Respuesta", "¿Por qué el cielo se ve azul durante el día?", "cielo azul día"]
+)
 def test_echoing_the_question_or_the_template_is_not_relevant(echo):
     check = check_answer(echo, PROMPT, REFERENCE, complete=True)
     assert check.relevance == 0 and check.coherence <= 0.5
@@ -81,8 +94,11 @@ def test_perplexity_and_bits_per_byte():
 
 
 def test_multiple_choice_items_in_both_formats():
-    kit = {"instruction": "¿Qué gas respiramos?", "input": "A. Helio\nB. Oxígeno\nC. Neón",
-           "output": "La respuesta correcta es B: Oxígeno."}
+    kit = {
+        "instruction": "¿Qué gas respiramos?",
+        "input": "A. Helio\nB. Oxígeno\nC. Neón",
+        "output": "La respuesta correcta es B: Oxígeno.",
+    }
     item = parse_choice_item(kit)
     assert (item.question, item.options, item.answer) == ("¿Qué gas respiramos?", ["Helio", "Oxígeno", "Neón"], 1)
     plain = parse_choice_item({"question": "¿2 + 2?", "choices": ["3", "4"], "answer": 1})

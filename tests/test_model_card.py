@@ -9,9 +9,19 @@ from minigpt.generation import GenerationSettings, generate, load_model
 from minigpt.model_card import render_model_card
 from minigpt.template import render_prompt
 
-METRICS = {"parameters": 1350400, "steps": 257, "tokens": 1052672, "train_seconds": 90.67, "tokens_per_second": 11609.8,
-           "device": "cpu", "processes": 1, "precision": "no", "train_loss": 3.69, "val_loss": 4.95,
-           "packing": {"train": {"sequences": 1547}, "validation": {"sequences": 162}}}
+METRICS = {
+    "parameters": 1350400,
+    "steps": 257,
+    "tokens": 1052672,
+    "train_seconds": 90.67,
+    "tokens_per_second": 11609.8,
+    "device": "cpu",
+    "processes": 1,
+    "precision": "no",
+    "train_loss": 3.69,
+    "val_loss": 4.95,
+    "packing": {"train": {"sequences": 1547}, "validation": {"sequences": 162}},
+}
 
 
 def card_for(directory: str, repo_params, metrics=METRICS, block_size: int = 256) -> str:
@@ -42,10 +52,12 @@ def test_missing_metrics_show_as_dashes(repo_params):
 
 def test_the_cards_python_snippet_runs(tiny_model_dir, repo_params, capsys):
     card = card_for(str(tiny_model_dir), repo_params, block_size=64)  # the tiny model's context
-    snippet, = re.findall(r"```python\n(.*?)```", card, flags=re.DOTALL)
+    (snippet,) = re.findall(r"```python\n(.*?)```", card, flags=re.DOTALL)
     exec(compile(snippet, "model card", "exec"), {})
     model, tokenizer = load_model(tiny_model_dir)
-    expected = generate(model, tokenizer, [render_prompt("¿Qué es la fotosíntesis?")], GenerationSettings(max_new_tokens=16))
+    expected = generate(
+        model, tokenizer, [render_prompt("¿Qué es la fotosíntesis?")], GenerationSettings(max_new_tokens=16)
+    )
     assert capsys.readouterr().out.strip() == expected[0].text  # the same answer as the pipeline's decoding
 
 

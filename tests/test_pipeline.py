@@ -24,7 +24,14 @@ SMALL_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 64}
 SHORT_TRAINING = {"epochs": 0.3, "micro_batch_size": 8, "batch_tokens": 512, "eval_every": 10}
 QUICK_EVALUATION = {"generate_examples": 16, "max_new_tokens": 24}
 SHORT_LORA = {"epochs": 1.0, "micro_batch_size": 8, "batch_tokens": 512, "rank": 2, "alpha": 4}
-SMALL_STUDY = {**SMALL_MODEL, "block_size": 32, "steps": 6, "micro_batch_size": 4, "warmup_steps": 2, "seeds": [0, 1, 2]}
+SMALL_STUDY = {
+    **SMALL_MODEL,
+    "block_size": 32,
+    "steps": 6,
+    "micro_batch_size": 4,
+    "warmup_steps": 2,
+    "seeds": [0, 1, 2],
+}
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -34,8 +41,15 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 def fresh_workspace(target: Path) -> Path:
     """A copy of the repository's files (as git sees them), as a fresh clone would have them."""
     copy_repository(target, results=False)
-    update_params(target, model=SMALL_MODEL, train=SHORT_TRAINING, evaluate=QUICK_EVALUATION, lora=SHORT_LORA,
-                  compare_architectures=SMALL_STUDY, runtime={"checkpoint_every": 10})  # seconds, not minutes
+    update_params(
+        target,
+        model=SMALL_MODEL,
+        train=SHORT_TRAINING,
+        evaluate=QUICK_EVALUATION,
+        lora=SHORT_LORA,
+        compare_architectures=SMALL_STUDY,
+        runtime={"checkpoint_every": 10},
+    )  # seconds, not minutes
     commit_all(target, "clone")
     return target
 
@@ -120,16 +134,23 @@ def test_the_committed_lock_matches_a_fresh_run(workspace, first_run):
 
 def output_hashes(lock: dict, stage: str) -> dict[str, str]:
     """A stage's output hashes in a dvc.lock, metrics (which hold timings) and plots left out."""
-    return {out["path"]: out["md5"] for out in lock[stage]["outs"] if not out["path"].startswith(("metrics/", "plots/"))}
+    return {
+        out["path"]: out["md5"] for out in lock[stage]["outs"] if not out["path"].startswith(("metrics/", "plots/"))
+    }
 
 
 def test_a_second_copy_builds_the_same_data_tokenizer_and_weights(workspace, first_run, tmp_path):
     """Timings live in metrics files: the outputs DVC hashes depend on inputs alone."""
     copy = fresh_workspace(tmp_path / "minigpt-es")
     dvc("repro", "train", cwd=copy)
-    first, second = (yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))["stages"] for root in (workspace, copy))
-    for stage, paths in (("prepare", {"data/processed"}), ("tokenizer", {"models/tokenizer"}),
-                         ("train", {"models/minigpt", "dvclive/train"})):
+    first, second = (
+        yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))["stages"] for root in (workspace, copy)
+    )
+    for stage, paths in (
+        ("prepare", {"data/processed"}),
+        ("tokenizer", {"models/tokenizer"}),
+        ("train", {"models/minigpt", "dvclive/train"}),
+    ):
         assert set(output_hashes(first, stage)) == paths
         assert output_hashes(second, stage) == output_hashes(first, stage), stage
 
@@ -143,8 +164,12 @@ def test_a_second_repro_does_nothing(workspace, first_run):
 def test_runtime_settings_rerun_nothing_and_stay_out_of_the_comparison(workspace, first_run):
     runtime = workspace / "runtime.yaml"
     original = runtime.read_text(encoding="utf-8")
-    runtime.write_text(original.replace("log_every: 10", "log_every: 3").replace("compile: false", "compile: true")
-                       .replace("inference_batch_size: 16", "inference_batch_size: 5"), encoding="utf-8")
+    runtime.write_text(
+        original.replace("log_every: 10", "log_every: 3")
+        .replace("compile: false", "compile: true")
+        .replace("inference_batch_size: 16", "inference_batch_size: 5"),
+        encoding="utf-8",
+    )
     try:
         assert dvc("status", cwd=workspace).stdout.strip() == "Data and pipelines are up to date."
         columns = _columns(dvc("exp", "show", "--md", cwd=workspace).stdout)
@@ -177,8 +202,16 @@ def stages_run(output: str) -> set[str]:
 def test_a_tokenizer_param_reruns_the_tokenizer_and_what_depends_on_it(workspace, first_run):
     with edited_params(workspace, "vocab_size: 4096", "vocab_size: 2000"):
         rerun = dvc("repro", cwd=workspace)
-        assert stages_run(rerun.stdout) == {"tokenizer", "pretrain", "train", "evaluate", "lora", "evaluate_lora",
-                                            "compare_architectures", "report"}
+        assert stages_run(rerun.stdout) == {
+            "tokenizer",
+            "pretrain",
+            "train",
+            "evaluate",
+            "lora",
+            "evaluate_lora",
+            "compare_architectures",
+            "report",
+        }
         assert json.loads((workspace / "metrics" / "tokenizer.json").read_text())["vocab_size"] == 2000
 
 
@@ -197,9 +230,11 @@ def test_tokenizer_stage_says_which_stage_to_run_first(tmp_path):
 
 # The tests below commit the workspace and change it: they run last.
 
+
 def answer(directory: Path) -> str:
-    return run_command([sys.executable, "-m", "minigpt", "generate", "¿Qué es la luz?", "--max-new-tokens", "12"],
-                       directory).stdout
+    return run_command(
+        [sys.executable, "-m", "minigpt", "generate", "¿Qué es la luz?", "--max-new-tokens", "12"], directory
+    ).stdout
 
 
 @contextlib.contextmanager
@@ -245,8 +280,9 @@ def test_experiments_run_queue_and_compare(workspace, first_run):
     while any(state in dvc("queue", "status", cwd=workspace).stdout for state in ("Queued", "Running")):
         assert time.monotonic() < deadline, "the queued experiment did not finish in 10 minutes"
         time.sleep(2)
-    assert "Failed" not in dvc("queue", "status", cwd=workspace).stdout, \
-        dvc("queue", "logs", "lr-low", cwd=workspace, check=False).stdout
+    assert "Failed" not in dvc("queue", "status", cwd=workspace).stdout, dvc(
+        "queue", "logs", "lr-low", cwd=workspace, check=False
+    ).stdout
     rows = _experiments(workspace)
     assert rows["lr-high"]["params"]["train"]["learning_rate"] == 0.004
     assert rows["lr-low"]["params"]["train"]["learning_rate"] == 0.001
@@ -254,8 +290,11 @@ def test_experiments_run_queue_and_compare(workspace, first_run):
     assert "train.learning_rate" in dvc("exp", "diff", "lr-high", "lr-low", "--md", cwd=workspace).stdout
 
     # The comparison people read: few metric columns, the reference's first.
-    metric_columns = [name for name in _columns(dvc("exp", "show", "--md", cwd=workspace).stdout)
-                      if name in exp_show_columns(rows["lr-low"]["metrics"])]
+    metric_columns = [
+        name
+        for name in _columns(dvc("exp", "show", "--md", cwd=workspace).stdout)
+        if name in exp_show_columns(rows["lr-low"]["metrics"])
+    ]
     assert len(metric_columns) <= 25
     assert {"perplexity", "bleu", "rouge1", "rougeL", "coherence"} <= set(metric_columns[:10])
     changed = dvc("exp", "show", "--md", "--only-changed", cwd=workspace).stdout
@@ -264,7 +303,9 @@ def test_experiments_run_queue_and_compare(workspace, first_run):
 
     dvc("exp", "apply", "lr-low", cwd=workspace)
     assert "learning_rate: 0.001" in (workspace / "params.yaml").read_text(encoding="utf-8")
-    assert "Made from experiment `lr-low` on commit `" in (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
+    assert "Made from experiment `lr-low` on commit `" in (workspace / "metrics" / "report.md").read_text(
+        encoding="utf-8"
+    )
 
 
 def _experiments(workspace: Path) -> dict[str, dict]:
@@ -274,8 +315,10 @@ def _experiments(workspace: Path) -> dict[str, dict]:
         for experiment in commit.get("experiments") or []:
             for revision in experiment["revs"]:
                 data = revision["data"]
-                rows[revision["name"]] = {"params": data["params"]["params.yaml"]["data"],
-                                          "metrics": data["metrics"]["metrics/headline.json"]["data"]}
+                rows[revision["name"]] = {
+                    "params": data["params"]["params.yaml"]["data"],
+                    "metrics": data["metrics"]["metrics/headline.json"]["data"],
+                }
     return rows
 
 

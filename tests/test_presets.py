@@ -35,8 +35,9 @@ def test_the_printed_flags_are_what_dvc_applies(tmp_path, default_params, names)
 
     for name in ("params.yaml", "runtime.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
-    printed = subprocess.run([sys.executable, "-m", "minigpt.presets", *names], capture_output=True, text=True,
-                             check=True, cwd=REPO).stdout.split()
+    printed = subprocess.run(
+        [sys.executable, "-m", "minigpt.presets", *names], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
     assert printed[::2] == ["-S"] * (len(printed) // 2)  # one word per flag: the shell splits on spaces
     overrides = to_path_overrides(printed[1::2])
     assert set(overrides) == {"params.yaml", "runtime.yaml"}
@@ -72,15 +73,26 @@ def test_smoke_keeps_the_seed_shape_and_shrinks_everything_else(default_params):
 
 
 def test_presets_print_dvc_set_param_flags():
-    flags = set_param_flags({"model": {"n_layer": 12}, "train": {"learning_rate": 6e-4}, "runtime": {"compile": True},
-                             "prepare": {"sources": [{"kind": "alpaca", "hub": "a/b", "split": "train+validation"}]}})
-    assert flags == ["-S model.n_layer=12", "-S train.learning_rate=0.0006", "-S runtime.yaml:compile=true",
-                     "-S prepare.sources=[{kind:alpaca,hub:a/b,split:train+validation}]"]
+    flags = set_param_flags(
+        {
+            "model": {"n_layer": 12},
+            "train": {"learning_rate": 6e-4},
+            "runtime": {"compile": True},
+            "prepare": {"sources": [{"kind": "alpaca", "hub": "a/b", "split": "train+validation"}]},
+        }
+    )
+    assert flags == [
+        "-S model.n_layer=12",
+        "-S train.learning_rate=0.0006",
+        "-S runtime.yaml:compile=true",
+        "-S prepare.sources=[{kind:alpaca,hub:a/b,split:train+validation}]",
+    ]
     with pytest.raises(MiniGPTError, match="has a space"):
         set_param_flags({"runtime": {"launcher": "accelerate launch"}})
     # Strings Hydra would read as another type stay strings; accents are quoted.
     assert set_param_flags({"prepare": {"sources": [{"revision": "2024", "split": "true", "name": "ciencia-ñ"}]}}) == [
-        "-S prepare.sources=[{revision:'2024',split:'true',name:'ciencia-ñ'}]"]
+        "-S prepare.sources=[{revision:'2024',split:'true',name:'ciencia-ñ'}]"
+    ]
     with pytest.raises(MiniGPTError, match="no preset 'huge' \\(known: .*seed"):
         load_preset("huge")
 

@@ -57,20 +57,38 @@ def test_outside_git_the_revision_says_so(tmp_path, monkeypatch):
 
 def test_the_pipeline_outputs_come_from_dvc_yaml():
     outputs = pipeline_outputs((REPO / "dvc.yaml").read_text(encoding="utf-8"))
-    assert {"dvc.lock", "data/processed", "models/minigpt", "metrics/eval.json", "metrics/headline.json",
-            "plots/training_curves.png", "dvclive/train"} <= set(outputs)
+    assert {
+        "dvc.lock",
+        "data/processed",
+        "models/minigpt",
+        "metrics/eval.json",
+        "metrics/headline.json",
+        "plots/training_curves.png",
+        "dvclive/train",
+    } <= set(outputs)
     assert "params.yaml" not in outputs and "data/raw" not in outputs
 
 
 def stage_metrics() -> dict[str, dict]:
-    return {name: json.loads((REPO / "metrics" / f"{name}.json").read_text(encoding="utf-8"))
-            for name in ("train", "eval", "lora", "architectures")}
+    return {
+        name: json.loads((REPO / "metrics" / f"{name}.json").read_text(encoding="utf-8"))
+        for name in ("train", "eval", "lora", "architectures")
+    }
 
 
 def test_the_headline_leads_with_the_reference_projects_metrics():
     metrics = stage_metrics()
     numbers = headline(metrics["train"], metrics["eval"], metrics["lora"], metrics["architectures"])
-    assert list(numbers)[:8] == ["perplexity", "bits_per_byte", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence"]
+    assert list(numbers)[:8] == [
+        "perplexity",
+        "bits_per_byte",
+        "bleu",
+        "chrf",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "coherence",
+    ]
     assert numbers["perplexity"] == metrics["eval"]["perplexity"]
     assert numbers["rougeL"] == metrics["eval"]["generation"]["rougeL"]
     assert numbers["multiple_choice"] == {"hechos": metrics["eval"]["multiple_choice"]["hechos"]["accuracy"]}

@@ -20,8 +20,17 @@ from tests.conftest import SHARED_DATA, commit_all, copy_repository, free_port, 
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["prepare", "tokenizer", "pretrain", "train", "evaluate", "lora", "evaluate_lora", "compare_architectures",
-          "report"]
+STAGES = [
+    "prepare",
+    "tokenizer",
+    "pretrain",
+    "train",
+    "evaluate",
+    "lora",
+    "evaluate_lora",
+    "compare_architectures",
+    "report",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +45,17 @@ def smoke_run(tmp_path_factory):
     commit_all(workspace, "clone")
     log = workspace.parent / "stages.jsonl"
     started = time.perf_counter()
-    run_command([sys.executable, "-m", "minigpt.presets", "seed", "smoke", "--run", *flags], workspace,
-                env={STAGE_LOG: str(log)}, timeout=3600)
+    run_command(
+        [sys.executable, "-m", "minigpt.presets", "seed", "smoke", "--run", *flags],
+        workspace,
+        env={STAGE_LOG: str(log)},
+        timeout=3600,
+    )
     stages = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
-    print(f"\nseed smoke, {time.perf_counter() - started:.0f} s in all:\n| stage | seconds | peak RSS MiB |\n|---|---:|---:|")
+    print(
+        f"\nseed smoke, {time.perf_counter() - started:.0f} s in all:\n"
+        "| stage | seconds | peak RSS MiB |\n|---|---:|---:|"
+    )
     for entry in stages:
         print(f"| {entry['stage']} | {entry['seconds']} | {entry['peak_rss_mib']:,} |")
     return workspace, stages
@@ -53,8 +69,15 @@ def test_every_stage_runs_at_the_seed_shape(smoke_run):
     workspace, stages = smoke_run
     order = [entry["stage"] for entry in stages]
     assert sorted(order) == sorted(STAGES)
-    for before, after in (("prepare", "tokenizer"), ("tokenizer", "pretrain"), ("pretrain", "train"),
-                          ("train", "evaluate"), ("train", "lora"), ("lora", "evaluate_lora"), ("evaluate", "report")):
+    for before, after in (
+        ("prepare", "tokenizer"),
+        ("tokenizer", "pretrain"),
+        ("pretrain", "train"),
+        ("train", "evaluate"),
+        ("train", "lora"),
+        ("lora", "evaluate_lora"),
+        ("evaluate", "report"),
+    ):
         assert order.index(before) < order.index(after)
     train = metrics(workspace, "train")
     assert train["steps"] == 2 and train["initial_train_loss"] > 0
@@ -86,12 +109,19 @@ def test_the_chat_serves_the_model_it_left(smoke_run):
     port = free_port()
     output = workspace.parent / "chat.log"
     with output.open("w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "minigpt", "chat", "--port", str(port)], cwd=workspace,
-                                  stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"NO_PROXY": "127.0.0.1,localhost"})
+        server = subprocess.Popen(
+            [sys.executable, "-m", "minigpt", "chat", "--port", str(port)],
+            cwd=workspace,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ | {"NO_PROXY": "127.0.0.1,localhost"},
+        )
     try:
         deadline = time.monotonic() + 180
         while not _listening(port):
-            assert server.poll() is None and time.monotonic() < deadline, f"no chat on port {port}:\n{output.read_text()}"
+            assert server.poll() is None and time.monotonic() < deadline, (
+                f"no chat on port {port}:\n{output.read_text()}"
+            )
             time.sleep(0.5)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         for label in ("Base (minigpt)", "Base + LoRA (lora_ciencia_prog)"):  # the stage's adapter is offered too

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from minigpt.data import prepare
-from minigpt.tokenizer import read_documents, plain_text
+from minigpt.tokenizer import plain_text, read_documents
 from tests.conftest import SHARED_DATA, needs_shared_data
 
 pytestmark = needs_shared_data
@@ -11,9 +11,14 @@ pytestmark = needs_shared_data
 
 def test_the_kit_instructions_prepare_cleanly(prepare_params):
     kit = SHARED_DATA / "instrucciones-es"
-    params = prepare_params([{"kind": "jsonl", "path": str(kit / "opcion-multiple.jsonl"), "name": "okapi"},
-                             {"kind": "jsonl", "path": str(kit / "traduccion-1.jsonl"), "name": "tatoeba"}],
-                            validation_fraction=0.05, split_by="prompt")  # ten wordings serve 20k translations
+    params = prepare_params(
+        [
+            {"kind": "jsonl", "path": str(kit / "opcion-multiple.jsonl"), "name": "okapi"},
+            {"kind": "jsonl", "path": str(kit / "traduccion-1.jsonl"), "name": "tatoeba"},
+        ],
+        validation_fraction=0.05,
+        split_by="prompt",
+    )  # ten wordings serve 20k translations
     stats = prepare(params).stats
     read = stats["examples"]["read"]
     assert read == 5961 + 21042 and not stats["skipped_records"]

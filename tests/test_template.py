@@ -10,9 +10,15 @@ from minigpt import template
 CONVERSATIONS = [
     [{"role": "user", "content": "¿Qué es un átomo?"}],
     [{"role": "user", "content": "Resume el texto.", "input": "El sol sale por el este."}],
-    [{"role": "user", "content": "Traduce al inglés.", "input": "Hola"}, {"role": "assistant", "content": "Hello"},
-     {"role": "user", "content": "¿Y «adiós»?"}],
-    [{"role": "user", "content": "Di 'hola' y \"adiós\" {{ no es jinja }} \\n"}, {"role": "assistant", "content": "hola"}],
+    [
+        {"role": "user", "content": "Traduce al inglés.", "input": "Hola"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "¿Y «adiós»?"},
+    ],
+    [
+        {"role": "user", "content": "Di 'hola' y \"adiós\" {{ no es jinja }} \\n"},
+        {"role": "assistant", "content": "hola"},
+    ],
     [{"role": "user", "content": "Sin entrada.", "input": ""}, {"role": "assistant", "content": "Vale."}],
 ]
 
@@ -26,7 +32,8 @@ def render_with_jinja(messages, add_generation_prompt: bool) -> str:
     environment = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     environment.globals["raise_exception"] = raise_exception
     return environment.from_string(template.chat_template()).render(
-        messages=messages, add_generation_prompt=add_generation_prompt, eos_token=template.EOS_TOKEN)
+        messages=messages, add_generation_prompt=add_generation_prompt, eos_token=template.EOS_TOKEN
+    )
 
 
 def test_prompt_without_input():
@@ -35,7 +42,8 @@ def test_prompt_without_input():
 
 def test_prompt_with_input():
     assert template.render_prompt("Resume.", "Texto largo.") == (
-        "### Instrucción:\nResume.\n\n### Entrada:\nTexto largo.\n\n### Respuesta:\n")
+        "### Instrucción:\nResume.\n\n### Entrada:\nTexto largo.\n\n### Respuesta:\n"
+    )
 
 
 def test_example_is_prompt_answer_and_end_of_text():
@@ -46,13 +54,16 @@ def test_a_conversation_is_its_examples_concatenated():
     messages = CONVERSATIONS[2] + [{"role": "assistant", "content": "Goodbye"}]
     assert template.render_conversation(messages) == (
         template.render_example("Traduce al inglés.", "Hola", "Hello")
-        + template.render_example("¿Y «adiós»?", "", "Goodbye"))
+        + template.render_example("¿Y «adiós»?", "", "Goodbye")
+    )
 
 
 @pytest.mark.parametrize("messages", CONVERSATIONS)
 @pytest.mark.parametrize("add_generation_prompt", [True, False])
 def test_the_jinja_chat_template_renders_exactly_like_python(messages, add_generation_prompt):
-    assert render_with_jinja(messages, add_generation_prompt) == template.render_conversation(messages, add_generation_prompt)
+    assert render_with_jinja(messages, add_generation_prompt) == template.render_conversation(
+        messages, add_generation_prompt
+    )
 
 
 def test_unsupported_roles_are_refused_by_both():

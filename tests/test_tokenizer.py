@@ -11,8 +11,15 @@ from transformers import AutoTokenizer
 from minigpt import template
 from minigpt.errors import MiniGPTError
 from minigpt.files import expand_files
-from minigpt.tokenizer import (efficiency, iter_training_texts, load_encoder, plain_text, read_documents,
-                               save_pretrained, train_bpe)
+from minigpt.tokenizer import (
+    efficiency,
+    iter_training_texts,
+    load_encoder,
+    plain_text,
+    read_documents,
+    save_pretrained,
+    train_bpe,
+)
 from tests.conftest import REPO, SHARED_DATA, needs_shared_data, spanish_examples
 from tests.test_template import CONVERSATIONS
 
@@ -29,10 +36,13 @@ ROUND_TRIP = [
 def tokenizer_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("corpus")
     examples = data / "train.jsonl"
-    examples.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(200)),
-                        encoding="utf-8")
+    examples.write_text(
+        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(200)), encoding="utf-8"
+    )
     corpus = data / "texto.txt"
-    corpus.write_text("Primer documento del corpus.\nSegunda línea.\n\nSegundo documento: ¿qué tal?\n", encoding="utf-8")
+    corpus.write_text(
+        "Primer documento del corpus.\nSegunda línea.\n\nSegundo documento: ¿qué tal?\n", encoding="utf-8"
+    )
     tokenizer = train_bpe(iter_training_texts([examples, corpus]), vocab_size=600, min_frequency=2)
     directory = tmp_path_factory.mktemp("tokenizer") / "tokenizer"
     save_pretrained(tokenizer, directory, model_max_length=512)

@@ -29,9 +29,14 @@ def stage(name: str, workspace: Path, check: bool = True, **kwargs) -> subproces
 def prepared(tmp_path_factory) -> Path:
     """A workspace where prepare and tokenizer have run, to copy for each training test."""
     workspace = copy_repository(tmp_path_factory.mktemp("prepared") / "repo")
-    update_params(workspace, model=TINY_MODEL, train=SHORT_TRAINING, pretrain=SHORT_TRAINING,
-                  evaluate={"max_new_tokens": 24},  # answers must fit the tiny model's 64-token context
-                  runtime={"log_every": 5, "checkpoint_every": 10})
+    update_params(
+        workspace,
+        model=TINY_MODEL,
+        train=SHORT_TRAINING,
+        pretrain=SHORT_TRAINING,
+        evaluate={"max_new_tokens": 24},  # answers must fit the tiny model's 64-token context
+        runtime={"log_every": 5, "checkpoint_every": 10},
+    )
     stage("prepare", workspace)
     stage("tokenizer", workspace)
     stage("pretrain", workspace)
@@ -54,11 +59,13 @@ def test_train_writes_a_hugging_face_model_that_answers(workspace):
 
     directory = workspace / "models" / "minigpt"
     model, tokenizer = AutoModelForCausalLM.from_pretrained(directory), AutoTokenizer.from_pretrained(directory)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "¿Cuál es la capital de Francia?"}],
-                                           tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "¿Cuál es la capital de Francia?"}], tokenize=False, add_generation_prompt=True
+    )
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
-    answer = generator(prompt, min_new_tokens=4, max_new_tokens=8, do_sample=False,
-                       return_full_text=False)[0]["generated_text"]
+    answer = generator(prompt, min_new_tokens=4, max_new_tokens=8, do_sample=False, return_full_text=False)[0][
+        "generated_text"
+    ]
     assert isinstance(answer, str) and answer
     metrics = json.loads((workspace / "metrics" / "train.json").read_text(encoding="utf-8"))
     assert metrics["steps"] > 0 and metrics["tokens_per_second"] > 0 and metrics["device"] == "cpu"
@@ -69,12 +76,31 @@ def test_train_writes_a_hugging_face_model_that_answers(workspace):
 def test_the_command_line_evaluates_any_model_on_any_file(workspace, tmp_path):
     stage("train", workspace)
     data = tmp_path / "mine.jsonl"
-    data.write_text('{"instruction": "¿Cuál es la capital de Francia?", "output": "París."}\n'
-                    '{"instruction": "Di hola.", "input": "", "output": "Hola."}\n', encoding="utf-8")
+    data.write_text(
+        '{"instruction": "¿Cuál es la capital de Francia?", "output": "París."}\n'
+        '{"instruction": "Di hola.", "input": "", "output": "Hola."}\n',
+        encoding="utf-8",
+    )
     out = tmp_path / "scores.json"
-    result = run_command([sys.executable, "-m", "minigpt", "evaluate", "--model", "models/minigpt", "--data", str(data),
-                          "--choices", "data/eval/opcion_multiple.jsonl", "--out", str(out), "--max-new-tokens", "8"],
-                         workspace)
+    result = run_command(
+        [
+            sys.executable,
+            "-m",
+            "minigpt",
+            "evaluate",
+            "--model",
+            "models/minigpt",
+            "--data",
+            str(data),
+            "--choices",
+            "data/eval/opcion_multiple.jsonl",
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "8",
+        ],
+        workspace,
+    )
     assert "perplexity (answers)" in result.stdout and "multiple choice: opcion_multiple" in result.stdout
     scores = json.loads(out.read_text(encoding="utf-8"))
     assert scores["metrics"]["examples"] == 2 and len(scores["samples"]) == 2
@@ -85,9 +111,11 @@ def test_the_command_line_evaluates_any_model_on_any_file(workspace, tmp_path):
 
 def test_lora_specialises_the_model_and_is_compared_with_the_base(workspace):
     stage("train", workspace)
-    update_params(workspace, lora={"epochs": 1.0, "micro_batch_size": 8, "batch_tokens": 512, "rank": 2, "alpha": 4,
-                                   "merge": True},
-                  evaluate={"generate_examples": 6, "max_new_tokens": 12})
+    update_params(
+        workspace,
+        lora={"epochs": 1.0, "micro_batch_size": 8, "batch_tokens": 512, "rank": 2, "alpha": 4, "merge": True},
+        evaluate={"generate_examples": 6, "max_new_tokens": 12},
+    )
     result = stage("lora", workspace)
     assert "trainable parameters" in result.stdout
     adapter = workspace / "models" / "lora_ciencia_prog"
@@ -99,7 +127,8 @@ def test_lora_specialises_the_model_and_is_compared_with_the_base(workspace):
     for subset in ("domain", "general"):
         assert set(scores[subset]) == {"examples", "base", "lora", "relative_change"}
         assert scores[subset]["relative_change"]["perplexity"] == pytest.approx(
-            scores[subset]["lora"]["perplexity"] / scores[subset]["base"]["perplexity"] - 1, abs=1e-3)
+            scores[subset]["lora"]["perplexity"] / scores[subset]["base"]["perplexity"] - 1, abs=1e-3
+        )
     assert scores["domain"]["examples"] < scores["general"]["examples"]
 
     update_params(workspace, lora={"categories": ["astrología"]})
@@ -113,8 +142,9 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(workspace
     stage("train", reference)
 
     checkpoints = workspace / "models" / "checkpoints" / "train"
-    process = subprocess.Popen([sys.executable, "stages/train.py"], cwd=workspace, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "stages/train.py"], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + 120
     while not list(checkpoints.glob("step-*.pt")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.01)
@@ -131,8 +161,10 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(workspace
 
 def test_pretraining_initialises_instruction_tuning(workspace):
     corpus = workspace / "data" / "corpus" / "textos.txt"
-    corpus.write_text("\n\n".join(f"El documento número {i} habla de la historia de España y de su lengua."
-                                  for i in range(120)), encoding="utf-8")
+    corpus.write_text(
+        "\n\n".join(f"El documento número {i} habla de la historia de España y de su lengua." for i in range(120)),
+        encoding="utf-8",
+    )
     update_params(workspace, pretrain={"files": ["data/corpus/*.txt"]}, train={"init_from": "pretrained"})
     stage("pretrain", workspace)
     assert (workspace / "models" / "pretrained" / "model.safetensors").is_file()
@@ -141,13 +173,16 @@ def test_pretraining_initialises_instruction_tuning(workspace):
     assert "training" in result.stdout
 
 
-@pytest.mark.parametrize("sections, message", [
-    ({"model": {"block_size": 4096}}, "model.block_size (4096) is above the tokenizer's limit"),
-    ({"train": {"batch_tokens": 1000}}, "batch_tokens (1000) must be a multiple of"),
-    ({"train": {"init_from": "pretrained"}}, "pretrain.files"),
-    ({"model": {"n_head": 3}}, "n_embd (32) must be divisible by n_head (3)"),
-    ({"train": {"learning_rate": "fast"}}, "train.learning_rate"),
-])
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ({"model": {"block_size": 4096}}, "model.block_size (4096) is above the tokenizer's limit"),
+        ({"train": {"batch_tokens": 1000}}, "batch_tokens (1000) must be a multiple of"),
+        ({"train": {"init_from": "pretrained"}}, "pretrain.files"),
+        ({"model": {"n_head": 3}}, "n_embd (32) must be divisible by n_head (3)"),
+        ({"train": {"learning_rate": "fast"}}, "train.learning_rate"),
+    ],
+)
 def test_bad_params_fail_at_start_naming_the_key(workspace, sections, message):
     update_params(workspace, **sections)
     result = stage("train", workspace, check=False)
@@ -163,4 +198,6 @@ def test_missing_inputs_say_which_stage_to_run(workspace):
 def test_an_empty_split_says_which_stage_to_run(workspace):
     (workspace / "data" / "processed" / "validation.jsonl").write_text("", encoding="utf-8")
     result = stage("train", workspace, check=False)
-    assert result.returncode == 1 and "validation.jsonl is empty" in result.stderr and "dvc repro prepare" in result.stderr
+    assert (
+        result.returncode == 1 and "validation.jsonl is empty" in result.stderr and "dvc repro prepare" in result.stderr
+    )

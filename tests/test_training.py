@@ -14,13 +14,35 @@ from minigpt import template
 from minigpt.config import LoopParams, RuntimeParams
 from minigpt.errors import MiniGPTError
 from minigpt.model import GPT, GPTConfig
-from minigpt.training import (CheckpointStore, PackedRows, RowOrder, encode_documents, encode_instructions,
-                              learning_rate, pack, run)
+from minigpt.training import (
+    CheckpointStore,
+    PackedRows,
+    RowOrder,
+    encode_documents,
+    encode_instructions,
+    learning_rate,
+    pack,
+    run,
+)
 from tests.conftest import REPO, spanish_examples
 
 TINY = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
-LOOP = dict(epochs=1.0, micro_batch_size=4, batch_tokens=128, learning_rate=1e-2, min_lr_ratio=0.1, warmup_steps=2,
-            weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0, eval_every=4, eval_rows=0, precision="auto", seed=7)
+LOOP = dict(
+    epochs=1.0,
+    micro_batch_size=4,
+    batch_tokens=128,
+    learning_rate=1e-2,
+    min_lr_ratio=0.1,
+    warmup_steps=2,
+    weight_decay=0.1,
+    beta1=0.9,
+    beta2=0.95,
+    grad_clip=1.0,
+    eval_every=4,
+    eval_rows=0,
+    precision="auto",
+    seed=7,
+)
 RUNTIME = RuntimeParams(log_every=2, checkpoint_every=4, keep_checkpoints=2)
 
 
@@ -39,18 +61,20 @@ class CharTokenizer:
 
 def random_rows(count: int, seed: int = 0) -> PackedRows:
     generator = torch.Generator().manual_seed(seed)
-    sequences = [(torch.randint(2, 64, (int(length),), generator=generator).tolist() + [0], [True] * (int(length) + 1))
-                 for length in torch.randint(3, 16, (count,), generator=generator)]
+    sequences = [
+        (torch.randint(2, 64, (int(length),), generator=generator).tolist() + [0], [True] * (int(length) + 1))
+        for length in torch.randint(3, 16, (count,), generator=generator)
+    ]
     return pack(sequences, TINY.block_size + 1, pad_id=1)
 
 
 def test_only_answer_tokens_are_targets_unless_the_prompt_loss_is_on():
     rows = [{"instruction": "Di hola.", "input": "", "output": "Hola."}]
-    (ids, targets), = encode_instructions(rows, CharTokenizer(), train_on_prompt=False)
+    ((ids, targets),) = encode_instructions(rows, CharTokenizer(), train_on_prompt=False)
     prompt = len(template.render_prompt("Di hola."))
     assert ids[-1] == 0 and len(ids) == prompt + len("Hola.") + 1
     assert targets == [False] * prompt + [True] * (len("Hola.") + 1)
-    (_, all_targets), = encode_instructions(rows, CharTokenizer(), train_on_prompt=True)
+    ((_, all_targets),) = encode_instructions(rows, CharTokenizer(), train_on_prompt=True)
     assert all(all_targets)
 
 
@@ -66,9 +90,11 @@ def test_packing_fills_rows_whole_and_never_leaves_a_row_without_targets():
 
 
 def test_over_long_sequences_are_cut_or_dropped_and_counted():
-    sequences = [([5] * 10 + [6] * 10, [False] * 10 + [True] * 10),  # answer survives the cut
-                 ([5] * 30, [False] * 29 + [True]),                    # only the prompt would fit
-                 ([7] * 5, [True] * 5)]
+    sequences = [
+        ([5] * 10 + [6] * 10, [False] * 10 + [True] * 10),  # answer survives the cut
+        ([5] * 30, [False] * 29 + [True]),  # only the prompt would fit
+        ([7] * 5, [True] * 5),
+    ]
     packed = pack(sequences, 16, pad_id=1)
     assert (packed.stats["truncated"], packed.stats["dropped_too_long"], packed.stats["sequences"]) == (1, 1, 2)
     with pytest.raises(MiniGPTError, match="no sequence fits"):
@@ -91,9 +117,15 @@ def test_steps_visit_every_row_once_per_epoch_in_a_seeded_order():
 
 def test_evaluation_and_checkpoints_can_be_turned_off(tmp_path):
     torch.manual_seed(0)
-    result = run(GPT(TINY), random_rows(32), random_rows(8, seed=1),
-                 loop_params(eval_every=0, epochs=3.0), RUNTIME.model_copy(update={"checkpoint_every": 0, "log_every": 3}),
-                 tmp_path, None)
+    result = run(
+        GPT(TINY),
+        random_rows(32),
+        random_rows(8, seed=1),
+        loop_params(eval_every=0, epochs=3.0),
+        RUNTIME.model_copy(update={"checkpoint_every": 0, "log_every": 3}),
+        tmp_path,
+        None,
+    )
     assert result.steps % 3 and not any("val/loss" in entry for entry in result.history)
     assert result.history[-1]["step"] == result.steps  # the steps after the last log still count
     assert not CheckpointStore(tmp_path, 2).paths()
@@ -102,8 +134,15 @@ def test_evaluation_and_checkpoints_can_be_turned_off(tmp_path):
 def test_max_steps_ends_the_run_and_its_schedule_early(tmp_path):
     torch.manual_seed(0)
     params = loop_params(epochs=5.0, max_steps=3, warmup_steps=1, eval_every=0)
-    result = run(GPT(TINY), random_rows(64), random_rows(8, seed=1), params,
-                 RUNTIME.model_copy(update={"checkpoint_every": 0}), tmp_path, None)
+    result = run(
+        GPT(TINY),
+        random_rows(64),
+        random_rows(8, seed=1),
+        params,
+        RUNTIME.model_copy(update={"checkpoint_every": 0}),
+        tmp_path,
+        None,
+    )
     assert result.steps == 3 and [entry["step"] for entry in result.history] == [1, 2, 3]
     assert result.history[-1]["lr"] == pytest.approx(learning_rate(2, 3, params))  # the cosine's end, not mid-way
     assert result.history[0]["step"] == 1  # the first step is always logged: the untrained model's loss
@@ -126,8 +165,15 @@ def test_a_run_learns_and_resumes_exactly_where_it_stopped(tmp_path):
 
     interrupted = tmp_path / "interrupted"
     torch.manual_seed(0)
-    run(GPT(TINY), train, val, loop_params(epochs=2.0), RUNTIME.model_copy(update={"keep_checkpoints": 100}), interrupted,
-        None)
+    run(
+        GPT(TINY),
+        train,
+        val,
+        loop_params(epochs=2.0),
+        RUNTIME.model_copy(update={"keep_checkpoints": 100}),
+        interrupted,
+        None,
+    )
     for path in CheckpointStore(interrupted, 100).paths()[1:]:
         path.unlink()  # as if killed right after the first checkpoint (step 4)
     torch.manual_seed(0)
@@ -203,12 +249,16 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
 
 def test_dvclive_is_optional(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "dvclive", None)  # `import dvclive` now fails
-    result = run(GPT(TINY), random_rows(32), random_rows(8), loop_params(), RUNTIME, tmp_path / "ckpt", tmp_path / "live")
+    result = run(
+        GPT(TINY), random_rows(32), random_rows(8), loop_params(), RUNTIME, tmp_path / "ckpt", tmp_path / "live"
+    )
     assert result.history and not (tmp_path / "live").exists()
 
 
 def test_dvclive_logs_every_metric_once(tmp_path):
-    result = run(GPT(TINY), random_rows(64), random_rows(8), loop_params(), RUNTIME, tmp_path / "ckpt", tmp_path / "live")
+    result = run(
+        GPT(TINY), random_rows(64), random_rows(8), loop_params(), RUNTIME, tmp_path / "ckpt", tmp_path / "live"
+    )
     metrics = tmp_path / "live" / "plots" / "metrics"
     lines = (metrics / "train" / "loss.tsv").read_text().splitlines()
     logged = [entry["step"] for entry in result.history if "train/loss" in entry]
@@ -225,14 +275,30 @@ def test_batch_tokens_must_split_evenly(tmp_path):
 @pytest.mark.slow
 def test_two_ranks_agree_and_only_rank_zero_writes(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(REPO / "tests" / "two_ranks.py"), str(tmp_path / "checkpoints"), str(tmp_path)],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(REPO / "tests" / "two_ranks.py"),
+            str(tmp_path / "checkpoints"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "rank-0.txt").read_text() == (tmp_path / "rank-1.txt").read_text()
     assert "× 2 processes" in result.stdout
     step_lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert len(step_lines) == len(set(step_lines)) > 0  # telemetry printed once, by rank 0
     total = int(re.search(r"for (\d+) steps", result.stdout).group(1))
-    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["step-00000004.pt",
-                                                                                 f"step-{total:08d}.pt"]
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == [
+        "step-00000004.pt",
+        f"step-{total:08d}.pt",
+    ]

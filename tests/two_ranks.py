@@ -11,7 +11,14 @@ from minigpt.training import run
 from tests.test_training import RUNTIME, TINY, loop_params, random_rows
 
 torch.manual_seed(0)
-result = run(GPT(TINY), random_rows(64), random_rows(8),
-             loop_params(batch_tokens=128, micro_batch_size=2), RUNTIME, Path(sys.argv[1]), None)
+result = run(
+    GPT(TINY),
+    random_rows(64),
+    random_rows(8),
+    loop_params(batch_tokens=128, micro_batch_size=2),
+    RUNTIME,
+    Path(sys.argv[1]),
+    None,
+)
 checksum = sum(float(tensor.double().sum()) for tensor in result.model.state_dict().values())
 (Path(sys.argv[2]) / f"rank-{torch.distributed.get_rank()}.txt").write_text(f"{checksum:.12e}")
