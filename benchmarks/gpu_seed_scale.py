@@ -54,18 +54,10 @@ from minigpt.evaluation import _likelihood_summary, likelihood, load_choice_item
 from minigpt.generation import GenerationSettings, _generate_arguments, _left_padded, generate, pick_device  # noqa: E402
 from minigpt.metrics import ChoiceItem  # noqa: E402
 from minigpt.model import GPT, GPTConfig, init_model, to_hf  # noqa: E402
+from minigpt.packing import PackedRows, TokenSequence, encode_documents, encode_instructions, fill_rows, pack  # noqa: E402
 from minigpt.template import render_prompt  # noqa: E402
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents, save_pretrained, train_bpe  # noqa: E402
-from minigpt.training import (  # noqa: E402
-    PackedRows,
-    TokenSequence,
-    device_peak_flops,
-    encode_documents,
-    encode_instructions,
-    fill_rows,
-    pack,
-    run,
-)
+from minigpt.training import device_peak_flops, train_loop  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SCALES = {
@@ -329,7 +321,7 @@ def train_recipe(
     for rows, share in phases:
         params, runtime = loop_settings(rows, share * seconds, tokens_per_second, scale, compile_model)
         with tempfile.TemporaryDirectory() as checkpoints:
-            result = run(model, rows, rows, params, runtime, Path(checkpoints), live_dir=None)
+            result = train_loop(model, rows, rows, params, runtime, Path(checkpoints), live_dir=None)
         model = result.model
         for key in ("steps", "tokens", "train_seconds"):
             totals[key] += result.summary[key]

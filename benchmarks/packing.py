@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minigpt.training import pack  # noqa: E402
+from minigpt.packing import pack  # noqa: E402
 
 
 def main() -> None:

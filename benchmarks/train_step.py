@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from minigpt.config import LoopParams, RuntimeParams  # noqa: E402
 from minigpt.model import GPT, GPTConfig, flops_per_token, hf_config  # noqa: E402
-from minigpt.training import PackedRows, device_peak_flops, run  # noqa: E402
+from minigpt.packing import PackedRows  # noqa: E402
+from minigpt.training import device_peak_flops, train_loop  # noqa: E402
 
 SHAPES = {
     "default": GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=128),
@@ -81,7 +82,7 @@ def project_step(config: GPTConfig, rows_per_step: int, micro: int, steps: int, 
     runtime = RuntimeParams(compile=compile_model, log_every=max(1, steps // 5), checkpoint_every=0)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
-        result = run(
+        result = train_loop(
             GPT(config),
             synthetic_rows(config, rows_per_step * steps),
             synthetic_rows(config, micro),

@@ -309,13 +309,22 @@ def _validated(model: type[BaseModel], raw: dict, path: Path):
         raise MiniGPTError(f"{path} has {len(problems)} invalid value(s):\n" + "\n".join(problems)) from None
 
 
-def load_params(path: str | Path = PARAMS_FILE, runtime_path: str | Path | None = None) -> Params:
+def load_params(
+    path: str | Path = PARAMS_FILE, runtime_path: str | Path | None = None, overrides: dict | None = None
+) -> Params:
     """Read and validate the params file and the runtime file beside it (or `runtime_path`);
-    raise MiniGPTError naming every bad key and its file."""
+    raise MiniGPTError naming every bad key and its file. `overrides` (section -> keys, as in a
+    preset; its `runtime` section for the runtime file) replace keys before validation."""
     path = Path(path)
     runtime_path = Path(runtime_path) if runtime_path is not None else path.with_name(RUNTIME_FILE)
     raw = _read_mapping(path, missing_ok=False)
     if "runtime" in raw:
         raise MiniGPTError(f"{path} has a 'runtime' section: runtime settings live in {runtime_path.name}")
-    runtime = _validated(RuntimeParams, _read_mapping(runtime_path, missing_ok=True), runtime_path)
+    raw_runtime = _read_mapping(runtime_path, missing_ok=True)
+    for section, values in (overrides or {}).items():
+        if section == "runtime":
+            raw_runtime = raw_runtime | values
+        else:
+            raw[section] = raw.get(section, {}) | values
+    runtime = _validated(RuntimeParams, raw_runtime, runtime_path)
     return _validated(Params, {**raw, "runtime": runtime}, path)

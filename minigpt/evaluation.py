@@ -29,7 +29,7 @@ from minigpt.metrics import (
     perplexity,
     rouge_scores,
 )
-from minigpt.training import encode_instructions
+from minigpt.packing import encode_instructions, pad_batch
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,7 @@ def token_log_likelihoods(model, sequences: Sequence[list[int]], batch_size: int
     results = []
     for start in range(0, len(sequences), batch_size):
         batch = sequences[start : start + batch_size]
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention[row, : len(ids)] = 1
+        input_ids, attention = pad_batch(batch, pad_id=0)  # padding is masked out and never scored
         logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         picked = log_probs.gather(-1, input_ids[:, 1:].to(model.device).unsqueeze(-1)).squeeze(-1).cpu()

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from minigpt.errors import MiniGPTError
+from minigpt.packing import pad_batch
 
 GENERATION_THREAD = "minigpt-generation"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -135,13 +136,7 @@ def _left_padded(tokenizer, prompts: Sequence[str], keep: int) -> tuple[torch.Te
     """Token ids and attention mask of prompts, left-padded; an over-long prompt keeps its last
     `keep` tokens (its response header) so that the answer still fits."""
     encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"][-keep:] for prompt in prompts]
-    width = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, ids in enumerate(encoded):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids)
-        attention[row, width - len(ids) :] = 1
-    return input_ids, attention
+    return pad_batch(encoded, tokenizer.pad_token_id, left=True)
 
 
 class _RowSampler:
@@ -229,7 +224,7 @@ def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Itera
     cancelled = threading.Event()
     failure: list[BaseException] = []
 
-    def run() -> None:
+    def generate_into_streamer() -> None:
         try:
             with torch.inference_mode():
                 model.generate(
@@ -241,7 +236,7 @@ def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Itera
             failure.append(error)
             streamer.end()
 
-    worker = threading.Thread(target=run, name=GENERATION_THREAD, daemon=True)
+    worker = threading.Thread(target=generate_into_streamer, name=GENERATION_THREAD, daemon=True)
     worker.start()
     try:
         yield from streamer

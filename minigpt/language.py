@@ -57,13 +57,6 @@ def function_word_counts(text: str) -> tuple[int, int]:
     return spanish, english
 
 
-def spanish_score(text: str) -> float | None:
-    """Share of Spanish among recognised function words, or None if there are none."""
-    spanish, english = function_word_counts(text)
-    total = spanish + english
-    return spanish / total if total else None
-
-
 def is_spanish(text: str, threshold: float, min_evidence: int) -> bool:
     """True unless at least `min_evidence` function words show a Spanish share below threshold.
 

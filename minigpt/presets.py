@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from minigpt.config import RUNTIME_FILE
+from minigpt.config import RUNTIME_FILE, load_params
 from minigpt.errors import MiniGPTError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -34,11 +34,6 @@ def load_preset(name: str) -> dict[str, dict[str, Any]]:
         known = ", ".join(sorted(preset.stem for preset in PRESETS_DIR.glob("*.yaml")))
         raise MiniGPTError(f"no preset {name!r} (known: {known})")
     return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def apply_preset(params: dict, preset: dict[str, dict[str, Any]]) -> dict:
-    """params with the preset's keys replaced, section by section (sections it adds included)."""
-    return {section: params.get(section, {}) | preset.get(section, {}) for section in params | preset}
 
 
 def combine(names: list[str]) -> dict[str, dict[str, Any]]:
@@ -95,7 +90,9 @@ def main() -> None:
             "  prints the dvc exp run -S flags of the presets, or with --run runs dvc exp run with them"
         )
     try:
-        flags = set_param_flags(combine(names))
+        preset = combine(names)
+        load_params(overrides=preset)  # a preset that breaks a rule fails here, not once dvc exp run has started
+        flags = set_param_flags(preset)
     except MiniGPTError as error:
         sys.exit(f"error: {error}")
     if run_args is None:

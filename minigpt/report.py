@@ -260,7 +260,7 @@ def _lora_section(lora: dict) -> list[str]:
 
 
 def _architectures_section(metrics: dict) -> list[str]:
-    from minigpt.architectures import DECODER, ENCODER, conclusions, format_stats
+    from minigpt.findings import DECODER, ENCODER, conclusions, format_stats
 
     shape, budget, summary = metrics["shape"], metrics["budget"], metrics["summary"]
     rows = [

@@ -1,11 +1,5 @@
-"""The one training loop, used by `pretrain` and `train`: packing, loss mask, accelerate,
-mixed precision, checkpoints and resume, telemetry.
-
-Data: every sequence (an instruction example, or a chunk of a document) ends with
-`<|endoftext|>`; sequences are packed whole into rows of `block_size + 1` tokens by
-best-fit decreasing, so little is padding and no answer is cut from its prompt. Each token
-carries a flag saying whether it is a training target (response tokens, or every token when
-the prompt loss is on); padding never is.
+"""The one training loop, used by `pretrain`, `train` and `lora`: loss mask, accelerate,
+mixed precision, checkpoints and resume, telemetry. Its rows come from `minigpt.packing`.
 
 Steps: one optimizer step sees `batch_tokens` tokens (rows × block size), split into
 micro-batches and ranks. The loss is the sum over target tokens divided by the number of
@@ -20,153 +14,24 @@ is skipped in favour of the one before, and one made with other params is ignore
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hashlib
-import itertools
 import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from minigpt import template
 from minigpt.config import LoopParams, OptimizerParams, RuntimeParams
 from minigpt.errors import MiniGPTError
 from minigpt.files import atomic_file
 from minigpt.model import GPT, IGNORE_INDEX, flops_per_token
-
-TokenSequence = tuple[list[int], list[bool]]  # token ids, and whether each is a training target
-
-
-# --------------------------------------------------------------------------- sequences and packing
-
-
-def encode_instructions(rows: Sequence[dict], tokenizer, train_on_prompt: bool) -> list[TokenSequence]:
-    """Token ids of each example: its prompt, then its answer and <|endoftext|>.
-
-    Prompt and answer are tokenized separately, exactly as at generation time, where the
-    prompt is tokenized alone and the model continues it.
-    """
-    prompts = tokenizer(
-        [template.render_prompt(row["instruction"], row.get("input", "")) for row in rows], add_special_tokens=False
-    )["input_ids"]
-    answers = tokenizer([row["output"] for row in rows], add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    return [
-        (prompt + answer + [eos], [train_on_prompt] * len(prompt) + [True] * (len(answer) + 1))
-        for prompt, answer in zip(prompts, answers)
-    ]
-
-
-def encode_documents(texts: Sequence[str], tokenizer, row_length: int) -> list[TokenSequence]:
-    """Plain text for pretraining: each document + <|endoftext|>, cut into row-sized chunks."""
-    eos = tokenizer.eos_token_id
-    sequences = []
-    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-        ids = ids + [eos]
-        for start in range(0, len(ids), row_length):
-            chunk = ids[start : start + row_length]
-            if len(chunk) > 1:
-                sequences.append((chunk, [True] * len(chunk)))
-    return sequences
-
-
-@dataclass
-class PackedRows:
-    tokens: torch.Tensor  # [rows, row_length] token ids
-    targets: torch.Tensor  # [rows, row_length] bool: the token is predicted with loss
-    stats: dict[str, Any]
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
-
-    def fingerprint(self) -> str:
-        digest = hashlib.sha256(self.tokens.numpy().tobytes())
-        digest.update(self.targets.numpy().tobytes())
-        return digest.hexdigest()
-
-
-def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> PackedRows:
-    """Best-fit decreasing: each sequence goes into the fullest row it still fits in.
-
-    A sequence longer than a row is cut to the row (counted as truncated) if some target
-    survives the cut, and dropped otherwise (counted as dropped).
-    """
-    kept: list[TokenSequence] = []
-    truncated = dropped = 0
-    for ids, targets in sequences:
-        if len(ids) > row_length:
-            ids, targets = ids[:row_length], targets[:row_length]
-            if not any(targets[1:]):
-                dropped += 1
-                continue
-            truncated += 1
-        kept.append((ids, targets))
-    if not kept:
-        raise MiniGPTError("no sequence fits in a row: raise model.block_size or check the data")
-
-    order = sorted(range(len(kept)), key=lambda index: (-len(kept[index][0]), index))
-    rows: list[list[int]] = []  # indices of the sequences in each row
-    space: list[tuple[int, int]] = []  # (free tokens, row number), sorted
-    for index in order:
-        length = len(kept[index][0])
-        slot = bisect.bisect_left(space, (length, -1))
-        if slot < len(space):
-            free, row = space.pop(slot)
-        else:
-            free, row = row_length, len(rows)
-            rows.append([])
-        rows[row].append(index)
-        if free - length > 0:
-            bisect.insort(space, (free - length, row))
-
-    tokens, flags = fill_rows(kept, rows, row_length, pad_id)
-    used = sum(len(ids) for ids, _ in kept)
-    stats = {
-        "sequences": len(kept),
-        "truncated": truncated,
-        "dropped_too_long": dropped,
-        "rows": len(rows),
-        "padding_fraction": round(1 - used / tokens.numel(), 4),
-        "target_tokens": int(flags[:, 1:].sum()),
-    }
-    return PackedRows(tokens, flags, stats)
-
-
-def fill_rows(
-    sequences: Sequence[TokenSequence], rows: Sequence[Sequence[int]], row_length: int, pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and target flags, [rows, row_length]: row r holds sequences[i] for i in rows[r],
-    one after another, then padding. One scatter of all tokens, not one copy per sequence."""
-    order, starts = [], []
-    for row, members in enumerate(rows):
-        cursor = row * row_length
-        for index in members:
-            order.append(index)
-            starts.append(cursor)
-            cursor += len(sequences[index][0])
-    lengths = torch.tensor([len(sequences[index][0]) for index in order], dtype=torch.long)
-    total = int(lengths.sum())
-    ids = torch.from_numpy(
-        np.fromiter(itertools.chain.from_iterable(sequences[index][0] for index in order), dtype=np.int64, count=total)
-    )
-    targets = torch.from_numpy(
-        np.fromiter(itertools.chain.from_iterable(sequences[index][1] for index in order), dtype=np.bool_, count=total)
-    )
-    offsets = torch.arange(len(ids)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
-    positions = torch.repeat_interleave(torch.tensor(starts, dtype=torch.long), lengths) + offsets
-    tokens = torch.full((len(rows) * row_length,), pad_id, dtype=torch.long)
-    flags = torch.zeros(len(rows) * row_length, dtype=torch.bool)
-    tokens[positions], flags[positions] = ids, targets
-    return tokens.view(len(rows), row_length), flags.view(len(rows), row_length)
-
+from minigpt.packing import PackedRows
 
 # --------------------------------------------------------------------------- schedule and optimizer
 
@@ -385,7 +250,7 @@ def _batch(data: PackedRows, indices: torch.Tensor) -> tuple[torch.Tensor, torch
     return tokens[:, :-1], torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX)
 
 
-def run(
+def train_loop(
     model: GPT,
     train_rows: PackedRows,
     val_rows: PackedRows,
@@ -438,19 +303,20 @@ def run(
         if accelerator.is_main_process:
             print(f"resuming from step {start_step} of {total_steps}")
 
-    raw_model = model
     # Static shapes: training batches never change size, and a shape seen earlier in the process
     # (another model, a warm-up) must not turn these graphs dynamic and slower.
-    compiled = torch.compile(model, dynamic=False) if runtime.compile else model
-    compiled, optimizer = accelerator.prepare(compiled, optimizer)
+    # `stepped`: the model as the steps call it, stepped (runtime.compile) and wrapped for the
+    # processes by accelerate; `model` stays the plain module whose weights are saved.
+    stepped = torch.compile(model, dynamic=False) if runtime.compile else model
+    stepped, optimizer = accelerator.prepare(stepped, optimizer)
     if state is not None and state.get("scaler") and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     telemetry = Telemetry(live_dir, history, enabled=accelerator.is_main_process)
     peak = device_peak_flops(device)
-    flops = flops_per_token(model.config, raw_model.num_parameters())
+    flops = flops_per_token(model.config, model.num_parameters())
     if accelerator.is_main_process:
         print(
-            f"training {raw_model.num_parameters():,} parameters for {total_steps} steps of "
+            f"training {model.num_parameters():,} parameters for {total_steps} steps of "
             f"{rows_per_step} rows × {block} tokens ({accumulation} micro-batches × {world} processes) "
             f"on {device} with precision {accelerator.mixed_precision}",
             flush=True,
@@ -462,7 +328,7 @@ def run(
         and start_step not in evaluated
         and _due(start_step, params.eval_every, start_step == total_steps)
     ):
-        telemetry.log(start_step, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
+        telemetry.log(start_step, **{"val/loss": evaluate_loss(stepped, val_rows, params, accelerator)})
         # (checkpoints are written before evaluating, so a resumed run owes the evaluation)
 
     on_device = PackedRows(
@@ -475,7 +341,7 @@ def run(
     target_count = torch.zeros((), dtype=torch.long, device=device)
     gradients_finite = torch.ones((), dtype=torch.bool, device=device)
     interval_started, interval_tokens = time.perf_counter(), 0
-    compiled.train()
+    stepped.train()
     for step in range(start_step, total_steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total_steps, params)
@@ -485,13 +351,13 @@ def run(
         for micro in range(accumulation):
             first = (micro * world + rank) * params.micro_batch_size
             inputs, labels = _batch(on_device, indices[first : first + params.micro_batch_size])
-            sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(compiled)
+            sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(stepped)
             with sync:
-                _, loss = compiled(inputs, labels, loss_reduction="sum")
+                _, loss = stepped(inputs, labels, loss_reduction="sum")
                 accelerator.backward(loss * world / step_targets)
             loss_sum += loss.detach()
         target_count += step_targets
-        grad_norm = accelerator.clip_grad_norm_(compiled.parameters(), params.grad_clip) if params.grad_clip else None
+        grad_norm = accelerator.clip_grad_norm_(stepped.parameters(), params.grad_clip) if params.grad_clip else None
         if grad_norm is not None and accelerator.scaler is None:  # (with fp16 the scaler skips overflowing steps)
             gradients_finite &= torch.isfinite(grad_norm)
         optimizer.step()
@@ -535,7 +401,7 @@ def run(
                 store.save(
                     {
                         "step": done,
-                        "model": raw_model.state_dict(),
+                        "model": model.state_dict(),
                         "fingerprint": run_id,
                         "optimizer": optimizer.state_dict(),
                         "history": telemetry.history,
@@ -546,14 +412,14 @@ def run(
                 )
             accelerator.wait_for_everyone()
         if evaluate:
-            telemetry.log(done, **{"val/loss": evaluate_loss(compiled, val_rows, params, accelerator)})
-            compiled.train()
+            telemetry.log(done, **{"val/loss": evaluate_loss(stepped, val_rows, params, accelerator)})
+            stepped.train()
         interval_started, interval_tokens = time.perf_counter(), 0
 
     telemetry.close()
     tokens_per_second = tokens_seen / elapsed if elapsed else 0.0
     summary = {
-        "parameters": raw_model.num_parameters(),
+        "parameters": model.num_parameters(),
         "steps": total_steps,
         "tokens": tokens_seen,
         "train_seconds": round(elapsed, 2),
@@ -564,7 +430,7 @@ def run(
         "precision": accelerator.mixed_precision,
     }
     return RunResult(
-        model=raw_model,
+        model=model,
         steps=total_steps,
         history=telemetry.history,
         summary=summary,
@@ -641,7 +507,7 @@ def train_and_save(
     from minigpt.files import write_json
     from minigpt.plots import line_charts
 
-    result = run(model, train_rows, val_rows, params, runtime, outputs.checkpoint_dir, outputs.live_dir)
+    result = train_loop(model, train_rows, val_rows, params, runtime, outputs.checkpoint_dir, outputs.live_dir)
     if not result.is_main_process:
         return
     metrics = {

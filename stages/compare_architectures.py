@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minigpt.architectures import DECODER, ENCODER, run_study
+from minigpt.architectures import run_study
 from minigpt.config import load_params
 from minigpt.data import read_split
 from minigpt.errors import run_main
 from minigpt.files import write_json
+from minigpt.findings import DECODER, ENCODER
 from minigpt.plots import runs_and_bars
 from minigpt.tokenizer import load_tokenizer
 

@@ -9,8 +9,9 @@ from minigpt.data import read_split
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.lora import add_adapters, category_rows, parameter_counts, save_adapter, save_merged
 from minigpt.model import from_hf
+from minigpt.packing import pack_instructions
 from minigpt.tokenizer import load_tokenizer
-from minigpt.training import RunOutputs, encode_instructions, pack, train_and_save
+from minigpt.training import RunOutputs, train_and_save
 
 DATA_DIR = Path("data/processed")
 BASE_DIR = Path("models/minigpt")
@@ -35,14 +36,11 @@ def main() -> None:
     trainable, _ = parameter_counts(model)
     row_length = model.config.block_size + 1
     train_rows, val_rows = (
-        pack(
-            encode_instructions(
-                category_rows(read_split(DATA_DIR, split), params.categories, split, every_category=split == "train"),
-                tokenizer,
-                False,
-            ),
+        pack_instructions(
+            category_rows(read_split(DATA_DIR, split), params.categories, split, every_category=split == "train"),
+            tokenizer,
             row_length,
-            tokenizer.pad_token_id,
+            train_on_prompt=False,
         )
         for split in ("train", "validation")
     )

@@ -13,8 +13,9 @@ from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import atomic_directory, expand_files, warn_if_untracked, write_json
 from minigpt.model import build_config, init_model, save_hf
+from minigpt.packing import pack_documents
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents
-from minigpt.training import RunOutputs, encode_documents, pack, train_and_save
+from minigpt.training import RunOutputs, train_and_save
 
 TOKENIZER_DIR = Path("models/tokenizer")
 OUTPUTS = RunOutputs(
@@ -49,8 +50,7 @@ def main() -> None:
     held_out = documents[::VALIDATION_EVERY]
     kept = [text for index, text in enumerate(documents) if index % VALIDATION_EVERY]
     row_length = config.block_size + 1
-    train_rows = pack(encode_documents(kept, tokenizer, row_length), row_length, tokenizer.pad_token_id)
-    val_rows = pack(encode_documents(held_out, tokenizer, row_length), row_length, tokenizer.pad_token_id)
+    train_rows, val_rows = (pack_documents(texts, tokenizer, row_length) for texts in (kept, held_out))
     print(f"pretraining on {len(kept)} documents ({len(train_rows)} rows), {len(held_out)} held out")
     train_and_save(
         init_model(config, params.pretrain.seed),

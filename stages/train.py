@@ -10,8 +10,9 @@ from minigpt.data import read_split
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.model import build_config, from_hf, init_model, save_hf
 from minigpt.model_card import render_model_card
+from minigpt.packing import pack_instructions
 from minigpt.tokenizer import load_tokenizer
-from minigpt.training import RunOutputs, encode_instructions, pack, train_and_save
+from minigpt.training import RunOutputs, train_and_save
 
 DATA_DIR = Path("data/processed")
 TOKENIZER_DIR = Path("models/tokenizer")
@@ -46,11 +47,7 @@ def main() -> None:
 
     row_length = config.block_size + 1
     train_rows, val_rows = (
-        pack(
-            encode_instructions(read_split(DATA_DIR, split), tokenizer, params.train.train_on_prompt),
-            row_length,
-            tokenizer.pad_token_id,
-        )
+        pack_instructions(read_split(DATA_DIR, split), tokenizer, row_length, params.train.train_on_prompt)
         for split in ("train", "validation")
     )
     print(

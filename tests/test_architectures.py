@@ -7,11 +7,7 @@ import pytest
 import torch
 
 from minigpt.architectures import (
-    DECODER,
-    ENCODER,
     build_encoder,
-    chance_of_separation,
-    conclusions,
     decoder_config,
     decoder_task,
     encoder_config,
@@ -20,13 +16,13 @@ from minigpt.architectures import (
     mask_tokens,
     pooled_features,
     run_study,
-    separated,
-    summarize,
     unigram_scores,
 )
-from minigpt.config import ArchitecturesParams, Params, RuntimeParams
+from minigpt.config import ArchitecturesParams, RuntimeParams, load_params
+from minigpt.findings import DECODER, ENCODER, chance_of_separation, conclusions, separated, summarize
 from minigpt.model import GPT, IGNORE_INDEX, init_model
-from minigpt.presets import apply_preset, load_preset
+from minigpt.presets import load_preset
+from tests.conftest import REPO
 
 
 def study_params(default_params: dict, **overrides) -> ArchitecturesParams:
@@ -34,8 +30,8 @@ def study_params(default_params: dict, **overrides) -> ArchitecturesParams:
 
 
 @pytest.mark.parametrize("preset", [None, "seed"])
-def test_encoder_and_decoder_have_matched_parameter_counts(default_params, preset):
-    params = Params.model_validate(apply_preset(default_params, load_preset(preset)) if preset else default_params)
+def test_encoder_and_decoder_have_matched_parameter_counts(preset):
+    params = load_params(REPO / "params.yaml", overrides=load_preset(preset) if preset else None)
     study, vocab_size = params.compare_architectures, params.tokenizer.vocab_size
     config = encoder_config(study, vocab_size, pad_id=1)
     with torch.device("meta"):
@@ -112,7 +108,7 @@ def test_fewer_than_three_or_repeated_seeds_are_refused(default_params):
 
 
 def test_the_unigram_floor_predicts_the_most_frequent_token():
-    from minigpt.training import PackedRows
+    from minigpt.packing import PackedRows
 
     train = PackedRows(torch.tensor([[1, 1, 1, 2]]), torch.tensor([[True, True, True, True]]), {})
     validation = PackedRows(torch.tensor([[1, 2, 3, 0]]), torch.tensor([[True, True, True, False]]), {})

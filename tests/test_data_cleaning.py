@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from minigpt.data import CategoryRules, Example, clean_example, clean_text, normalize_key, prepare
-from minigpt.language import is_spanish, spanish_score
+from minigpt.language import function_word_counts, is_spanish
 from tests.conftest import example, spanish_examples
 
 
@@ -76,11 +76,12 @@ def test_line_break_controls_become_line_breaks_and_nfc_comes_last():
 def test_language_check_accepts_spanish_rejects_english_and_skips_short_texts():
     spanish = "La fotosíntesis es el proceso por el que las plantas transforman la luz en energía."
     english = "Photosynthesis is the process by which plants turn the light of the sun into energy."
-    assert spanish_score(spanish) == 1.0 and spanish_score(english) == 0.0
+    assert function_word_counts(spanish)[1] == 0 < function_word_counts(spanish)[0]
+    assert function_word_counts(english)[0] == 0 < function_word_counts(english)[1]
     assert is_spanish(spanish, 0.3, 4)
     assert not is_spanish(english, 0.3, 4)
     assert is_spanish("¿Cuánto es 3 + 4?\n7", 0.3, 4)  # no evidence either way: kept
-    assert spanish_score("12 + 4") is None
+    assert function_word_counts("12 + 4") == (0, 0)
 
 
 def test_prepare_drops_and_counts_each_kind_of_bad_example(write_jsonl, prepare_params):

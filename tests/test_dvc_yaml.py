@@ -5,6 +5,8 @@ path the script names. DVC cannot see imports; a missing dep silently serves sta
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,12 @@ def test_the_package_has_no_import_cycle():
     for module in modules:
         reachable = imported_files(module)
         assert module not in reachable, f"{module.name} imports itself through {sorted(p.name for p in reachable)}"
+
+
+@pytest.mark.parametrize("module", ["minigpt.report", "minigpt.findings", "minigpt.config", "minigpt.metrics"])
+def test_layers_that_word_or_check_results_do_not_load_torch(module):
+    """The report, the study's wording, the params schema and the metrics are plain Python:
+    the report stage and a params check start in a moment and need no accelerator stack."""
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert loaded.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ from minigpt.errors import MiniGPTError
 from minigpt.evaluation import evaluate_model, likelihood, load_choice_items, multiple_choice_accuracy
 from minigpt.generation import GenerationSettings, load_model
 from minigpt.metrics import ChoiceItem
-from minigpt.training import encode_instructions
+from minigpt.packing import encode_instructions
 from tests.conftest import spanish_examples
 
 

@@ -104,13 +104,15 @@ def test_every_category_needs_training_examples():
 
 
 def test_switching_merge_does_not_retrain(tiny_model_dir, tmp_path):
-    from minigpt.training import run
+    from minigpt.training import train_loop
     from tests.test_training import random_rows
 
     params = LORA.model_copy(update={"batch_tokens": 256})  # one micro-batch of the tiny model's 64-token rows
     rows = random_rows(32)  # short rows of token ids below the tiny model's vocabulary
-    first = run(add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows, params, RUNTIME, tmp_path, None)
-    again = run(
+    first = train_loop(
+        add_adapters(from_hf(tiny_model_dir), params, seed=0), rows, rows, params, RUNTIME, tmp_path, None
+    )
+    again = train_loop(
         add_adapters(from_hf(tiny_model_dir), params, seed=0),
         rows,
         rows,

@@ -14,20 +14,26 @@ from minigpt.config import Params, load_params
 from minigpt.errors import MiniGPTError
 from minigpt.lora import add_adapters, parameter_counts
 from minigpt.model import GPT, GPTConfig
-from minigpt.presets import PRESETS_DIR, apply_preset, combine, load_preset, set_param_flags
+from minigpt.presets import PRESETS_DIR, combine, load_preset, set_param_flags
 from tests.conftest import REPO
+
+
+def with_presets(*names: str) -> Params:
+    """The repository's params.yaml and runtime.yaml with the presets layered on, validated."""
+    return load_params(REPO / "params.yaml", overrides=combine(list(names)))
+
 
 LAYERINGS = [[path.stem] for path in sorted(PRESETS_DIR.glob("*.yaml"))] + [["seed", "smoke"], ["seed", "local"]]
 
 
 @pytest.mark.parametrize("names", LAYERINGS, ids=" + ".join)
-def test_every_preset_and_layering_validates_every_section(default_params, names):
+def test_every_preset_and_layering_validates_every_section(names):
     """Cross-section rules included: batch_tokens against micro-batch × block size, contexts, categories."""
-    Params.model_validate(apply_preset(default_params, combine(names)))
+    with_presets(*names)
 
 
 @pytest.mark.parametrize("names", [["seed"], ["seed", "smoke"], ["seed", "local"]], ids=" + ".join)
-def test_the_printed_flags_are_what_dvc_applies(tmp_path, default_params, names):
+def test_the_printed_flags_are_what_dvc_applies(tmp_path, names):
     """The flags go through DVC's own override parser (Hydra), grouped by file as `dvc exp run`
     does, and give the preset's params and runtime settings."""
     from dvc.utils.cli_parse import to_path_overrides
@@ -43,11 +49,11 @@ def test_the_printed_flags_are_what_dvc_applies(tmp_path, default_params, names)
     assert set(overrides) == {"params.yaml", "runtime.yaml"}
     for name, file_overrides in overrides.items():
         apply_overrides(tmp_path / name, file_overrides)
-    assert load_params(tmp_path / "params.yaml") == Params.model_validate(apply_preset(default_params, combine(names)))
+    assert load_params(tmp_path / "params.yaml") == with_presets(*names)
 
 
-def test_the_seed_preset_is_the_reference_recipe(default_params):
-    params = Params.model_validate(apply_preset(default_params, load_preset("seed")))
+def test_the_seed_preset_is_the_reference_recipe():
+    params = with_presets("seed")
     config = GPTConfig(vocab_size=params.tokenizer.vocab_size, **params.model.model_dump())
     with torch.device("meta"):
         assert GPT(config).num_parameters() == 110_025_216
@@ -61,9 +67,9 @@ def test_the_seed_preset_is_the_reference_recipe(default_params):
     assert {source.path for source in params.prepare.sources if source.path} >= {"data/raw/handwritten.jsonl"}
 
 
-def test_smoke_keeps_the_seed_shape_and_shrinks_everything_else(default_params):
-    seed = Params.model_validate(apply_preset(default_params, load_preset("seed")))
-    smoke = Params.model_validate(apply_preset(default_params, combine(["seed", "smoke"])))
+def test_smoke_keeps_the_seed_shape_and_shrinks_everything_else():
+    seed = with_presets("seed")
+    smoke = with_presets("seed", "smoke")
     assert smoke.model == seed.model and smoke.tokenizer.vocab_size == 32_000
     assert all(source.path for source in smoke.prepare.sources)  # no hub: it runs offline
     for section in (smoke.pretrain, smoke.train, smoke.lora):

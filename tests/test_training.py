@@ -14,16 +14,8 @@ from minigpt import template
 from minigpt.config import LoopParams, RuntimeParams
 from minigpt.errors import MiniGPTError
 from minigpt.model import GPT, GPTConfig
-from minigpt.training import (
-    CheckpointStore,
-    PackedRows,
-    RowOrder,
-    encode_documents,
-    encode_instructions,
-    learning_rate,
-    pack,
-    run,
-)
+from minigpt.packing import PackedRows, encode_documents, encode_instructions, pack
+from minigpt.training import CheckpointStore, RowOrder, learning_rate, train_loop
 from tests.conftest import REPO, spanish_examples
 
 TINY = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
@@ -117,7 +109,7 @@ def test_steps_visit_every_row_once_per_epoch_in_a_seeded_order():
 
 def test_evaluation_and_checkpoints_can_be_turned_off(tmp_path):
     torch.manual_seed(0)
-    result = run(
+    result = train_loop(
         GPT(TINY),
         random_rows(32),
         random_rows(8, seed=1),
@@ -134,7 +126,7 @@ def test_evaluation_and_checkpoints_can_be_turned_off(tmp_path):
 def test_max_steps_ends_the_run_and_its_schedule_early(tmp_path):
     torch.manual_seed(0)
     params = loop_params(epochs=5.0, max_steps=3, warmup_steps=1, eval_every=0)
-    result = run(
+    result = train_loop(
         GPT(TINY),
         random_rows(64),
         random_rows(8, seed=1),
@@ -159,13 +151,13 @@ def test_learning_rate_warms_up_then_decays_to_its_floor():
 def test_a_run_learns_and_resumes_exactly_where_it_stopped(tmp_path):
     train, val = random_rows(96), random_rows(16, seed=1)
     torch.manual_seed(0)
-    full = run(GPT(TINY), train, val, loop_params(epochs=2.0), RUNTIME, tmp_path / "full", None)
+    full = train_loop(GPT(TINY), train, val, loop_params(epochs=2.0), RUNTIME, tmp_path / "full", None)
     losses = [entry["train/loss"] for entry in full.history if "train/loss" in entry]
     assert losses[-1] < losses[0]
 
     interrupted = tmp_path / "interrupted"
     torch.manual_seed(0)
-    run(
+    train_loop(
         GPT(TINY),
         train,
         val,
@@ -177,7 +169,7 @@ def test_a_run_learns_and_resumes_exactly_where_it_stopped(tmp_path):
     for path in CheckpointStore(interrupted, 100).paths()[1:]:
         path.unlink()  # as if killed right after the first checkpoint (step 4)
     torch.manual_seed(0)
-    resumed = run(GPT(TINY), train, val, loop_params(epochs=2.0), RUNTIME, interrupted, None)
+    resumed = train_loop(GPT(TINY), train, val, loop_params(epochs=2.0), RUNTIME, interrupted, None)
     for name, tensor in full.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=0)
     assert resumed.steps == full.steps
@@ -191,10 +183,10 @@ def test_a_run_learns_and_resumes_exactly_where_it_stopped(tmp_path):
 def test_another_runs_checkpoints_are_cleared_not_resumed(tmp_path):
     train, val = random_rows(64), random_rows(8, seed=1)
     torch.manual_seed(0)
-    run(GPT(TINY), train, val, loop_params(epochs=2.0), RUNTIME, tmp_path, None)
+    train_loop(GPT(TINY), train, val, loop_params(epochs=2.0), RUNTIME, tmp_path, None)
     finished = [path.name for path in CheckpointStore(tmp_path, 2).paths()]
     torch.manual_seed(1)  # other starting weights: another run
-    shorter = run(GPT(TINY), train, val, loop_params(epochs=1.0), RUNTIME, tmp_path, None)
+    shorter = train_loop(GPT(TINY), train, val, loop_params(epochs=1.0), RUNTIME, tmp_path, None)
     kept = [path.name for path in CheckpointStore(tmp_path, 2).paths()]
     assert kept[-1] == f"step-{shorter.steps:08d}.pt" and not set(kept) & set(finished)
     assert shorter.history[0]["step"] < shorter.steps  # trained from step 0, not "resumed" at the end
@@ -205,11 +197,11 @@ def test_a_compiled_run_saves_plain_weights_and_resumes(tmp_path):
     train, val = random_rows(32), random_rows(8, seed=1)
     torch.manual_seed(0)
     compiled = RUNTIME.model_copy(update={"compile": True})
-    first = run(GPT(TINY), train, val, loop_params(), compiled, tmp_path, None)
+    first = train_loop(GPT(TINY), train, val, loop_params(), compiled, tmp_path, None)
     saved = torch.load(CheckpointStore(tmp_path, 2).paths()[-1], weights_only=True)["model"]
     assert set(saved) == set(GPT(TINY).state_dict())  # no "_orig_mod." prefixes
     torch.manual_seed(0)
-    again = run(GPT(TINY), train, val, loop_params(), compiled, tmp_path, None)
+    again = train_loop(GPT(TINY), train, val, loop_params(), compiled, tmp_path, None)
     assert again.history == first.history
 
 
@@ -240,7 +232,7 @@ class DivergingGPT(GPT):
 def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
     DivergingGPT.calls = 0
     with pytest.raises(MiniGPTError, match=r"training diverged: the loss is nan at step 6.*step-00000004\.pt"):
-        run(DivergingGPT(TINY), random_rows(64), random_rows(8), loop_params(), RUNTIME, tmp_path, None)
+        train_loop(DivergingGPT(TINY), random_rows(64), random_rows(8), loop_params(), RUNTIME, tmp_path, None)
     saved = CheckpointStore(tmp_path, 2).paths()
     assert [path.name for path in saved] == ["step-00000004.pt"]
     weights = torch.load(saved[0], weights_only=True)["model"]
@@ -249,14 +241,14 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
 
 def test_dvclive_is_optional(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "dvclive", None)  # `import dvclive` now fails
-    result = run(
+    result = train_loop(
         GPT(TINY), random_rows(32), random_rows(8), loop_params(), RUNTIME, tmp_path / "ckpt", tmp_path / "live"
     )
     assert result.history and not (tmp_path / "live").exists()
 
 
 def test_dvclive_logs_every_metric_once(tmp_path):
-    result = run(
+    result = train_loop(
         GPT(TINY), random_rows(64), random_rows(8), loop_params(), RUNTIME, tmp_path / "ckpt", tmp_path / "live"
     )
     metrics = tmp_path / "live" / "plots" / "metrics"
@@ -269,7 +261,7 @@ def test_dvclive_logs_every_metric_once(tmp_path):
 
 def test_batch_tokens_must_split_evenly(tmp_path):
     with pytest.raises(MiniGPTError, match=r"batch_tokens \(100\) must be a multiple of"):
-        run(GPT(TINY), random_rows(16), random_rows(4), loop_params(batch_tokens=100), RUNTIME, tmp_path, None)
+        train_loop(GPT(TINY), random_rows(16), random_rows(4), loop_params(batch_tokens=100), RUNTIME, tmp_path, None)
 
 
 @pytest.mark.slow

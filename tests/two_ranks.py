@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 
 from minigpt.model import GPT
-from minigpt.training import run
+from minigpt.training import train_loop
 from tests.test_training import RUNTIME, TINY, loop_params, random_rows
 
 torch.manual_seed(0)
-result = run(
+result = train_loop(
     GPT(TINY),
     random_rows(64),
     random_rows(8),

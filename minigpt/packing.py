@@ -1,0 +1,169 @@
+"""Token sequences and the rows they are packed into: one module for training, evaluation and
+the encoder-vs-decoder study.
+
+Every sequence (an instruction example, or a chunk of a document) ends with `<|endoftext|>`;
+sequences are packed whole into rows of `block_size + 1` tokens by best-fit decreasing, so
+little is padding and no answer is cut from its prompt. Each token carries a flag saying
+whether it is a training target (response tokens, or every token when the prompt loss is
+on); padding never is.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from minigpt import template
+from minigpt.errors import MiniGPTError
+
+TokenSequence = tuple[list[int], list[bool]]  # token ids, and whether each is a training target
+
+
+def encode_instructions(rows: Sequence[dict], tokenizer, train_on_prompt: bool) -> list[TokenSequence]:
+    """Token ids of each example: its prompt, then its answer and <|endoftext|>.
+
+    Prompt and answer are tokenized separately, exactly as at generation time, where the
+    prompt is tokenized alone and the model continues it.
+    """
+    prompts = tokenizer(
+        [template.render_prompt(row["instruction"], row.get("input", "")) for row in rows], add_special_tokens=False
+    )["input_ids"]
+    answers = tokenizer([row["output"] for row in rows], add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    return [
+        (prompt + answer + [eos], [train_on_prompt] * len(prompt) + [True] * (len(answer) + 1))
+        for prompt, answer in zip(prompts, answers)
+    ]
+
+
+def encode_documents(texts: Sequence[str], tokenizer, row_length: int) -> list[TokenSequence]:
+    """Plain text for pretraining: each document + <|endoftext|>, cut into row-sized chunks."""
+    eos = tokenizer.eos_token_id
+    sequences = []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        ids = ids + [eos]
+        for start in range(0, len(ids), row_length):
+            chunk = ids[start : start + row_length]
+            if len(chunk) > 1:
+                sequences.append((chunk, [True] * len(chunk)))
+    return sequences
+
+
+@dataclass
+class PackedRows:
+    tokens: torch.Tensor  # [rows, row_length] token ids
+    targets: torch.Tensor  # [rows, row_length] bool: the token is predicted with loss
+    stats: dict[str, Any]
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(self.tokens.numpy().tobytes())
+        digest.update(self.targets.numpy().tobytes())
+        return digest.hexdigest()
+
+
+def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> PackedRows:
+    """Best-fit decreasing: each sequence goes into the fullest row it still fits in.
+
+    A sequence longer than a row is cut to the row (counted as truncated) if some target
+    survives the cut, and dropped otherwise (counted as dropped).
+    """
+    kept: list[TokenSequence] = []
+    truncated = dropped = 0
+    for ids, targets in sequences:
+        if len(ids) > row_length:
+            ids, targets = ids[:row_length], targets[:row_length]
+            if not any(targets[1:]):
+                dropped += 1
+                continue
+            truncated += 1
+        kept.append((ids, targets))
+    if not kept:
+        raise MiniGPTError("no sequence fits in a row: raise model.block_size or check the data")
+
+    order = sorted(range(len(kept)), key=lambda index: (-len(kept[index][0]), index))
+    rows: list[list[int]] = []  # indices of the sequences in each row
+    space: list[tuple[int, int]] = []  # (free tokens, row number), sorted
+    for index in order:
+        length = len(kept[index][0])
+        slot = bisect.bisect_left(space, (length, -1))
+        if slot < len(space):
+            free, row = space.pop(slot)
+        else:
+            free, row = row_length, len(rows)
+            rows.append([])
+        rows[row].append(index)
+        if free - length > 0:
+            bisect.insort(space, (free - length, row))
+
+    tokens, flags = fill_rows(kept, rows, row_length, pad_id)
+    used = sum(len(ids) for ids, _ in kept)
+    stats = {
+        "sequences": len(kept),
+        "truncated": truncated,
+        "dropped_too_long": dropped,
+        "rows": len(rows),
+        "padding_fraction": round(1 - used / tokens.numel(), 4),
+        "target_tokens": int(flags[:, 1:].sum()),
+    }
+    return PackedRows(tokens, flags, stats)
+
+
+def fill_rows(
+    sequences: Sequence[TokenSequence], rows: Sequence[Sequence[int]], row_length: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and target flags, [rows, row_length]: row r holds sequences[i] for i in rows[r],
+    one after another, then padding. One scatter of all tokens, not one copy per sequence."""
+    order, starts = [], []
+    for row, members in enumerate(rows):
+        cursor = row * row_length
+        for index in members:
+            order.append(index)
+            starts.append(cursor)
+            cursor += len(sequences[index][0])
+    lengths = torch.tensor([len(sequences[index][0]) for index in order], dtype=torch.long)
+    total = int(lengths.sum())
+    ids = torch.from_numpy(
+        np.fromiter(itertools.chain.from_iterable(sequences[index][0] for index in order), dtype=np.int64, count=total)
+    )
+    targets = torch.from_numpy(
+        np.fromiter(itertools.chain.from_iterable(sequences[index][1] for index in order), dtype=np.bool_, count=total)
+    )
+    offsets = torch.arange(len(ids)) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    positions = torch.repeat_interleave(torch.tensor(starts, dtype=torch.long), lengths) + offsets
+    tokens = torch.full((len(rows) * row_length,), pad_id, dtype=torch.long)
+    flags = torch.zeros(len(rows) * row_length, dtype=torch.bool)
+    tokens[positions], flags[positions] = ids, targets
+    return tokens.view(len(rows), row_length), flags.view(len(rows), row_length)
+
+
+def pack_instructions(rows: Sequence[dict], tokenizer, row_length: int, train_on_prompt: bool) -> PackedRows:
+    """A split of instruction examples, encoded and packed into rows."""
+    return pack(encode_instructions(rows, tokenizer, train_on_prompt), row_length, tokenizer.pad_token_id)
+
+
+def pack_documents(texts: Sequence[str], tokenizer, row_length: int) -> PackedRows:
+    """Plain-text documents, cut into row-sized chunks and packed into rows."""
+    return pack(encode_documents(texts, tokenizer, row_length), row_length, tokenizer.pad_token_id)
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [sequences, longest] and their attention mask, padded on the right (scoring,
+    features) or on the left (generation, so that every answer starts in the same column)."""
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        columns = slice(width - len(ids), width) if left else slice(0, len(ids))
+        input_ids[row, columns] = torch.tensor(ids, dtype=torch.long)
+        attention[row, columns] = 1
+    return input_ids, attention
