@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from minigpt import paths
 from minigpt.config import DEVICES
 from minigpt.errors import MiniGPTError, run_main
 
@@ -93,21 +94,20 @@ def _default_adapter(model_dir: Path) -> Path | None:
     """The pipeline's adapter, offered when it is complete and was trained on `model_dir`."""
     import json
 
-    from minigpt.chat import DEFAULT_LORA_DIR
     from minigpt.lora import has_adapter
 
-    if not has_adapter(DEFAULT_LORA_DIR):
+    if not has_adapter(paths.ADAPTER):
         return None
-    config = json.loads((DEFAULT_LORA_DIR / "adapter_config.json").read_text(encoding="utf-8"))
+    config = json.loads((paths.ADAPTER / "adapter_config.json").read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path") or ""
     if Path(base).resolve() != model_dir.resolve():
         print(
-            f"note: {DEFAULT_LORA_DIR} adapts {base or 'an unnamed model'}, not {model_dir}: offering the base "
+            f"note: {paths.ADAPTER} adapts {base or 'an unnamed model'}, not {model_dir}: offering the base "
             "model only (--lora DIR to choose an adapter)",
             flush=True,
         )
         return None
-    return DEFAULT_LORA_DIR
+    return paths.ADAPTER
 
 
 def _in_range(low: float, high: float, kind=float):
@@ -130,11 +130,11 @@ def main() -> None:
         help="chat with the model in the browser (Gradio)",
         description="Serve a Spanish chat that streams answers from the trained model.",
     )
-    chat.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
+    chat.add_argument("--model", type=Path, default=paths.MODEL, help="model directory")
     chat.add_argument(
         "--lora",
         type=Path,
-        help="LoRA adapter directory offered as a second model (default: models/lora_ciencia_prog if present)",
+        help=f"LoRA adapter directory offered as a second model (default: {paths.ADAPTER} if present)",
     )
     chat.add_argument("--no-lora", action="store_true", help="offer the base model only")
     chat.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
@@ -152,7 +152,7 @@ def main() -> None:
     )
     generate.add_argument("instruction", help="the instruction, in Spanish")
     generate.add_argument("--input", default="", help="the optional input (### Entrada)")
-    generate.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
+    generate.add_argument("--model", type=Path, default=paths.MODEL, help="model directory")
     generate.add_argument("--lora", type=Path, help="LoRA adapter directory to apply (PEFT format)")
     generate.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     generate.add_argument("--max-new-tokens", type=_in_range(1, 4096, int), default=128)
@@ -169,7 +169,7 @@ def main() -> None:
         help="score a model on an instruction JSONL file",
         description="Score a model directory with the same code as the evaluate stage.",
     )
-    evaluate.add_argument("--model", type=Path, default=Path("models/minigpt"), help="model directory")
+    evaluate.add_argument("--model", type=Path, default=paths.MODEL, help="model directory")
     evaluate.add_argument("--lora", type=Path, help="LoRA adapter directory to apply (PEFT format)")
     evaluate.add_argument(
         "--data",

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from minigpt.errors import MiniGPTError
 from minigpt.generation import GenerationSettings, context_length, load_model, stream
+from minigpt.lora import adapter_categories
 from minigpt.template import render_conversation
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local chat reports nothing to anyone
 
-DEFAULT_LORA_DIR = Path("models/lora_ciencia_prog")
 ENTRADA_TITLE = "Entrada"  # the titled box that shows a message's Entrada in the conversation
 ERROR_TITLE = "No se pudo responder"
 GENERATION_QUEUE = "minigpt-generation"
@@ -73,13 +73,21 @@ class ChatModels:
     def __init__(self, model_dir: str | Path, lora_dir: str | Path | None = None, device: str = "cpu"):
         base = load_model(model_dir, device)
         self.choices: dict[str, tuple] = {f"Base ({Path(model_dir).name})": base}
+        # The adapter's own record of what it was trained on names it, whatever its folder is called.
+        self.adapter_categories = adapter_categories(lora_dir) if lora_dir is not None else []
         if lora_dir is not None:
-            self.choices[f"Base + LoRA ({Path(lora_dir).name})"] = load_model(model_dir, device, lora=lora_dir)
+            name = ", ".join(self.adapter_categories) or Path(lora_dir).name
+            self.choices[f"Base + LoRA ({name})"] = load_model(model_dir, device, lora=lora_dir)
         self.context = context_length(base[0])
 
     @property
     def labels(self) -> list[str]:
         return list(self.choices)
+
+
+def spanish_list(words: list[str]) -> str:
+    """ "a", "a y b", "a, b y c"."""
+    return " y ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else "".join(words)
 
 
 def clamp(control: Control, value) -> float:
@@ -281,7 +289,9 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
                 models.labels,
                 value=models.labels[0],
                 label="Modelo",
-                info="El adaptador LoRA especializa el modelo en ciencia y programación.",
+                info=f"El adaptador LoRA especializa el modelo en {spanish_list(models.adapter_categories)}."
+                if models.adapter_categories
+                else None,
             )
             entrada = gr.Textbox(
                 "",

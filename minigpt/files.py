@@ -83,7 +83,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def warn_if_untracked(patterns: Iterable[str], stage: str, tracked_dir: str) -> None:
+def warn_if_untracked(patterns: Iterable[str], stage: str, tracked_dir: Path) -> None:
     """Note input files outside the directory that dvc.yaml declares as the stage's dependency."""
     for pattern in patterns:
         if not Path(pattern).resolve().is_relative_to(Path(tracked_dir).resolve()):

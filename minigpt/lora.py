@@ -20,6 +20,7 @@ from minigpt.files import atomic_directory
 from minigpt.model import GPT, hf_parameter_name, save_tokenizer
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CATEGORIES = "categories.json"  # what an adapter was trained on, beside PEFT's files
 
 
 def lora_config(params: LoraParams, for_hf: bool, base_dir: str | Path | None = None):
@@ -112,6 +113,8 @@ def save_adapter(model: GPT, directory: str | Path, params: LoraParams, base_dir
         save_file(state, tmp / ADAPTER_WEIGHTS)
         save_adapter_config(params, base_dir, tmp)
         save_tokenizer(tokenizer, tmp)
+        categories = {"categories": params.categories}
+        (tmp / ADAPTER_CATEGORIES).write_text(json.dumps(categories, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def save_adapter_config(params: LoraParams, base_dir: str | Path, directory: Path) -> None:
@@ -123,6 +126,12 @@ def save_adapter_config(params: LoraParams, base_dir: str | Path, directory: Pat
     config = json.loads(path.read_text(encoding="utf-8"))
     config["target_modules"] = sorted(config["target_modules"])
     path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def adapter_categories(directory: str | Path) -> list[str]:
+    """The categories the adapter in `directory` specialises in; [] for one made elsewhere."""
+    path = Path(directory) / ADAPTER_CATEGORIES
+    return json.loads(path.read_text(encoding="utf-8"))["categories"] if path.is_file() else []
 
 
 def has_adapter(directory: str | Path) -> bool:

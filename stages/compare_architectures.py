@@ -3,8 +3,7 @@ plots/architectures.png (encoder-only vs decoder-only, matched, over seeds)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from minigpt import paths
 from minigpt.architectures import run_study
 from minigpt.config import load_params
 from minigpt.data import read_split
@@ -14,11 +13,6 @@ from minigpt.findings import DECODER, ENCODER
 from minigpt.plots import runs_and_bars
 from minigpt.tokenizer import load_tokenizer
 
-DATA_DIR = Path("data/processed")
-TOKENIZER_DIR = Path("models/tokenizer")
-METRICS_FILE = Path("metrics/architectures.json")
-PLOT_FILE = Path("plots/architectures.png")
-
 
 def main() -> None:
     everything = load_params()
@@ -26,11 +20,11 @@ def main() -> None:
     metrics = run_study(
         params,
         everything.runtime,
-        load_tokenizer(TOKENIZER_DIR),
-        read_split(DATA_DIR, "train"),
-        read_split(DATA_DIR, "validation"),
+        load_tokenizer(paths.TOKENIZER),
+        read_split(paths.PROCESSED_DATA, "train"),
+        read_split(paths.PROCESSED_DATA, "validation"),
     )
-    write_json(METRICS_FILE, metrics)
+    write_json(paths.ARCHITECTURES_METRICS, metrics)
     summary, probe = metrics["summary"], metrics["probe"]
 
     def bar(metric: str) -> dict[str, tuple[float, float, float]]:
@@ -40,7 +34,7 @@ def main() -> None:
         }
 
     runs_and_bars(
-        PLOT_FILE,
+        paths.ARCHITECTURES_PLOT,
         {
             name: [([step for step, _ in run["curve"]], [loss for _, loss in run["curve"]]) for run in runs]
             for name, runs in metrics["runs"].items()
@@ -61,7 +55,7 @@ def main() -> None:
             "token accuracy (own task)": {"token frequencies": metrics["unigram"]["token_accuracy"]},
         },
     )
-    print(f"compare_architectures: {METRICS_FILE}, {PLOT_FILE}")
+    print(f"compare_architectures: {paths.ARCHITECTURES_METRICS}, {paths.ARCHITECTURES_PLOT}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
+from minigpt import paths
 from minigpt.config import load_params
 from minigpt.errors import run_main
 from minigpt.evaluation import evaluate_model, validation_rows
@@ -12,20 +12,13 @@ from minigpt.files import warn_if_untracked, write_json, write_jsonl
 from minigpt.generation import SCORING_DTYPE, GenerationSettings, describe_device, load_model
 from minigpt.plots import grouped_bars, histogram
 
-MODEL_DIR = Path("models/minigpt")
-DATA_DIR = Path("data/processed")
-METRICS_FILE = Path("metrics/eval.json")
-SAMPLES_FILE = Path("metrics/samples.jsonl")
-CATEGORIES_FILE = Path("plots/eval_categories.json")
-PLOTS_DIR = Path("plots")
-
 
 def main() -> None:
     everything = load_params()
     params, runtime = everything.evaluate, everything.runtime
-    warn_if_untracked(params.multiple_choice.values(), "evaluate", "data/eval")
-    rows = validation_rows(DATA_DIR)
-    model, tokenizer = load_model(MODEL_DIR, runtime.device, dtype=SCORING_DTYPE)
+    warn_if_untracked(params.multiple_choice.values(), "evaluate", paths.EVAL_SETS)
+    rows = validation_rows(paths.PROCESSED_DATA)
+    model, tokenizer = load_model(paths.MODEL, runtime.device, dtype=SCORING_DTYPE)
     started = time.perf_counter()
     metrics, samples = evaluate_model(
         model,
@@ -39,24 +32,24 @@ def main() -> None:
     seconds = time.perf_counter() - started
     metrics["seconds"] = round(seconds, 1)
     metrics["device"] = describe_device(model)
-    write_json(METRICS_FILE, metrics)
-    write_jsonl(SAMPLES_FILE, samples)
+    write_json(paths.EVAL_METRICS, metrics)
+    write_jsonl(paths.EVAL_SAMPLES, samples)
     answered = {name: scores for name, scores in metrics["categories"].items() if scores["answers"]}
-    write_json(CATEGORIES_FILE, [{"category": name, **scores} for name, scores in answered.items()])
+    write_json(paths.EVAL_CATEGORIES, [{"category": name, **scores} for name, scores in answered.items()])
     grouped_bars(
-        PLOTS_DIR / "benchmark_results.png",
+        paths.EVAL_PLOTS["categories"],
         {name: {"ROUGE-L": scores["rougeL"], "coherence": scores["coherence"]} for name, scores in answered.items()},
         title="Scores per category (validation)",
         ylabel="score",
     )
     histogram(
-        PLOTS_DIR / "coherence_score.png",
+        paths.EVAL_PLOTS["coherence"],
         [sample["coherence"] for sample in samples],
         title="Coherence of generated answers",
         xlabel="coherence score",
     )
     grouped_bars(
-        PLOTS_DIR / "error_analysis.png",
+        paths.EVAL_PLOTS["errors"],
         {kind: {"answers": count} for kind, count in metrics["errors"].items()},
         title=f"Failure kinds in {len(samples)} answers",
         ylabel="answers",

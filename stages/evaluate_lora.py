@@ -5,20 +5,15 @@ whole validation split -> metrics/lora.json."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from minigpt import paths
 from minigpt.config import load_params
 from minigpt.errors import run_main
 from minigpt.evaluation import evaluate_rows, validation_rows
 from minigpt.files import write_json
 from minigpt.generation import SCORING_DTYPE, GenerationSettings, describe_device, load_model
-from minigpt.lora import ADAPTER_WEIGHTS, category_rows
+from minigpt.lora import ADAPTER_WEIGHTS, adapter_categories, category_rows
 
-DATA_DIR = Path("data/processed")
-BASE_DIR = Path("models/minigpt")
-ADAPTER_DIR = Path("models/lora_ciencia_prog")
-TRAIN_METRICS = Path("metrics/lora_train.json")
-METRICS_FILE = Path("metrics/lora.json")
 COMPARED = ("perplexity", "bits_per_byte", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence")
 
 
@@ -39,15 +34,16 @@ def relative_change(base: dict, adapted: dict) -> dict[str, float | None]:
 def main() -> None:
     params = load_params()
     settings, evaluate = GenerationSettings.from_params(params.evaluate), params.evaluate
-    rows = validation_rows(DATA_DIR)
-    domain = category_rows(rows, params.lora.categories, "validation", every_category=False)
+    rows = validation_rows(paths.PROCESSED_DATA)
+    categories = adapter_categories(paths.ADAPTER)  # what the adapter was trained on, from its own record
+    domain = category_rows(rows, categories, "validation", every_category=False)
     # domain: what the adapter should improve; other: what it may forget; general: both.
     subsets = {"domain": domain, "other": [row for row in rows if row not in domain], "general": rows}
     subsets = {name: subset for name, subset in subsets.items() if subset}
     device = params.runtime.device
     models = {
-        "base": load_model(BASE_DIR, device, dtype=SCORING_DTYPE),
-        "lora": load_model(BASE_DIR, device, lora=ADAPTER_DIR, dtype=SCORING_DTYPE),
+        "base": load_model(paths.MODEL, device, dtype=SCORING_DTYPE),
+        "lora": load_model(paths.MODEL, device, lora=paths.ADAPTER, dtype=SCORING_DTYPE),
     }
     result: dict = {}
     for subset, subset_rows in subsets.items():
@@ -69,13 +65,13 @@ def main() -> None:
             **scores,
             "relative_change": relative_change(scores["base"], scores["lora"]),
         }
-    training = json.loads(TRAIN_METRICS.read_text(encoding="utf-8"))
+    training = json.loads(paths.LORA_TRAIN_METRICS.read_text(encoding="utf-8"))
     write_json(
-        METRICS_FILE,
+        paths.LORA_METRICS,
         {
-            "categories": params.lora.categories,
+            "categories": categories,
             "trainable_share": training["trainable_share"],
-            "adapter_mb": round((ADAPTER_DIR / ADAPTER_WEIGHTS).stat().st_size / 1e6, 3),
+            "adapter_mb": round((paths.ADAPTER / ADAPTER_WEIGHTS).stat().st_size / 1e6, 3),
             "train_seconds": training["train_seconds"],
             "device": describe_device(models["base"][0]),
             **result,

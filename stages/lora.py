@@ -1,9 +1,10 @@
-"""Stage `lora`: models/minigpt + the training examples of lora.categories -> models/lora_ciencia_prog (PEFT)."""
+"""Stage `lora`: models/minigpt + the training examples of lora.categories -> models/lora (PEFT adapter)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from minigpt import paths
 from minigpt.config import load_params
 from minigpt.data import read_split
 from minigpt.errors import MiniGPTError, run_main
@@ -13,31 +14,31 @@ from minigpt.packing import pack_instructions
 from minigpt.tokenizer import load_tokenizer
 from minigpt.training import RunOutputs, train_and_save
 
-DATA_DIR = Path("data/processed")
-BASE_DIR = Path("models/minigpt")
 OUTPUTS = RunOutputs(
-    model_dir=Path("models/lora_ciencia_prog"),
-    checkpoint_dir=Path("models/checkpoints/lora"),
-    live_dir=Path("dvclive/lora"),
-    metrics_file=Path("metrics/lora_train.json"),
-    plot_file=Path("plots/lora_curves.png"),
+    model_dir=paths.ADAPTER,
+    checkpoint_dir=paths.CHECKPOINTS / "lora",
+    live_dir=paths.LORA_LIVE,
+    metrics_file=paths.LORA_TRAIN_METRICS,
+    plot_file=paths.LORA_PLOT,
 )
 
 
 def main() -> None:
     everything = load_params()
     params = everything.lora
-    if not (BASE_DIR / "config.json").is_file():
-        raise MiniGPTError(f"{BASE_DIR} holds no model: run 'dvc repro train' first")
-    tokenizer = load_tokenizer(BASE_DIR)
-    base = from_hf(BASE_DIR)
+    if not (paths.MODEL / "config.json").is_file():
+        raise MiniGPTError(f"{paths.MODEL} holds no model: run 'dvc repro train' first")
+    tokenizer = load_tokenizer(paths.MODEL)
+    base = from_hf(paths.MODEL)
     base_parameters = base.num_parameters()
     model = add_adapters(base, params, params.seed)
     trainable, _ = parameter_counts(model)
     row_length = model.config.block_size + 1
     train_rows, val_rows = (
         pack_instructions(
-            category_rows(read_split(DATA_DIR, split), params.categories, split, every_category=split == "train"),
+            category_rows(
+                read_split(paths.PROCESSED_DATA, split), params.categories, split, every_category=split == "train"
+            ),
             tokenizer,
             row_length,
             train_on_prompt=False,
@@ -50,11 +51,11 @@ def main() -> None:
     )
 
     def save(trained, directory: Path, metrics: dict) -> None:
-        save_adapter(trained, directory, params, BASE_DIR, tokenizer)
+        save_adapter(trained, directory, params, paths.MODEL, tokenizer)
         if params.merge:
             from transformers import AutoModelForCausalLM
 
-            save_merged(AutoModelForCausalLM.from_pretrained(BASE_DIR), directory, directory / "merged", tokenizer)
+            save_merged(AutoModelForCausalLM.from_pretrained(paths.MODEL), directory, directory / "merged", tokenizer)
 
     train_and_save(
         model,

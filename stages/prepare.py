@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
+from minigpt import paths
 from minigpt.config import load_params
 from minigpt.data import prepare
 from minigpt.errors import run_main
 from minigpt.files import atomic_directory, warn_if_untracked, write_json, write_jsonl
 
-OUTPUT_DIR = Path("data/processed")
-METRICS_FILE = Path("metrics/data.json")
-
 
 def main() -> None:
     params = load_params().prepare
-    warn_if_untracked([source.path for source in params.sources if source.path], "prepare", "data/raw")
+    warn_if_untracked([source.path for source in params.sources if source.path], "prepare", paths.RAW_DATA)
     started = time.perf_counter()
     result = prepare(params)
-    with atomic_directory(OUTPUT_DIR) as tmp:  # both splits appear together, or neither does
+    with atomic_directory(paths.PROCESSED_DATA) as tmp:  # both splits appear together, or neither does
         for split, rows in result.splits.items():
             write_jsonl(tmp / f"{split}.jsonl", rows)
-    write_json(METRICS_FILE, result.stats)
+    write_json(paths.DATA_METRICS, result.stats)
     counts = result.stats["examples"]
     print(
         f"prepare: {counts['read']} read, {counts['kept']} kept -> {counts['train']} train / "

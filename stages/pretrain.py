@@ -7,8 +7,8 @@ scratch unless train.init_from asks for these weights.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from minigpt import paths
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import atomic_directory, expand_files, warn_if_untracked, write_json
@@ -17,13 +17,12 @@ from minigpt.packing import pack_documents
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents
 from minigpt.training import RunOutputs, train_and_save
 
-TOKENIZER_DIR = Path("models/tokenizer")
 OUTPUTS = RunOutputs(
-    model_dir=Path("models/pretrained"),
-    checkpoint_dir=Path("models/checkpoints/pretrain"),
+    model_dir=paths.PRETRAINED,
+    checkpoint_dir=paths.CHECKPOINTS / "pretrain",
     live_dir=None,
-    metrics_file=Path("metrics/pretrain.json"),
-    plot_file=Path("models/pretrained/training_curves.png"),
+    metrics_file=paths.PRETRAIN_METRICS,
+    plot_file=paths.PRETRAIN_PLOT,
 )
 VALIDATION_EVERY = 50  # every 50th document is held out to measure the loss
 
@@ -41,8 +40,8 @@ def main() -> None:
         write_json(OUTPUTS.metrics_file, {"enabled": False})
         print("pretrain: no files listed in pretrain.files, nothing to do")
         return
-    warn_if_untracked(params.pretrain.files, "pretrain", "data/corpus")
-    tokenizer = load_tokenizer(TOKENIZER_DIR)
+    warn_if_untracked(params.pretrain.files, "pretrain", paths.CORPUS)
+    tokenizer = load_tokenizer(paths.TOKENIZER)
     config = build_config(**params.model.model_dump(), tokenizer=tokenizer)
     documents = [text for path in expand_files(params.pretrain.files) for text in read_documents(path, plain_text)]
     if len(documents) < 2:

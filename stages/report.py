@@ -8,22 +8,20 @@ from pathlib import Path
 
 import yaml
 
+from minigpt import paths
 from minigpt.config import PARAMS_FILE, load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import atomic_file, read_jsonl, write_json
 from minigpt.report import git_revision, headline, pipeline_outputs, render_report
 
 STAGE_METRICS = {
-    "data": Path("metrics/data.json"),
-    "tokenizer": Path("metrics/tokenizer.json"),
-    "train": Path("metrics/train.json"),
-    "eval": Path("metrics/eval.json"),
-    "lora": Path("metrics/lora.json"),
-    "architectures": Path("metrics/architectures.json"),
+    "data": paths.DATA_METRICS,
+    "tokenizer": paths.TOKENIZER_METRICS,
+    "train": paths.TRAIN_METRICS,
+    "eval": paths.EVAL_METRICS,
+    "lora": paths.LORA_METRICS,
+    "architectures": paths.ARCHITECTURES_METRICS,
 }
-SAMPLES_FILE = Path("metrics/samples.jsonl")
-REPORT_FILE = Path("metrics/report.md")
-HEADLINE_FILE = Path("metrics/headline.json")
 
 
 def read_metrics(path: Path) -> dict:
@@ -44,16 +42,16 @@ def main() -> None:
         metrics["tokenizer"],
         metrics["train"],
         metrics["eval"],
-        read_jsonl(SAMPLES_FILE),
+        read_jsonl(paths.EVAL_SAMPLES),
         {section: params[section] for section in ("model", "train", "evaluate", "lora", "compare_architectures")},
         revision,
         lora=metrics["lora"],
         architectures=metrics["architectures"],
     )
-    with atomic_file(REPORT_FILE) as handle:
+    with atomic_file(paths.REPORT) as handle:
         handle.write(text)
-    write_json(HEADLINE_FILE, headline(metrics["train"], metrics["eval"], metrics["lora"], metrics["architectures"]))
-    print(f"report: {REPORT_FILE}, {HEADLINE_FILE} ({revision})")
+    write_json(paths.HEADLINE, headline(metrics["train"], metrics["eval"], metrics["lora"], metrics["architectures"]))
+    print(f"report: {paths.REPORT}, {paths.HEADLINE} ({revision})")
 
 
 if __name__ == "__main__":

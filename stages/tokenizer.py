@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
+from minigpt import paths
 from minigpt.config import load_params
 from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import expand_files, warn_if_untracked, write_json
@@ -19,19 +19,16 @@ from minigpt.tokenizer import (
     train_bpe,
 )
 
-DATA_DIR = Path("data/processed")
-OUTPUT_DIR = Path("models/tokenizer")
-METRICS_FILE = Path("metrics/tokenizer.json")
-PLOT_FILE = Path("plots/tokenizer_comparison.png")
 OURS = "minigpt"
 
 
 def main() -> None:
     params = load_params().tokenizer
-    warn_if_untracked(params.extra_files, "tokenizer", "data/corpus")
-    train_file, validation_file = DATA_DIR / "train.jsonl", DATA_DIR / "validation.jsonl"
+    warn_if_untracked(params.extra_files, "tokenizer", paths.CORPUS)
+    warn_if_untracked(params.reference_tokenizers.values(), "tokenizer", paths.REFERENCE_TOKENIZERS)
+    train_file, validation_file = paths.PROCESSED_DATA / "train.jsonl", paths.PROCESSED_DATA / "validation.jsonl"
     if not train_file.is_file() or not validation_file.is_file():
-        raise MiniGPTError(f"{DATA_DIR} has no train/validation split: run 'dvc repro prepare' first")
+        raise MiniGPTError(f"{paths.PROCESSED_DATA} has no train/validation split: run 'dvc repro prepare' first")
     # Every input is read and checked before anything is written.
     corpus_files = [train_file, *expand_files(params.extra_files)]
     eval_sets = {"validation": read_documents(validation_file, plain_text)}
@@ -42,16 +39,16 @@ def main() -> None:
     started = time.perf_counter()
     tokenizer = train_bpe(iter_training_texts(corpus_files), params.vocab_size, params.min_frequency)
     trained_in = time.perf_counter() - started
-    save_pretrained(tokenizer, OUTPUT_DIR, params.model_max_length)
+    save_pretrained(tokenizer, paths.TOKENIZER, params.model_max_length)
 
-    encoders = {OURS: load_encoder(OUTPUT_DIR), **references}
+    encoders = {OURS: load_encoder(paths.TOKENIZER), **references}
     scores = {
         set_name: {name: efficiency(encode, texts) for name, encode in encoders.items()}
         for set_name, texts in eval_sets.items()
     }
-    write_json(METRICS_FILE, {"vocab_size": tokenizer.get_vocab_size(), "eval": scores})
+    write_json(paths.TOKENIZER_METRICS, {"vocab_size": tokenizer.get_vocab_size(), "eval": scores})
     grouped_bars(
-        PLOT_FILE,
+        paths.TOKENIZER_PLOT,
         {
             set_name: {name: score["chars_per_token"] for name, score in by_tokenizer.items()}
             for set_name, by_tokenizer in scores.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minigpt import paths
 from minigpt.config import load_params
 from minigpt.data import read_split
 from minigpt.errors import MiniGPTError, run_main
@@ -14,32 +15,29 @@ from minigpt.packing import pack_instructions
 from minigpt.tokenizer import load_tokenizer
 from minigpt.training import RunOutputs, train_and_save
 
-DATA_DIR = Path("data/processed")
-TOKENIZER_DIR = Path("models/tokenizer")
-PRETRAINED_DIR = Path("models/pretrained")
 OUTPUTS = RunOutputs(
-    model_dir=Path("models/minigpt"),
-    checkpoint_dir=Path("models/checkpoints/train"),
-    live_dir=Path("dvclive/train"),
-    metrics_file=Path("metrics/train.json"),
-    plot_file=Path("plots/training_curves.png"),
+    model_dir=paths.MODEL,
+    checkpoint_dir=paths.CHECKPOINTS / "train",
+    live_dir=paths.TRAIN_LIVE,
+    metrics_file=paths.TRAIN_METRICS,
+    plot_file=paths.TRAIN_PLOT,
 )
 
 
 def main() -> None:
     params = load_params()
-    tokenizer = load_tokenizer(TOKENIZER_DIR)
+    tokenizer = load_tokenizer(paths.TOKENIZER)
     config = build_config(**params.model.model_dump(), tokenizer=tokenizer)
     if params.train.init_from == "pretrained":
-        if not (PRETRAINED_DIR / "config.json").is_file():
+        if not (paths.PRETRAINED / "config.json").is_file():
             raise MiniGPTError(
-                "train.init_from is 'pretrained' but models/pretrained holds no model: "
+                f"train.init_from is 'pretrained' but {paths.PRETRAINED} holds no model: "
                 "list text files in pretrain.files and run 'dvc repro pretrain'"
             )
-        model = from_hf(PRETRAINED_DIR)
+        model = from_hf(paths.PRETRAINED)
         if model.config != config:
             raise MiniGPTError(
-                f"models/pretrained has shape {model.config}, but params.yaml asks for {config}: "
+                f"{paths.PRETRAINED} has shape {model.config}, but params.yaml asks for {config}: "
                 "rerun 'dvc repro pretrain'"
             )
     else:
@@ -47,7 +45,7 @@ def main() -> None:
 
     row_length = config.block_size + 1
     train_rows, val_rows = (
-        pack_instructions(read_split(DATA_DIR, split), tokenizer, row_length, params.train.train_on_prompt)
+        pack_instructions(read_split(paths.PROCESSED_DATA, split), tokenizer, row_length, params.train.train_on_prompt)
         for split in ("train", "validation")
     )
     print(

@@ -22,7 +22,7 @@ from minigpt.config import ArchitecturesParams, RuntimeParams, load_params
 from minigpt.findings import DECODER, ENCODER, chance_of_separation, conclusions, separated, summarize
 from minigpt.model import GPT, IGNORE_INDEX, init_model
 from minigpt.presets import load_preset
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def study_params(default_params: dict, **overrides) -> ArchitecturesParams:
@@ -119,7 +119,7 @@ def test_the_unigram_floor_predicts_the_most_frequent_token():
 
 def test_a_tiny_study_runs_end_to_end(tiny_model_dir, default_params):
     from minigpt.tokenizer import load_tokenizer
-    from tests.conftest import spanish_examples
+    from tests.helpers import spanish_examples
 
     tokenizer = load_tokenizer(tiny_model_dir.parent / "tokenizer")
     rows = [row | {"category": "ciencia" if i % 2 else "historia"} for i, row in enumerate(spanish_examples(50))]

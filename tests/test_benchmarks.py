@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, example, run_command
+from tests.helpers import REPO, example, run_command
 
 
 def test_the_generation_benchmark_reports_every_variant(tiny_model_dir, tmp_path):

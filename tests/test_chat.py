@@ -30,10 +30,11 @@ from minigpt.chat import (
     history_turns,
     launch,
     settings_from_controls,
+    spanish_list,
 )
 from minigpt.generation import GenerationSettings, generate, stream  # noqa: E402
 from minigpt.template import RESPONSE_HEADER, render_conversation, render_prompt  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 LIMITS = ChatLimits(max_input_chars=300, max_seconds=30.0, concurrency=1)
 GREEDY = dict(temperature=0, top_p=1.0, top_k=0, max_new_tokens=16, repetition_penalty=1.0)
@@ -43,7 +44,7 @@ GREEDY = dict(temperature=0, top_p=1.0, top_k=0, max_new_tokens=16, repetition_p
 def models(tiny_model_dir, tmp_path_factory) -> ChatModels:
     from minigpt.lora import add_adapters, save_adapter
     from minigpt.model import from_hf
-    from tests.test_lora import LORA
+    from tests.helpers import LORA
 
     adapter_dir = tmp_path_factory.mktemp("chat") / "lora_test"
     _, tokenizer = ChatModels(tiny_model_dir).choices[f"Base ({tiny_model_dir.name})"]
@@ -138,9 +139,11 @@ def test_the_entrada_is_shown_with_the_answer_sent_once_and_remembered(models):
     assert history_turns(history)[0][0]["input"] == "Sol."
 
 
-def test_the_lora_choice_answers_with_the_adapter(models):
-    assert models.labels == ["Base (model)", "Base + LoRA (lora_test)"]
+def test_the_lora_choice_is_named_by_its_categories_and_answers_with_the_adapter(models):
+    assert models.labels == ["Base (model)", "Base + LoRA (ciencia)"]  # from the adapter's categories.json
+    assert models.adapter_categories == ["ciencia"]
     assert respond(models, "¿Qué es la luz?", label=models.labels[1])[-1][0]
+    assert [spanish_list(words) for words in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == ["", "a", "a y b", "a, b y c"]
 
 
 def test_a_long_conversation_never_fails_at_the_context_limit(models):
@@ -204,15 +207,15 @@ def test_a_missing_model_or_adapter_names_the_command_that_makes_it(tmp_path, ti
 
 def test_the_pipelines_adapter_is_offered_only_for_the_model_it_adapts(tmp_path, monkeypatch, capsys):
     from minigpt.__main__ import _default_adapter
-    from minigpt.chat import DEFAULT_LORA_DIR
     from minigpt.lora import ADAPTER_WEIGHTS
+    from minigpt.paths import ADAPTER
 
     monkeypatch.chdir(tmp_path)
     assert _default_adapter(tmp_path / "models/minigpt") is None  # none trained: nothing to say
-    DEFAULT_LORA_DIR.mkdir(parents=True)
-    (DEFAULT_LORA_DIR / ADAPTER_WEIGHTS).write_bytes(b"")
-    (DEFAULT_LORA_DIR / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "models/minigpt"}))
-    assert _default_adapter(tmp_path / "models/minigpt") == DEFAULT_LORA_DIR
+    ADAPTER.mkdir(parents=True)
+    (ADAPTER / ADAPTER_WEIGHTS).write_bytes(b"")
+    (ADAPTER / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "models/minigpt"}))
+    assert _default_adapter(tmp_path / "models/minigpt") == ADAPTER
     assert _default_adapter(tmp_path / "elsewhere") is None
     assert "adapts models/minigpt, not" in capsys.readouterr().out
 

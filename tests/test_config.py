@@ -7,7 +7,7 @@ import yaml
 
 from minigpt.config import RuntimeParams, load_params
 from minigpt.errors import MiniGPTError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def write_params(tmp_path, data) -> str:

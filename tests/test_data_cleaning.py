@@ -9,7 +9,7 @@ import pytest
 
 from minigpt.data import CategoryRules, Example, clean_example, clean_text, normalize_key, prepare
 from minigpt.language import function_word_counts, is_spanish
-from tests.conftest import example, spanish_examples
+from tests.helpers import example, spanish_examples
 
 
 def cleaned(text: str) -> tuple[str, Counter]:

@@ -9,7 +9,7 @@ import pytest
 from minigpt.config import Source
 from minigpt.data import ErrorPolicy, Example, read_source
 from minigpt.errors import MiniGPTError
-from tests.conftest import example
+from tests.helpers import example
 
 ALPACA = [
     {"instruction": "¿Qué es un átomo?", "input": "", "output": "La unidad más pequeña de un elemento."},

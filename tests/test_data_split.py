@@ -7,7 +7,7 @@ import pytest
 from minigpt.data import normalize_key, prepare
 from minigpt.files import atomic_file
 from minigpt.files import write_jsonl as write_rows
-from tests.conftest import example, spanish_examples
+from tests.helpers import example, spanish_examples
 
 
 def split_of(result) -> dict[str, str]:

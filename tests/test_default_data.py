@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from minigpt.data import prepare
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 import build_default_data as generator  # noqa: E402

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from minigpt import paths as pipeline_paths
 from minigpt.report import declared_paths
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PACKAGE = "minigpt"
 # Paths a stage may name without declaring them: scratch space for resumable runs, never an input.
@@ -62,7 +63,7 @@ def imported_files(script: Path) -> set[Path]:
     return found
 
 
-def named_paths(script: Path) -> set[str]:
+def spelled_paths(script: Path) -> set[str]:
     """Repository paths spelled as string literals in a script (data/..., models/..., ...)."""
     tree = ast.parse(script.read_text(encoding="utf-8"))
     return {
@@ -74,6 +75,22 @@ def named_paths(script: Path) -> set[str]:
         and node.value.split("/")[0] in TRACKED_ROOTS
         and " " not in node.value
     }
+
+
+def named_paths(script: Path) -> set[str]:
+    """The repository paths a script uses: the `paths.NAME` of minigpt/paths.py it names (a
+    path, or a mapping of paths), and any it spells itself."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    names = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "paths"
+    }
+    found = spelled_paths(script)
+    for name in names:
+        value = getattr(pipeline_paths, name)
+        found |= {path.as_posix() for path in (value.values() if isinstance(value, dict) else [value])}
+    return found
 
 
 def script_of(stage: dict) -> Path:
@@ -109,6 +126,19 @@ def test_every_path_a_stage_script_names_is_a_dep_or_an_output(name):
         if not covered(path, known) and not path.startswith(UNTRACKED_PATHS)
     }
     assert not missing, f"{name}: its script names {sorted(missing)}, which dvc.yaml does not declare"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stage_script_takes_its_paths_from_the_paths_module(name):
+    """Spelled once in minigpt/paths.py (and declared in dvc.yaml), never again in a script."""
+    assert not spelled_paths(script_of(STAGES[name]))
+
+
+def test_the_path_check_sees_what_a_script_uses_through_the_paths_module(tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text("from minigpt import paths\nprint(paths.MODEL, paths.EVAL_PLOTS['errors'], 'data/x')\n")
+    plots = {path.as_posix() for path in pipeline_paths.EVAL_PLOTS.values()}  # a mapping counts whole
+    assert named_paths(script) == {"models/minigpt", "data/x"} | plots
 
 
 def test_the_import_walk_sees_lazy_imports_and_follows_them(tmp_path):

@@ -13,7 +13,7 @@ from minigpt.evaluation import evaluate_model, likelihood, load_choice_items, mu
 from minigpt.generation import GenerationSettings, load_model
 from minigpt.metrics import ChoiceItem
 from minigpt.packing import encode_instructions
-from tests.conftest import spanish_examples
+from tests.helpers import spanish_examples
 
 
 def test_answer_perplexity_is_the_models_own_loss_on_the_answer(tiny_model_dir):

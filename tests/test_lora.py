@@ -14,13 +14,7 @@ from minigpt.errors import MiniGPTError
 from minigpt.generation import load_model
 from minigpt.lora import add_adapters, category_rows, load_with_adapter, parameter_counts, save_adapter, save_merged
 from minigpt.model import from_hf
-from tests.conftest import REPO, run_command
-from tests.test_training import LOOP, RUNTIME
-
-LORA = LoraParams.model_validate(
-    LOOP
-    | {"categories": ["ciencia"], "rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["c_attn", "c_proj", "c_fc"]}
-)
+from tests.helpers import LORA, REPO, RUNTIME, random_rows, run_command
 
 
 @pytest.fixture
@@ -66,7 +60,7 @@ def test_the_adapter_config_is_the_same_bytes_in_every_process(tiny_model_dir, t
         directory.mkdir()
         script = (
             "import sys; from pathlib import Path; from minigpt.lora import save_adapter_config; "
-            "from tests.test_lora import LORA; save_adapter_config(LORA, sys.argv[1], Path(sys.argv[2]))"
+            "from tests.helpers import LORA; save_adapter_config(LORA, sys.argv[1], Path(sys.argv[2]))"
         )
         run_command(
             [sys.executable, "-c", script, str(tiny_model_dir), str(directory)], REPO, env={"PYTHONHASHSEED": hash_seed}
@@ -105,7 +99,6 @@ def test_every_category_needs_training_examples():
 
 def test_switching_merge_does_not_retrain(tiny_model_dir, tmp_path):
     from minigpt.training import train_loop
-    from tests.test_training import random_rows
 
     params = LORA.model_copy(update={"batch_tokens": 256})  # one micro-batch of the tiny model's 64-token rows
     rows = random_rows(32)  # short rows of token ids below the tiny model's vocabulary

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, commit_all, copy_repository, exp_show_columns, run_command, short_head, update_params
+from tests.helpers import REPO, commit_all, copy_repository, exp_show_columns, run_command, short_head, update_params
 
 pytestmark = pytest.mark.slow
 
@@ -64,6 +64,13 @@ def first_run(workspace) -> subprocess.CompletedProcess:
     return dvc("repro", cwd=workspace)
 
 
+@pytest.fixture
+def built(workspace, first_run, tmp_path) -> Path:
+    """A copy of the built workspace (git, DVC cache, outputs) for a test that changes it: the
+    shared workspace stays as the first run left it, whatever order the tests run in."""
+    return Path(shutil.copytree(workspace, tmp_path / "minigpt-es", symlinks=True))
+
+
 def test_repro_builds_every_output(workspace, first_run):
     assert "Running stage 'prepare'" in first_run.stdout and "Running stage 'tokenizer'" in first_run.stdout
     for name in ("train", "validation"):
@@ -107,9 +114,9 @@ def test_the_headline_is_the_one_dvc_metrics_file_and_the_report_is_written(work
     assert (workspace / "plots" / "architectures.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_an_evaluation_param_reruns_only_the_evaluations_and_the_report(workspace, first_run):
-    with edited_params(workspace, "max_new_tokens: 24", "max_new_tokens: 12"):
-        assert stages_run(dvc("repro", cwd=workspace).stdout) == {"evaluate", "evaluate_lora", "report"}
+def test_an_evaluation_param_reruns_only_the_evaluations_and_the_report(built):
+    replace_in_params(built, "max_new_tokens: 24", "max_new_tokens: 12")
+    assert stages_run(dvc("repro", cwd=built).stdout) == {"evaluate", "evaluate_lora", "report"}
 
 
 def test_dvc_plots_draw_the_training_curves(workspace, first_run):
@@ -180,55 +187,44 @@ def test_runtime_settings_rerun_nothing_and_stay_out_of_the_comparison(workspace
     assert not any(column.endswith((".compile", ".log_every", ".device")) for column in columns)
 
 
-@contextlib.contextmanager
-def edited_params(workspace: Path, old: str, new: str, restore_outputs: bool = True):
-    """params.yaml with one text replaced for the block; afterwards the file (and outputs) restored."""
-    params_file = workspace / "params.yaml"
+def replace_in_params(directory: Path, old: str, new: str) -> None:
+    params_file = directory / "params.yaml"
     original = params_file.read_text(encoding="utf-8")
     assert old in original
     params_file.write_text(original.replace(old, new), encoding="utf-8")
-    try:
-        yield
-    finally:
-        params_file.write_text(original, encoding="utf-8")
-        if restore_outputs:
-            dvc("repro", cwd=workspace)
 
 
 def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
-def test_a_tokenizer_param_reruns_the_tokenizer_and_what_depends_on_it(workspace, first_run):
-    with edited_params(workspace, "vocab_size: 4096", "vocab_size: 2000"):
-        rerun = dvc("repro", cwd=workspace)
-        assert stages_run(rerun.stdout) == {
-            "tokenizer",
-            "pretrain",
-            "train",
-            "evaluate",
-            "lora",
-            "evaluate_lora",
-            "compare_architectures",
-            "report",
-        }
-        assert json.loads((workspace / "metrics" / "tokenizer.json").read_text())["vocab_size"] == 2000
+def test_a_tokenizer_param_reruns_the_tokenizer_and_what_depends_on_it(built):
+    replace_in_params(built, "vocab_size: 4096", "vocab_size: 2000")
+    rerun = dvc("repro", cwd=built)
+    assert stages_run(rerun.stdout) == {
+        "tokenizer",
+        "pretrain",
+        "train",
+        "evaluate",
+        "lora",
+        "evaluate_lora",
+        "compare_architectures",
+        "report",
+    }
+    assert json.loads((built / "metrics" / "tokenizer.json").read_text())["vocab_size"] == 2000
 
 
-def test_a_bad_param_fails_with_a_message_not_a_traceback(workspace, first_run):
-    with edited_params(workspace, "validation_fraction: 0.1", "validation_fraction: 2", restore_outputs=False):
-        result = run_command([sys.executable, "stages/prepare.py"], workspace, check=False)
-        assert result.returncode == 1
-        assert "prepare.validation_fraction" in result.stderr and "Traceback" not in result.stderr
+def test_a_bad_param_fails_with_a_message_not_a_traceback(built):
+    replace_in_params(built, "validation_fraction: 0.1", "validation_fraction: 2")
+    result = run_command([sys.executable, "stages/prepare.py"], built, check=False)
+    assert result.returncode == 1
+    assert "prepare.validation_fraction" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_tokenizer_stage_says_which_stage_to_run_first(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     result = run_command([sys.executable, str(REPO / "stages" / "tokenizer.py")], tmp_path, check=False)
     assert result.returncode == 1 and "dvc repro prepare" in result.stderr and "Traceback" not in result.stderr
-
-
-# The tests below commit the workspace and change it: they run last.
 
 
 def answer(directory: Path) -> str:
@@ -250,18 +246,18 @@ def read_only_http_server(directory: Path):
             server.shutdown()
 
 
-def test_weights_pushed_once_are_pulled_over_http_and_the_clone_is_up_to_date(workspace, first_run, tmp_path):
+def test_weights_pushed_once_are_pulled_over_http_and_the_clone_is_up_to_date(built, tmp_path):
     """The maintainer pushes to writable storage; users pull from a read-only HTTP mirror of it."""
     storage = tmp_path / "storage"
-    dvc("remote", "add", "upload", str(storage), cwd=workspace)
-    dvc("push", "-r", "upload", cwd=workspace)
-    before = answer(workspace)
+    dvc("remote", "add", "upload", str(storage), cwd=built)
+    dvc("push", "-r", "upload", cwd=built)
+    before = answer(built)
     with read_only_http_server(storage) as url:
-        dvc("remote", "add", "-d", "public", url, cwd=workspace)  # .dvc/config: committed with the project
-        commit_all(workspace, "results")
+        dvc("remote", "add", "-d", "public", url, cwd=built)  # .dvc/config: committed with the project
+        commit_all(built, "results")
 
         clone = tmp_path / "clone"
-        run_command(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
+        run_command(["git", "clone", "-q", str(built), str(clone)], tmp_path)
         assert not (clone / "models" / "minigpt").exists() and not (clone / ".dvc" / "cache").exists()
         dvc("pull", cwd=clone)
     assert (clone / "models" / "minigpt" / "model.safetensors").is_file()
@@ -272,40 +268,39 @@ def test_weights_pushed_once_are_pulled_over_http_and_the_clone_is_up_to_date(wo
     assert artifacts["minigpt"] == artifacts["minigpt"] | {"path": "models/minigpt", "type": "model"}
 
 
-def test_experiments_run_queue_and_compare(workspace, first_run):
-    dvc("exp", "run", "-n", "lr-high", "-S", "train.learning_rate=0.004", cwd=workspace)
-    dvc("exp", "run", "--queue", "-n", "lr-low", "-S", "train.learning_rate=0.001", cwd=workspace)
-    dvc("queue", "start", cwd=workspace)
+def test_experiments_run_queue_and_compare(built):
+    commit_all(built, "results")  # experiments start from a commit
+    dvc("exp", "run", "-n", "lr-high", "-S", "train.learning_rate=0.004", cwd=built)
+    dvc("exp", "run", "--queue", "-n", "lr-low", "-S", "train.learning_rate=0.001", cwd=built)
+    dvc("queue", "start", cwd=built)
     deadline = time.monotonic() + 600
-    while any(state in dvc("queue", "status", cwd=workspace).stdout for state in ("Queued", "Running")):
+    while any(state in dvc("queue", "status", cwd=built).stdout for state in ("Queued", "Running")):
         assert time.monotonic() < deadline, "the queued experiment did not finish in 10 minutes"
         time.sleep(2)
-    assert "Failed" not in dvc("queue", "status", cwd=workspace).stdout, dvc(
-        "queue", "logs", "lr-low", cwd=workspace, check=False
+    assert "Failed" not in dvc("queue", "status", cwd=built).stdout, dvc(
+        "queue", "logs", "lr-low", cwd=built, check=False
     ).stdout
-    rows = _experiments(workspace)
+    rows = _experiments(built)
     assert rows["lr-high"]["params"]["train"]["learning_rate"] == 0.004
     assert rows["lr-low"]["params"]["train"]["learning_rate"] == 0.001
     assert rows["lr-high"]["metrics"]["val_loss"] != rows["lr-low"]["metrics"]["val_loss"]
-    assert "train.learning_rate" in dvc("exp", "diff", "lr-high", "lr-low", "--md", cwd=workspace).stdout
+    assert "train.learning_rate" in dvc("exp", "diff", "lr-high", "lr-low", "--md", cwd=built).stdout
 
     # The comparison people read: few metric columns, the reference's first.
     metric_columns = [
         name
-        for name in _columns(dvc("exp", "show", "--md", cwd=workspace).stdout)
+        for name in _columns(dvc("exp", "show", "--md", cwd=built).stdout)
         if name in exp_show_columns(rows["lr-low"]["metrics"])
     ]
     assert len(metric_columns) <= 25
     assert {"perplexity", "bleu", "rouge1", "rougeL", "coherence"} <= set(metric_columns[:10])
-    changed = dvc("exp", "show", "--md", "--only-changed", cwd=workspace).stdout
+    changed = dvc("exp", "show", "--md", "--only-changed", cwd=built).stdout
     assert "lr-low" in changed and "train.learning_rate" in _columns(changed)
     assert len(_columns(changed)) <= 30 and "prepare.sources" not in changed
 
-    dvc("exp", "apply", "lr-low", cwd=workspace)
-    assert "learning_rate: 0.001" in (workspace / "params.yaml").read_text(encoding="utf-8")
-    assert "Made from experiment `lr-low` on commit `" in (workspace / "metrics" / "report.md").read_text(
-        encoding="utf-8"
-    )
+    dvc("exp", "apply", "lr-low", cwd=built)
+    assert "learning_rate: 0.001" in (built / "params.yaml").read_text(encoding="utf-8")
+    assert "Made from experiment `lr-low` on commit `" in (built / "metrics" / "report.md").read_text(encoding="utf-8")
 
 
 def _experiments(workspace: Path) -> dict[str, dict]:

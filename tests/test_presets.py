@@ -15,7 +15,7 @@ from minigpt.errors import MiniGPTError
 from minigpt.lora import add_adapters, parameter_counts
 from minigpt.model import GPT, GPTConfig
 from minigpt.presets import PRESETS_DIR, combine, load_preset, set_param_flags
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def with_presets(*names: str) -> Params:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from minigpt.report import git_revision, headline, pipeline_outputs
-from tests.conftest import REPO, commit_all, exp_show_columns, short_head
+from tests.helpers import REPO, commit_all, exp_show_columns, short_head
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from minigpt.errors import STAGE_LOG
-from tests.conftest import SHARED_DATA, commit_all, copy_repository, free_port, run_command
+from tests.helpers import SHARED_DATA, commit_all, copy_repository, free_port, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def test_the_chat_serves_the_model_it_left(smoke_run):
             )
             time.sleep(0.5)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        for label in ("Base (minigpt)", "Base + LoRA (lora_ciencia_prog)"):  # the stage's adapter is offered too
+        for label in ("Base (minigpt)", "Base + LoRA (ciencia, programación)"):  # the stage's adapter is offered too
             answer, entrada = client.predict(message="¿Qué es un átomo?", model_label=label, api_name="/chat")
             assert isinstance(answer, str) and entrada == ""  # a refusal or a failure would be a titled message
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from minigpt.data import prepare
 from minigpt.tokenizer import plain_text, read_documents
-from tests.conftest import SHARED_DATA, needs_shared_data
+from tests.helpers import SHARED_DATA, needs_shared_data
 
 pytestmark = needs_shared_data
 

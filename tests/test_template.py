@@ -6,21 +6,7 @@ import jinja2
 import pytest
 
 from minigpt import template
-
-CONVERSATIONS = [
-    [{"role": "user", "content": "¿Qué es un átomo?"}],
-    [{"role": "user", "content": "Resume el texto.", "input": "El sol sale por el este."}],
-    [
-        {"role": "user", "content": "Traduce al inglés.", "input": "Hola"},
-        {"role": "assistant", "content": "Hello"},
-        {"role": "user", "content": "¿Y «adiós»?"},
-    ],
-    [
-        {"role": "user", "content": "Di 'hola' y \"adiós\" {{ no es jinja }} \\n"},
-        {"role": "assistant", "content": "hola"},
-    ],
-    [{"role": "user", "content": "Sin entrada.", "input": ""}, {"role": "assistant", "content": "Vale."}],
-]
+from tests.helpers import CONVERSATIONS
 
 
 def render_with_jinja(messages, add_generation_prompt: bool) -> str:

@@ -20,8 +20,7 @@ from minigpt.tokenizer import (
     save_pretrained,
     train_bpe,
 )
-from tests.conftest import REPO, SHARED_DATA, needs_shared_data, spanish_examples
-from tests.test_template import CONVERSATIONS
+from tests.helpers import CONVERSATIONS, REPO, SHARED_DATA, needs_shared_data, spanish_examples
 
 ROUND_TRIP = [
     "¿Qué tal, niño? ¡Año nuevo en España! Pingüino, cigüeña, ÁRBOL, «comillas» y ñandú.",

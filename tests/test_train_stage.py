@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import copy_repository, run_command, update_params
+from tests.helpers import copy_repository, run_command, update_params
 
 pytestmark = pytest.mark.slow
 
@@ -118,12 +118,13 @@ def test_lora_specialises_the_model_and_is_compared_with_the_base(workspace):
     )
     result = stage("lora", workspace)
     assert "trainable parameters" in result.stdout
-    adapter = workspace / "models" / "lora_ciencia_prog"
+    adapter = workspace / "models" / "lora"
     assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "adapter_config.json").is_file()
     assert (adapter / "merged" / "model.safetensors").is_file()
     stage("evaluate_lora", workspace)
     scores = json.loads((workspace / "metrics" / "lora.json").read_text(encoding="utf-8"))
     assert 0 < scores["trainable_share"] < 0.5 and scores["adapter_mb"] > 0
+    assert scores["categories"] == ["ciencia", "programación"]  # read from the adapter's categories.json
     for subset in ("domain", "general"):
         assert set(scores[subset]) == {"examples", "base", "lora", "relative_change"}
         assert scores[subset]["relative_change"]["perplexity"] == pytest.approx(

@@ -11,35 +11,11 @@ import pytest
 import torch
 
 from minigpt import template
-from minigpt.config import LoopParams, RuntimeParams
 from minigpt.errors import MiniGPTError
-from minigpt.model import GPT, GPTConfig
-from minigpt.packing import PackedRows, encode_documents, encode_instructions, pack
+from minigpt.model import GPT
+from minigpt.packing import encode_documents, encode_instructions, pack
 from minigpt.training import CheckpointStore, RowOrder, learning_rate, train_loop
-from tests.conftest import REPO, spanish_examples
-
-TINY = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
-LOOP = dict(
-    epochs=1.0,
-    micro_batch_size=4,
-    batch_tokens=128,
-    learning_rate=1e-2,
-    min_lr_ratio=0.1,
-    warmup_steps=2,
-    weight_decay=0.1,
-    beta1=0.9,
-    beta2=0.95,
-    grad_clip=1.0,
-    eval_every=4,
-    eval_rows=0,
-    precision="auto",
-    seed=7,
-)
-RUNTIME = RuntimeParams(log_every=2, checkpoint_every=4, keep_checkpoints=2)
-
-
-def loop_params(**overrides) -> LoopParams:
-    return LoopParams.model_validate(LOOP | overrides)
+from tests.helpers import REPO, RUNTIME, TINY, loop_params, random_rows, spanish_examples
 
 
 class CharTokenizer:
@@ -49,15 +25,6 @@ class CharTokenizer:
         return {"input_ids": [[2 + ord(char) % 60 for char in text] for text in texts]}
 
     eos_token_id, pad_token_id = 0, 1
-
-
-def random_rows(count: int, seed: int = 0) -> PackedRows:
-    generator = torch.Generator().manual_seed(seed)
-    sequences = [
-        (torch.randint(2, 64, (int(length),), generator=generator).tolist() + [0], [True] * (int(length) + 1))
-        for length in torch.randint(3, 16, (count,), generator=generator)
-    ]
-    return pack(sequences, TINY.block_size + 1, pad_id=1)
 
 
 def test_only_answer_tokens_are_targets_unless_the_prompt_loss_is_on():

@@ -8,7 +8,7 @@ import torch
 
 from minigpt.model import GPT
 from minigpt.training import train_loop
-from tests.test_training import RUNTIME, TINY, loop_params, random_rows
+from tests.helpers import RUNTIME, TINY, loop_params, random_rows
 
 torch.manual_seed(0)
 result = train_loop(
