@@ -6,12 +6,11 @@ import argparse
 from pathlib import Path
 
 from minigpt import paths
-from minigpt.config import DEVICES
+from minigpt.config import DEVICES, Source
 from minigpt.errors import MiniGPTError, run_main
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from minigpt.config import Source
     from minigpt.data import ErrorPolicy, read_source
     from minigpt.evaluation import evaluate_model
     from minigpt.files import write_json

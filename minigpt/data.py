@@ -22,7 +22,7 @@ from typing import Any
 
 from minigpt.config import PrepareParams, Source
 from minigpt.errors import MiniGPTError
-from minigpt.files import expand_files, read_utf8
+from minigpt.files import expand_files, read_jsonl, read_utf8
 from minigpt.language import is_spanish, strip_accents
 
 Record = dict[str, Any]
@@ -536,8 +536,6 @@ def _drop_reason(example: Example, params: PrepareParams, seen_exact: set, seen_
 
 def read_split(directory: Path, split: str) -> list[Record]:
     """A split written by `prepare`, with a message naming the stage to run when it is missing or empty."""
-    from minigpt.files import read_jsonl
-
     path = Path(directory) / f"{split}.jsonl"
     if not path.is_file():
         raise MiniGPTError(f"{path} not found: run 'dvc repro prepare' first")

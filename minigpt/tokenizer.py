@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import ByteLevelBPETokenizer, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from minigpt import template
 from minigpt.config import Source
@@ -92,8 +92,6 @@ def load_encoder(path: str | Path) -> Encoder:
     if (path / "tokenizer.json").is_file():
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
     elif (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-        from tokenizers import ByteLevelBPETokenizer
-
         tokenizer = ByteLevelBPETokenizer(str(path / "vocab.json"), str(path / "merges.txt"))
     elif path.is_dir():
         from transformers import AutoTokenizer

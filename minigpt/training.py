@@ -29,7 +29,7 @@ import torch
 
 from minigpt.config import LoopParams, OptimizerParams, RuntimeParams
 from minigpt.errors import MiniGPTError
-from minigpt.files import atomic_file
+from minigpt.files import atomic_file, write_json
 from minigpt.model import GPT, IGNORE_INDEX, flops_per_token
 from minigpt.packing import PackedRows
 
@@ -504,7 +504,6 @@ def train_and_save(
 ) -> None:
     """Run the loop, then (on the main process) save the model with `save_model(model,
     outputs.model_dir, metrics)` and write metrics and curves."""
-    from minigpt.files import write_json
     from minigpt.plots import line_charts
 
     result = train_loop(model, train_rows, val_rows, params, runtime, outputs.checkpoint_dir, outputs.live_dir)
