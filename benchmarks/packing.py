@@ -1,4 +1,4 @@
-"""Packing speed: `minigpt.training.pack` on the kit's train split size (208k translation
+"""Packing speed: `minigpt.packing.pack` on the kit's train split size (208k translation
 pairs of 20–70 tokens, 513-token rows), on synthetic token ids.
 
     python benchmarks/packing.py

@@ -5,7 +5,7 @@ side by side in one run, on synthetic tokens.
     python benchmarks/train_step.py --shape seed         # 12 × 12 × 768, context 512, vocab 32k (GPU)
     python benchmarks/train_step.py --shape seed --out results.json
 
-Rows: `minigpt` runs `minigpt.training.run` (lean module, fused AdamW, bf16 autocast on a GPU,
+Rows: `minigpt` runs `minigpt.training.train_loop` (lean module, fused AdamW, bf16 autocast on a GPU,
 torch.compile if --compile) and reads tokens/s from its own telemetry, past the first
 (warm-up / compile) interval. `hf-reference` is the reference project's style: HF GPT-2 with
 eager attention, unfused AdamW and fp16 autocast with a gradient scaler (fp32 on a CPU).
