@@ -169,6 +169,8 @@ def evaluate_rows(
     }
     errors = Counter(kind for check in checks for kind in check.errors)
     metrics["errors"] = {kind: errors[kind] for kind in ERROR_KINDS}
+    languages = Counter(check.language for check in checks)
+    metrics["generation"]["language"] = {verdict: languages[verdict] for verdict in ("right", "wrong", "unknown")}
 
     def category(row: dict) -> str:
         return row.get("category") or "general"
@@ -197,6 +199,7 @@ def evaluate_rows(
             "complete": answer.complete,
             "rougeL": round(rouge["rougeL"], 4),
             "coherence": round(check.coherence, 4),
+            "language": check.language,
             "errors": check.errors,
         }
         for row, answer, rouge, check in zip(sampled, answers, rouges, checks)

@@ -76,15 +76,21 @@ def repetition(text: str) -> float:
 
 
 def relevance(answer: str, prompt: str, reference: str) -> float:
-    """How much of what the reference adds to the prompt the answer shares: the overlap
-    coefficient of the answer's content words with the reference's words that are not in the
-    prompt (all the reference's words when it adds none). Echoing the question, or the
-    template's own words, scores 0; "París" for "La capital de Francia es París" scores 1."""
-    answer_words, reference_words = content_words(answer), content_words(reference)
-    new_information = reference_words - content_words(prompt) or reference_words
-    if not answer_words or not new_information:
+    """F1 of what the answer adds to the prompt against what the reference adds: content words
+    not in the prompt (all the reference's, and all the answer's, when the reference adds none).
+    Precision makes content the reference lacks cost ("Yakarta Madrid París Lima …" for the
+    capital of Indonesia), recall makes missing content cost; restating the question costs
+    nothing, and echoing it (or the template's own words) adds nothing and scores 0. "París"
+    for "La capital de Francia es París" scores 1."""
+    asked, answer_words, reference_words = content_words(prompt), content_words(answer), content_words(reference)
+    expected, added = reference_words - asked, answer_words - asked
+    if not expected:
+        expected, added = reference_words, answer_words
+    shared = len(added & expected)
+    if not shared:
         return 0.0
-    return len(answer_words & new_information) / min(len(answer_words), len(new_information))
+    precision, recall = shared / len(added), shared / len(expected)
+    return 2 * precision * recall / (precision + recall)
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class AnswerChecks:
     relevance: float
     repetition: float
     complete: bool  # the model ended the answer itself (end-of-text), not the token limit
-    right_language: bool  # the reference's language, where both show enough words to tell
+    language: str  # "right"/"wrong": the reference's or not; "unknown": a text too short to tell
     content_words: int
 
     @property
@@ -101,11 +107,12 @@ class AnswerChecks:
         """The coherence score in [0, 1]: a product, so each failure costs on its own.
 
             (0.5 + 0.5 × relevance) × (1 − repetition) × (1 if complete else 0.5)
-                                    × (1 if the right language else 0.25)
+                                    × (0.25 if in the wrong language else 1)
 
         and 0 for an empty answer. A relevant, fluent, finished answer in the reference's
         language scores near 1; an off-topic or truncated one at most 0.5, a wrong-language
-        one at most 0.25, a loop as little as its share of repeated trigrams leaves.
+        one at most 0.25, a loop as little as its share of repeated trigrams leaves. An answer
+        whose language can't be told is not penalised, and is counted as unknown, not right.
         """
         if self.empty:
             return 0.0
@@ -113,7 +120,7 @@ class AnswerChecks:
             (0.5 + 0.5 * self.relevance)
             * (1 - self.repetition)
             * (1.0 if self.complete else 0.5)
-            * (1.0 if self.right_language else 0.25)
+            * (0.25 if self.language == "wrong" else 1.0)
         )
 
     @property
@@ -126,9 +133,9 @@ class AnswerChecks:
             kinds.append("repetition_loop")
         if not self.complete:
             kinds.append("truncated")
-        if self.relevance == 0 and self.content_words >= 2:  # one word is too little to judge
+        if self.relevance == 0 and self.content_words:  # even one wrong word ("Madrid" for Yakarta)
             kinds.append("off_topic")
-        if not self.right_language:
+        if self.language == "wrong":
             kinds.append("wrong_language")
         return kinds
 
@@ -141,7 +148,7 @@ def check_answer(answer: str, prompt: str, reference: str, complete: bool) -> An
     words = content_words(answer)
     if not _WORD.search(answer):
         return AnswerChecks(
-            empty=True, relevance=0.0, repetition=0.0, complete=complete, right_language=False, content_words=0
+            empty=True, relevance=0.0, repetition=0.0, complete=complete, language="unknown", content_words=0
         )
     expected, found = language_of(reference), language_of(answer)
     return AnswerChecks(
@@ -149,7 +156,7 @@ def check_answer(answer: str, prompt: str, reference: str, complete: bool) -> An
         relevance=relevance(answer, prompt, reference),
         repetition=repetition(answer),
         complete=complete,
-        right_language=expected is None or found is None or expected == found,
+        language="unknown" if expected is None or found is None else "right" if expected == found else "wrong",
         content_words=len(words),
     )
 

@@ -204,6 +204,9 @@ def render_report(
             ("empty", "repetition loop", "truncated", "off topic", "wrong language"),
             [tuple(evaluation["errors"].values())],
         ),
+        "Language of the answers (the reference's or not; unknown: too few words to tell): "
+        + ", ".join(f"{verdict} {count}" for verdict, count in evaluation["generation"]["language"].items())
+        + ".",
         "### Sample answers",
     ]
     parts += _samples(samples[:sample_count])

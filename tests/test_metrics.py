@@ -66,13 +66,43 @@ def test_an_english_answer_is_right_when_english_is_asked_for():
         "I am very tired of the work.",
         True,
     )
-    assert check.right_language and check.errors == []
+    assert check.language == "right" and check.errors == []
 
 
-def test_short_answers_are_not_judged_on_language_or_topic():
+def test_a_short_answer_is_judged_on_topic_and_its_language_counts_as_unknown():
     check = check_answer("Paris.", "¿Cuál es la capital de Francia?", "La capital de Francia es París.", True)
-    assert check.relevance == 1 and check.errors == []  # accents folded; one word, enough
-    assert check_answer("I enjoy reading.", "Traduce al inglés: me gusta leer.", "I like to read.", True).right_language
+    assert check.relevance == 1 and check.errors == [] and check.coherence == 1  # accents folded
+    assert check.language == "unknown"  # too short to tell: not counted as right, not penalised
+    wrong = check_answer("Madrid.", "¿Cuál es la capital de Francia?", "La capital de Francia es París.", True)
+    assert wrong.relevance == 0 and wrong.errors == ["off_topic"]  # one wrong word is enough to judge
+
+
+CAPITAL = ("¿Cuál es la capital de Indonesia?", "La capital de Indonesia es Yakarta.")
+PHOTOSYNTHESIS = (
+    "¿Qué es la fotosíntesis?",
+    "La fotosíntesis es el proceso por el que las plantas usan la luz del sol para convertir agua y dióxido de "
+    "carbono en glucosa y oxígeno.",
+)
+
+
+def coherence(answer: str, case: tuple[str, str]) -> float:
+    return round(check_answer(answer, *case, complete=True).coherence, 3)
+
+
+def test_relevance_is_an_f1_that_word_salad_and_wrong_answers_cannot_game():
+    right = coherence("La capital de Indonesia es Yakarta.", CAPITAL)
+    salad = coherence("Yakarta Madrid París Lima Roma Berlín Tokio Quito Lisboa Atenas", CAPITAL)
+    wrong = coherence("La capital de Indonesia es Madrid.", CAPITAL)
+    echo = check_answer("¿Cuál es la capital de Indonesia?", *CAPITAL, complete=True)
+    assert (right, salad, wrong) == (1.0, 0.591, 0.5)  # salad: precision 1/10, F1 0.18
+    assert echo.relevance == 0 and "off_topic" in echo.errors
+
+
+def test_a_long_faithful_answer_is_not_punished_for_its_length():
+    question, reference = PHOTOSYNTHESIS
+    longer = reference + " Ocurre sobre todo en las hojas, en los cloroplastos, gracias a la clorofila."
+    assert coherence(reference, PHOTOSYNTHESIS) == 1.0
+    assert coherence(longer, PHOTOSYNTHESIS) > 0.85 > coherence("Es cuando las plantas comen.", PHOTOSYNTHESIS)
 
 
 @pytest.mark.parametrize(
