@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -25,6 +26,23 @@ def test_generated_file_is_up_to_date_with_its_generator():
         [sys.executable, str(REPO / "tools" / "build_default_data.py"), "--check"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_no_multiple_choice_question_is_a_training_instruction():
+    """The in-domain items ask about facts the data teaches, never in a training question's words."""
+    from minigpt.files import read_jsonl
+    from minigpt.language import strip_accents
+
+    def normalised(text: str) -> str:
+        return " ".join(re.findall(r"\w+", strip_accents(text.casefold())))
+
+    taught = {
+        normalised(row["instruction"]) for path in (REPO / "data" / "raw").glob("*.jsonl") for row in read_jsonl(path)
+    }
+    items = read_jsonl(REPO / "data" / "eval" / "opcion_multiple.jsonl")
+    assert len(items) == 120 and not [
+        item["instruction"] for item in items if normalised(item["instruction"]) in taught
+    ]
 
 
 def test_default_data_is_big_clean_and_covers_the_seed_domains(prepared):

@@ -979,30 +979,32 @@ def generate() -> Iterator[dict[str, str]]:
 
 
 def choice_question(rng: random.Random) -> tuple[str, str, list[str], str]:
-    """(category, question, wrong options, right option) about facts the templates teach."""
+    """(category, question, wrong options, right option) about facts the templates teach, asked
+    in words the templates never use: the items measure what training taught, not recall of a
+    training question."""
     kind = rng.randrange(5)
     if kind == 0:
         country, city, _ = rng.choice(COUNTRIES)
         others = [other for _, other, _ in COUNTRIES if other != city]
-        return "geografía", f"¿Cuál es la capital de {country}?", rng.sample(others, 3), city
+        return "geografía", f"¿Qué ciudad es la capital de {country}?", rng.sample(others, 3), city
     if kind == 1:
         name, symbol, _ = rng.choice(ELEMENTS)
         others = [other for _, other, _ in ELEMENTS if other != symbol]
-        return "ciencia", f"¿Cuál es el símbolo químico {of(name)}?", rng.sample(others, 3), symbol
+        return "ciencia", f"¿Con qué símbolo químico se escribe el elemento {name}?", rng.sample(others, 3), symbol
     if kind == 2:
         word, opposite = rng.choice(ANTONYMS)
         others = [other for pair in ANTONYMS for other in pair if other not in (word, opposite)]
-        return "lengua", f"¿Cuál es el antónimo de «{word}»?", rng.sample(others, 3), opposite
+        return "lengua", f"¿Qué palabra significa lo opuesto de «{word}»?", rng.sample(others, 3), opposite
     if kind == 3:
         a, b = rng.randint(2, 99), rng.randint(2, 99)
         wrong = rng.sample([a + b + delta for delta in (-10, -2, -1, 1, 2, 10)], 3)
-        return "matemáticas", f"¿Cuánto es {a} + {b}?", [str(value) for value in wrong], str(a + b)
+        return "matemáticas", f"¿Cuánto suman {a} y {b}?", [str(value) for value in wrong], str(a + b)
     year = rng.randint(101, 2099)
     number = (year - 1) // 100 + 1
     wrong = [
         to_roman(other) for other in rng.sample([n for n in range(max(1, number - 3), number + 4) if n != number], 3)
     ]
-    return "historia", f"¿A qué siglo pertenece el año {year}?", wrong, to_roman(number)
+    return "historia", f"¿En qué siglo cae el año {year}?", wrong, to_roman(number)
 
 
 def generate_choices(count: int = 120) -> Iterator[dict[str, str]]:
