@@ -130,7 +130,7 @@ def render_report(
         ),
         "## Model and training",
         _table(
-            ("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding"),
+            ("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding", "too long"),
             [
                 (
                     train["parameters"],
@@ -141,6 +141,8 @@ def render_report(
                     f"{train['mfu']:.1%}" if train.get("mfu") else None,
                     f"{train['device']} × {train['processes']}",
                     f"{train['packing']['train']['padding_fraction']:.1%}",
+                    f"{train['packing']['train']['truncated']} cut, "
+                    f"{train['packing']['train']['dropped_too_long']} dropped",
                 )
             ],
         ),

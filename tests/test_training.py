@@ -49,13 +49,17 @@ def test_packing_fills_rows_whole_and_never_leaves_a_row_without_targets():
 
 
 def test_over_long_sequences_are_cut_or_dropped_and_counted():
+    eos = 0
     sequences = [
-        ([5] * 10 + [6] * 10, [False] * 10 + [True] * 10),  # answer survives the cut
-        ([5] * 30, [False] * 29 + [True]),  # only the prompt would fit
-        ([7] * 5, [True] * 5),
+        ([5] * 10 + [6] * 9 + [eos], [False] * 10 + [True] * 10),  # answer survives the cut, its end does not
+        ([5] * 29 + [eos], [False] * 29 + [True]),  # only the prompt would fit
+        ([7] * 4 + [eos], [True] * 5),
     ]
     packed = pack(sequences, 16, pad_id=1)
     assert (packed.stats["truncated"], packed.stats["dropped_too_long"], packed.stats["sequences"]) == (1, 1, 2)
+    # A cut answer keeps no end it never had; the complete one trains its end token.
+    ends = (packed.tokens == eos).nonzero().tolist()
+    assert len(ends) == 1 and packed.targets[ends[0][0], ends[0][1]]
     with pytest.raises(MiniGPTError, match="no sequence fits"):
         pack([([5] * 30, [False] * 29 + [True])], 16, pad_id=1)
 
