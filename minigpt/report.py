@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from minigpt.findings import DECODER, ENCODER, conclusions, format_stats
+
 # What the doctoral project reports, for orientation only: its data, tokenizer and metric
 # definitions differ, so the numbers are not directly comparable.
 REFERENCE = {"perplexity": 80.38, "bleu": 1.44, "rouge1": 0.171, "rougeL": 0.110, "coherence": 0.693}
@@ -265,8 +267,6 @@ def _lora_section(lora: dict) -> list[str]:
 
 
 def _architectures_section(metrics: dict) -> list[str]:
-    from minigpt.findings import DECODER, ENCODER, conclusions, format_stats
-
     shape, budget, summary = metrics["shape"], metrics["budget"], metrics["summary"]
     rows = [
         (label, *(format_stats(summary[name][metric]) for name in (ENCODER, DECODER)))

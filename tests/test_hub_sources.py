@@ -12,6 +12,8 @@ from minigpt.data import prepare, resolve_revision
 from minigpt.errors import MiniGPTError
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+# The Detoxify scores OASST stores per message: one schema field and one row value each.
+DETOXIFY_SCORES = ("toxicity", "severe_toxicity", "obscene", "identity_attack", "insult", "threat", "sexual_explicit")
 
 
 def write_parquet(path, table: pa.Table) -> None:
@@ -63,20 +65,7 @@ OASST_SCHEMA = pa.schema(
         ("model_name", pa.string()),
         (
             "detoxify",
-            pa.struct(
-                [
-                    (name, pa.float64())
-                    for name in (
-                        "toxicity",
-                        "severe_toxicity",
-                        "obscene",
-                        "identity_attack",
-                        "insult",
-                        "threat",
-                        "sexual_explicit",
-                    )
-                ]
-            ),
+            pa.struct([(name, pa.float64()) for name in DETOXIFY_SCORES]),
         ),
         ("message_tree_id", pa.string()),
         ("tree_state", pa.string()),
@@ -106,18 +95,7 @@ def oasst_row(message_id, parent_id, role, text, lang="es", rank=None, deleted=F
         "rank": rank,
         "synthetic": False,
         "model_name": None,
-        "detoxify": {
-            name: 0.001
-            for name in (
-                "toxicity",
-                "severe_toxicity",
-                "obscene",
-                "identity_attack",
-                "insult",
-                "threat",
-                "sexual_explicit",
-            )
-        },
+        "detoxify": {name: 0.001 for name in DETOXIFY_SCORES},
         "message_tree_id": tree,
         "tree_state": "ready_for_export",
         "emojis": {"name": ["+1"], "count": [2]},
