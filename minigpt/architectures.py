@@ -385,8 +385,10 @@ def run_study(
     pad_id, vocab_size = tokenizer.pad_token_id, len(tokenizer)
     device = pick_device(runtime.device)
     row_length = params.block_size + 1
+    # Open rows for both: the encoder has no causal mask to make block-diagonal, and the two
+    # must see the same rows.
     train_rows, validation_rows = (
-        pack_instructions(split, tokenizer, row_length, train_on_prompt=True)
+        pack_instructions(split, tokenizer, row_length, train_on_prompt=True, layout="open")
         for split in (train_split, validation_split)
     )
     probe_rows = list(train_split)

@@ -25,6 +25,9 @@ PARAMS_FILE = "params.yaml"
 RUNTIME_FILE = "runtime.yaml"  # beside params.yaml; optional: a missing key takes its default
 Device = Literal["auto", "cpu", "cuda"]  # auto: the GPU when CUDA has one, else the CPU
 DEVICES = get_args(Device)
+# How training rows hold examples: see minigpt/packing.py.
+PackingLayout = Literal["masked", "open", "padded"]
+PACKING_LAYOUTS = get_args(PackingLayout)
 
 
 class Section(BaseModel):
@@ -126,6 +129,7 @@ class LoopParams(OptimizerParams):
 
     epochs: float = Field(gt=0)
     max_steps: int = Field(default=0, ge=0)  # stop after this many optimizer steps (the schedule too); 0: no limit
+    packing: PackingLayout = "masked"
     micro_batch_size: int = Field(ge=1)
     batch_tokens: int = Field(ge=1)
     eval_every: int = Field(ge=0)  # steps; 0: never (no validation loss)

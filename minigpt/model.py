@@ -2,7 +2,9 @@
 
 A lean module in the style of nanoGPT: fused QKV projection, PyTorch SDPA attention (flash
 attention on a GPU), pre-LayerNorm blocks, tanh-approximated GELU and a language-model head
-tied to the token embedding. It has exactly GPT-2's parameters and arithmetic, so it
+tied to the token embedding. Training rows packed with document masking (see
+`minigpt.packing`) pass their document numbers: each packed sequence then gets positions from
+0 and attends only to itself. It has exactly GPT-2's parameters and arithmetic, so it
 exports to `GPT2LMHeadModel` weight for weight (a test checks the logits match), and users
 get a plain Hugging Face model while training runs on the lean module.
 """
@@ -52,13 +54,16 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask` [batch, 1, time, time] bool (True: may attend); None: plain causal attention."""
         batch, time, channels = x.shape
         q, k, v = (
             part.view(batch, time, self.n_head, channels // self.n_head).transpose(1, 2)
             for part in self.c_attn(x).split(channels, dim=2)
         )
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(batch, time, channels)))
 
 
@@ -81,8 +86,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -115,22 +120,32 @@ class GPT(nn.Module):
         padding = (self.config.padded_vocab_size - self.config.vocab_size) * self.config.n_embd
         return sum(parameter.numel() for parameter in self.parameters()) - padding
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        """The last layer's normalised states, [batch, time, n_embd]: what the head reads."""
-        positions = torch.arange(idx.shape[1], device=idx.device)
+    def hidden_states(self, idx: torch.Tensor, documents: torch.Tensor | None = None) -> torch.Tensor:
+        """The last layer's normalised states, [batch, time, n_embd]: what the head reads.
+
+        `documents` [batch, time] numbers the packed sequence each token belongs to: each gets
+        positions from 0 and a causal mask within itself. None: each row is one sequence."""
+        if documents is None:
+            positions, mask = torch.arange(idx.shape[1], device=idx.device), None
+        else:
+            positions, mask = document_positions(documents), document_mask(documents)
         x = self.drop(self.wte(idx) + self.wpe(positions))
         for block in self.h:
-            x = block(x)
+            x = block(x, mask)
         return self.ln_f(x)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_reduction: str = "mean"
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        loss_reduction: str = "mean",
+        documents: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(logits, None) without targets; (None, cross-entropy) with them (positions whose
         target is IGNORE_INDEX carry no loss). Training never gets the logits back: returning
         them would keep a [batch, time, vocab] tensor alive (and accelerate casts outputs to
         fp32), and keeping them inside the graph lets torch.compile fuse head and loss."""
-        logits = self.lm_head(self.hidden_states(idx))[..., : self.config.vocab_size]
+        logits = self.lm_head(self.hidden_states(idx, documents))[..., : self.config.vocab_size]
         if targets is None:
             return logits, None
         # Under autocast cross_entropy runs in fp32 (it is on autocast's fp32 list).
@@ -141,6 +156,23 @@ class GPT(nn.Module):
             reduction=loss_reduction,
         )
         return None, loss
+
+
+def document_positions(documents: torch.Tensor) -> torch.Tensor:
+    """[batch, time]: each token's offset from the first token of its document."""
+    columns = torch.arange(documents.shape[1], device=documents.device).expand_as(documents)
+    starts = torch.ones_like(documents, dtype=torch.bool)
+    starts[:, 1:] = documents[:, 1:] != documents[:, :-1]
+    return columns - torch.where(starts, columns, 0).cummax(dim=1).values
+
+
+def document_mask(documents: torch.Tensor) -> torch.Tensor:
+    """[batch, 1, time, time] bool: a token attends to the earlier tokens of its own document
+    (block-diagonal causal). Padding (document 0) is one block of its own, so that no row of the
+    mask is empty (an empty row makes SDPA return NaN); its outputs carry no loss."""
+    time = documents.shape[1]
+    causal = torch.ones((time, time), dtype=torch.bool, device=documents.device).tril()
+    return ((documents[:, :, None] == documents[:, None, :]) & causal)[:, None]
 
 
 def flops_per_token(config: GPTConfig, num_parameters: int) -> float:

@@ -1,11 +1,19 @@
 """Token sequences and the rows they are packed into: one module for training, evaluation and
 the encoder-vs-decoder study.
 
-Every sequence (an instruction example, or a chunk of a document) ends with `<|endoftext|>`;
-sequences are packed whole into rows of `block_size + 1` tokens by best-fit decreasing, so
-little is padding and no answer is cut from its prompt. Each token carries a flag saying
-whether it is a training target (response tokens, or every token when the prompt loss is
-on); padding never is.
+Every sequence (an instruction example, or a chunk of a document) ends with `<|endoftext|>`.
+Each token carries a flag saying whether it is a training target (response tokens, or every
+token when the prompt loss is on); padding never is. Three layouts put sequences into rows of
+`block_size + 1` tokens:
+
+- `masked` (the default): best-fit decreasing packing, so little is padding, and each row
+  records which sequence every token belongs to. The model then gives each sequence its own
+  positions from 0 and a block-diagonal causal mask: a sequence sees only itself, exactly as
+  it would alone, as at inference.
+- `open`: the same rows without that record, so each row is one causal sequence: a sequence
+  attends to the unrelated ones before it and its positions start wherever it landed.
+- `padded`: one sequence per row, then padding (the reference's batches): alone by
+  construction, and most of a row is padding.
 """
 
 from __future__ import annotations
@@ -21,20 +29,21 @@ import numpy as np
 import torch
 
 from minigpt import template
+from minigpt.config import PACKING_LAYOUTS, PackingLayout
 from minigpt.errors import MiniGPTError
 
 TokenSequence = tuple[list[int], list[bool]]  # token ids, and whether each is a training target
 
 
 def encode_instructions(rows: Sequence[dict], tokenizer, train_on_prompt: bool) -> list[TokenSequence]:
-    """Token ids of each example: its prompt, then its answer and <|endoftext|>.
+    """Token ids of each example: its prompt (after its history of earlier turns, if any),
+    then its answer and <|endoftext|>.
 
     Prompt and answer are tokenized separately, exactly as at generation time, where the
-    prompt is tokenized alone and the model continues it.
+    prompt is tokenized alone and the model continues it. Only the answer is a target unless
+    `train_on_prompt`: a conversation's earlier turns are context, each trained as its own example.
     """
-    prompts = tokenizer(
-        [template.render_prompt(row["instruction"], row.get("input", "")) for row in rows], add_special_tokens=False
-    )["input_ids"]
+    prompts = tokenizer([template.render_row_prompt(row) for row in rows], add_special_tokens=False)["input_ids"]
     answers = tokenizer([row["output"] for row in rows], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     return [
@@ -61,6 +70,9 @@ class PackedRows:
     tokens: torch.Tensor  # [rows, row_length] token ids
     targets: torch.Tensor  # [rows, row_length] bool: the token is predicted with loss
     stats: dict[str, Any]
+    # [rows, row_length] int16, layout `masked` only: 1, 2, … for the row's first, second, …
+    # sequence, 0 for padding. None: each row is one causal sequence.
+    documents: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -68,15 +80,27 @@ class PackedRows:
     def fingerprint(self) -> str:
         digest = hashlib.sha256(self.tokens.numpy().tobytes())
         digest.update(self.targets.numpy().tobytes())
+        if self.documents is not None:
+            digest.update(self.documents.numpy().tobytes())
         return digest.hexdigest()
 
+    def to(self, device: torch.device) -> PackedRows:
+        move = lambda tensor: None if tensor is None else tensor.to(device)  # noqa: E731
+        return PackedRows(move(self.tokens), move(self.targets), self.stats, move(self.documents))
 
-def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> PackedRows:
-    """Best-fit decreasing: each sequence goes into the fullest row it still fits in.
+
+def pack(
+    sequences: Sequence[TokenSequence], row_length: int, pad_id: int, layout: PackingLayout = "open"
+) -> PackedRows:
+    """Rows of sequences in one of the PACKING_LAYOUTS (see the module's docstring). `masked` and `open`
+    pack best-fit decreasing: each sequence goes into the fullest row it still fits in.
 
     A sequence longer than a row is cut to the row (counted as truncated) if some target
-    survives the cut, and dropped otherwise (counted as dropped).
+    survives the cut, and dropped otherwise (counted as dropped). Under `masked`, a sequence's
+    first token is never a target: nothing of its own document comes before it to predict it.
     """
+    if layout not in PACKING_LAYOUTS:
+        raise MiniGPTError(f"unknown packing layout {layout!r}: use one of {', '.join(PACKING_LAYOUTS)}")
     kept: list[TokenSequence] = []
     truncated = dropped = 0
     for ids, targets in sequences:
@@ -86,15 +110,35 @@ def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> Pa
                 dropped += 1
                 continue
             truncated += 1
+        if layout == "masked":
+            targets = [False, *targets[1:]]
         kept.append((ids, targets))
     if not kept:
         raise MiniGPTError("no sequence fits in a row: raise model.block_size or check the data")
+    rows = [[index] for index in range(len(kept))] if layout == "padded" else best_fit(kept, row_length)
 
-    order = sorted(range(len(kept)), key=lambda index: (-len(kept[index][0]), index))
+    tokens, flags, documents = fill_rows(kept, rows, row_length, pad_id)
+    used = sum(len(ids) for ids, _ in kept)
+    stats = {
+        "layout": layout,
+        "sequences": len(kept),
+        "truncated": truncated,
+        "dropped_too_long": dropped,
+        "rows": len(rows),
+        "padding_fraction": round(1 - used / tokens.numel(), 4),
+        "target_tokens": int(flags[:, 1:].sum()),
+    }
+    return PackedRows(tokens, flags, stats, documents if layout == "masked" else None)
+
+
+def best_fit(sequences: Sequence[TokenSequence], row_length: int) -> list[list[int]]:
+    """Indices of the sequences in each row, by best-fit decreasing (longest first, each into
+    the fullest row it still fits in; ties in input order)."""
+    order = sorted(range(len(sequences)), key=lambda index: (-len(sequences[index][0]), index))
     rows: list[list[int]] = []  # indices of the sequences in each row
     space: list[tuple[int, int]] = []  # (free tokens, row number), sorted
     for index in order:
-        length = len(kept[index][0])
+        length = len(sequences[index][0])
         slot = bisect.bisect_left(space, (length, -1))
         if slot < len(space):
             free, row = space.pop(slot)
@@ -104,31 +148,24 @@ def pack(sequences: Sequence[TokenSequence], row_length: int, pad_id: int) -> Pa
         rows[row].append(index)
         if free - length > 0:
             bisect.insort(space, (free - length, row))
-
-    tokens, flags = fill_rows(kept, rows, row_length, pad_id)
-    used = sum(len(ids) for ids, _ in kept)
-    stats = {
-        "sequences": len(kept),
-        "truncated": truncated,
-        "dropped_too_long": dropped,
-        "rows": len(rows),
-        "padding_fraction": round(1 - used / tokens.numel(), 4),
-        "target_tokens": int(flags[:, 1:].sum()),
-    }
-    return PackedRows(tokens, flags, stats)
+    return rows
 
 
 def fill_rows(
     sequences: Sequence[TokenSequence], rows: Sequence[Sequence[int]], row_length: int, pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and target flags, [rows, row_length]: row r holds sequences[i] for i in rows[r],
-    one after another, then padding. One scatter of all tokens, not one copy per sequence."""
-    order, starts = [], []
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token ids, target flags and document numbers (PackedRows.documents), [rows, row_length]:
+    row r holds sequences[i] for i in rows[r], one after another, then padding. One scatter of
+    all tokens, not one copy per sequence."""
+    if row_length > torch.iinfo(torch.int16).max:
+        raise MiniGPTError(f"rows of {row_length} tokens are longer than packing supports (32767)")
+    order, starts, ranks = [], [], []
     for row, members in enumerate(rows):
         cursor = row * row_length
-        for index in members:
+        for rank, index in enumerate(members, start=1):
             order.append(index)
             starts.append(cursor)
+            ranks.append(rank)
             cursor += len(sequences[index][0])
     lengths = torch.tensor([len(sequences[index][0]) for index in order], dtype=torch.long)
     total = int(lengths.sum())
@@ -142,18 +179,23 @@ def fill_rows(
     positions = torch.repeat_interleave(torch.tensor(starts, dtype=torch.long), lengths) + offsets
     tokens = torch.full((len(rows) * row_length,), pad_id, dtype=torch.long)
     flags = torch.zeros(len(rows) * row_length, dtype=torch.bool)
+    documents = torch.zeros(len(rows) * row_length, dtype=torch.int16)
     tokens[positions], flags[positions] = ids, targets
-    return tokens.view(len(rows), row_length), flags.view(len(rows), row_length)
+    documents[positions] = torch.repeat_interleave(torch.tensor(ranks, dtype=torch.int16), lengths)
+    shape = (len(rows), row_length)
+    return tokens.view(shape), flags.view(shape), documents.view(shape)
 
 
-def pack_instructions(rows: Sequence[dict], tokenizer, row_length: int, train_on_prompt: bool) -> PackedRows:
-    """A split of instruction examples, encoded and packed into rows."""
-    return pack(encode_instructions(rows, tokenizer, train_on_prompt), row_length, tokenizer.pad_token_id)
+def pack_instructions(
+    rows: Sequence[dict], tokenizer, row_length: int, train_on_prompt: bool, layout: PackingLayout
+) -> PackedRows:
+    """A split of instruction examples, encoded and laid out in rows."""
+    return pack(encode_instructions(rows, tokenizer, train_on_prompt), row_length, tokenizer.pad_token_id, layout)
 
 
-def pack_documents(texts: Sequence[str], tokenizer, row_length: int) -> PackedRows:
-    """Plain-text documents, cut into row-sized chunks and packed into rows."""
-    return pack(encode_documents(texts, tokenizer, row_length), row_length, tokenizer.pad_token_id)
+def pack_documents(texts: Sequence[str], tokenizer, row_length: int, layout: PackingLayout) -> PackedRows:
+    """Plain-text documents, cut into row-sized chunks and laid out in rows."""
+    return pack(encode_documents(texts, tokenizer, row_length), row_length, tokenizer.pad_token_id, layout)
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,6 +67,13 @@ def render_conversation(messages: Sequence[Mapping[str, str]], add_generation_pr
     return text
 
 
+def render_row_prompt(row: Mapping) -> str:
+    """The prompt of a data row: its `history` of earlier turns (if any), then its instruction
+    and input, rendered exactly as the chat renders that conversation."""
+    request = {"role": "user", "content": row["instruction"], "input": row.get("input") or ""}
+    return render_conversation([*row.get("history", ()), request], add_generation_prompt=True)
+
+
 def _jinja_literal(text: str) -> str:
     """Quote a Python string as a Jinja string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"

@@ -244,10 +244,15 @@ class RowOrder:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def _batch(data: PackedRows, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and labels (targets, or IGNORE_INDEX) of the given rows, on the rows' device."""
+def _batch(data: PackedRows, indices: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """The model's arguments for the given rows, on the rows' device: inputs, labels (targets,
+    or IGNORE_INDEX) and, for document-masked rows, the inputs' document numbers."""
     tokens, targets = data.tokens[indices], data.targets[indices]
-    return tokens[:, :-1], torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX)
+    return {
+        "idx": tokens[:, :-1],
+        "targets": torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX),
+        "documents": None if data.documents is None else data.documents[indices, :-1],
+    }
 
 
 def train_loop(
@@ -331,9 +336,7 @@ def train_loop(
         telemetry.log(start_step, **{"val/loss": evaluate_loss(stepped, val_rows, params, accelerator)})
         # (checkpoints are written before evaluating, so a resumed run owes the evaluation)
 
-    on_device = PackedRows(
-        train_rows.tokens.to(device), train_rows.targets.to(device), train_rows.stats
-    )  # no copies per step
+    on_device = train_rows.to(device)  # no copies per step
     row_targets = on_device.targets[:, 1:].sum(dim=1)
     order = RowOrder(len(train_rows), rows_per_step, params.seed, device)
     # Accumulated on the device and read only when logging: the host never waits inside a step.
@@ -350,10 +353,10 @@ def train_loop(
         step_targets = row_targets[indices].sum()  # of the whole step, all ranks: every target weighs the same
         for micro in range(accumulation):
             first = (micro * world + rank) * params.micro_batch_size
-            inputs, labels = _batch(on_device, indices[first : first + params.micro_batch_size])
+            batch = _batch(on_device, indices[first : first + params.micro_batch_size])
             sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(stepped)
             with sync:
-                _, loss = stepped(inputs, labels, loss_reduction="sum")
+                _, loss = stepped(**batch, loss_reduction="sum")
                 accelerator.backward(loss * world / step_targets)
             loss_sum += loss.detach()
         target_count += step_targets
@@ -455,12 +458,11 @@ def evaluate_loss(model, rows: PackedRows, params: LoopParams, accelerator) -> f
     total = torch.zeros((), device=accelerator.device)
     targets = torch.zeros((), device=accelerator.device)
     for start in range(rank * params.micro_batch_size, count, world * params.micro_batch_size):
-        inputs, labels = (
-            part.to(accelerator.device) for part in _batch(rows, chosen[start : start + params.micro_batch_size])
-        )
-        _, loss = model(inputs, labels, loss_reduction="sum")
+        batch = _batch(rows, chosen[start : start + params.micro_batch_size])
+        batch = {name: None if tensor is None else tensor.to(accelerator.device) for name, tensor in batch.items()}
+        _, loss = model(**batch, loss_reduction="sum")
         total += loss.float()
-        targets += (labels != IGNORE_INDEX).sum()
+        targets += (batch["targets"] != IGNORE_INDEX).sum()
     total, targets = accelerator.reduce(total, "sum"), accelerator.reduce(targets, "sum")
     return (total / targets).item()
 

@@ -42,6 +42,7 @@ def main() -> None:
             tokenizer,
             row_length,
             train_on_prompt=False,
+            layout=params.packing,
         )
         for split in ("train", "validation")
     )

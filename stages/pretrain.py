@@ -49,7 +49,9 @@ def main() -> None:
     held_out = documents[::VALIDATION_EVERY]
     kept = [text for index, text in enumerate(documents) if index % VALIDATION_EVERY]
     row_length = config.block_size + 1
-    train_rows, val_rows = (pack_documents(texts, tokenizer, row_length) for texts in (kept, held_out))
+    train_rows, val_rows = (
+        pack_documents(texts, tokenizer, row_length, params.pretrain.packing) for texts in (kept, held_out)
+    )
     print(f"pretraining on {len(kept)} documents ({len(train_rows)} rows), {len(held_out)} held out")
     train_and_save(
         init_model(config, params.pretrain.seed),

@@ -45,7 +45,13 @@ def main() -> None:
 
     row_length = config.block_size + 1
     train_rows, val_rows = (
-        pack_instructions(read_split(paths.PROCESSED_DATA, split), tokenizer, row_length, params.train.train_on_prompt)
+        pack_instructions(
+            read_split(paths.PROCESSED_DATA, split),
+            tokenizer,
+            row_length,
+            params.train.train_on_prompt,
+            params.train.packing,
+        )
         for split in ("train", "validation")
     )
     print(

@@ -81,13 +81,13 @@ def loop_params(**overrides) -> LoopParams:
     return LoopParams.model_validate(LOOP | overrides)
 
 
-def random_rows(count: int, seed: int = 0) -> PackedRows:
+def random_rows(count: int, seed: int = 0, layout: str = "masked") -> PackedRows:
     generator = torch.Generator().manual_seed(seed)
     sequences = [
         (torch.randint(2, 64, (int(length),), generator=generator).tolist() + [0], [True] * (int(length) + 1))
         for length in torch.randint(3, 16, (count,), generator=generator)
     ]
-    return pack(sequences, TINY.block_size + 1, pad_id=1)
+    return pack(sequences, TINY.block_size + 1, pad_id=1, layout=layout)
 
 
 LORA = LoraParams.model_validate(
