@@ -25,8 +25,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
     ]
     model, tokenizer = load_model(args.model, args.device, lora=args.lora, dtype=SCORING_DTYPE)
     choices = {Path(path).stem: str(path) for path in args.choices}
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    metrics, samples = evaluate_model(model, tokenizer, rows, choices, settings, args.generate, args.batch_size)
+    greedy = {"greedy": GenerationSettings(max_new_tokens=args.max_new_tokens)}
+    metrics, samples = evaluate_model(model, tokenizer, rows, choices, greedy, args.generate, args.batch_size)
     if args.out:
         write_json(args.out, {"metrics": metrics, "samples": samples})
     generation = metrics["generation"]

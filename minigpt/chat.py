@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from minigpt.errors import MiniGPTError
-from minigpt.generation import GenerationSettings, context_length, load_model, stream
+from minigpt.generation import CHAT_SAMPLING, GenerationSettings, context_length, load_model, stream
 from minigpt.lora import adapter_categories
 from minigpt.template import render_conversation
 
@@ -43,12 +43,20 @@ class Control:
 
 # The sliders and the server-side clamping read the same ranges.
 CONTROLS: dict[str, Control] = {
-    "temperature": Control("Temperatura", 0.0, 2.0, 0.7, 0.05, "0 = siempre la palabra más probable (sin azar)"),
-    "top_p": Control("Top-p", 0.05, 1.0, 0.9, 0.05, "muestrea solo entre las palabras que suman esta probabilidad"),
-    "top_k": Control("Top-k", 0, 200, 50, 1, "muestrea solo entre las k palabras más probables (0 = sin límite)"),
+    "temperature": Control(
+        "Temperatura", 0.0, 2.0, CHAT_SAMPLING.temperature, 0.05, "0 = siempre la palabra más probable (sin azar)"
+    ),
+    "top_p": Control(
+        "Top-p", 0.05, 1.0, CHAT_SAMPLING.top_p, 0.05, "muestrea solo entre las palabras que suman esta probabilidad"
+    ),
+    "top_k": Control(
+        "Top-k", 0, 200, CHAT_SAMPLING.top_k, 1, "muestrea solo entre las k palabras más probables (0 = sin límite)"
+    ),
     # 200: the reference project's answer length (capped at half the model's context, below)
     "max_new_tokens": Control("Máximo de tokens nuevos", 1, 512, 200, 1, "longitud máxima de la respuesta"),
-    "repetition_penalty": Control("Penalización por repetición", 1.0, 2.0, 1.1, 0.05, "1 = sin penalización"),
+    "repetition_penalty": Control(
+        "Penalización por repetición", 1.0, 2.0, CHAT_SAMPLING.repetition_penalty, 0.05, "1 = sin penalización"
+    ),
 }
 
 EXAMPLES = [

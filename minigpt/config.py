@@ -171,7 +171,7 @@ class LoraParams(LoopParams):
 class EvaluateParams(Section):
     generate_examples: int = Field(ge=0)  # validation examples answered by generation; 0 = all
     max_new_tokens: int = Field(ge=1)
-    do_sample: bool = False
+    sampled_answers: bool = True  # also answer with the sampling settings below (seeded), beside greedy
     temperature: float = Field(gt=0)
     top_p: float = Field(gt=0, le=1)
     top_k: int = Field(ge=0)

@@ -7,7 +7,7 @@ import math
 import statistics
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,14 @@ from typing import Any
 import torch
 
 from minigpt import template
+from minigpt.config import EvaluateParams
 from minigpt.data import ErrorPolicy, read_records, read_split
 from minigpt.errors import MiniGPTError
-from minigpt.generation import GenerationSettings, context_length, describe, generate
+from minigpt.generation import Generated, GenerationSettings, context_length, describe, generate
 from minigpt.metrics import (
     ERROR_KINDS,
     ROUGE_TYPES,
+    AnswerChecks,
     ChoiceItem,
     bits_per_byte,
     bleu_chrf,
@@ -84,7 +86,7 @@ def likelihood(model, tokenizer, rows: Sequence[dict], batch_size: int) -> list[
             totals.append(None)
             continue
         scores, response = log_probs[index], torch.tensor(targets[1:], dtype=torch.bool)
-        prompt_text = template.render_prompt(row["instruction"], row.get("input", ""))
+        prompt_text = template.render_row_prompt(row)
         totals.append(
             LikelihoodTotals(
                 response_nll=-float(scores[response].sum()),
@@ -134,58 +136,116 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(statistics.mean(values), 4) if values else None
 
 
-def evaluate_rows(
-    model, tokenizer, rows: Sequence[dict], settings: GenerationSettings, generate_count: int, batch_size: int
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Likelihood metrics on every row; generation metrics on the first `generate_count` rows
-    (all when 0). Returns the metrics and one record per generated answer."""
-    totals = likelihood(model, tokenizer, rows, batch_size)
-    metrics: dict[str, Any] = {"examples": len(rows), **_likelihood_summary(totals)}
+def decodings(params: EvaluateParams) -> dict[str, GenerationSettings]:
+    """How `evaluate` answers: greedy, comparable across runs, first; then, with
+    `sampled_answers`, sampled with the params' settings and seed (the chat's defaults)."""
+    greedy = GenerationSettings(max_new_tokens=params.max_new_tokens)
+    if not params.sampled_answers:
+        return {"greedy": greedy}
+    sampled = GenerationSettings(
+        max_new_tokens=params.max_new_tokens,
+        do_sample=True,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k,
+        repetition_penalty=params.repetition_penalty,
+        seed=params.seed,
+    )
+    return {"greedy": greedy, "sampled": sampled}
 
-    sampled = list(rows if generate_count == 0 else rows[:generate_count])
+
+@dataclass
+class Answers:
+    """One decoding's answers to the generated rows, their checks and their summary."""
+
+    answers: list[Generated]
+    rouges: list[dict[str, float]]
+    checks: list[AnswerChecks]
+    summary: dict[str, Any]  # generation metrics, with the failure kinds under "errors"
+
+
+def answer_and_score(model, tokenizer, rows: Sequence[dict], settings: GenerationSettings, batch_size: int) -> Answers:
     started = time.perf_counter()
     answers = generate(
         model,
         tokenizer,
-        [template.render_prompt(row["instruction"], row.get("input", "")) for row in sampled],
+        [template.render_row_prompt(row) for row in rows],
         settings,
         batch_size,
     )
     generation_seconds = time.perf_counter() - started
-    hypotheses, references = [answer.text for answer in answers], [row["output"] for row in sampled]
+    hypotheses, references = [answer.text for answer in answers], [row["output"] for row in rows]
     rouges = rouge_scores(hypotheses, references)
     checks = [
         check_answer(answer.text, row["instruction"] + "\n" + row.get("input", ""), row["output"], answer.complete)
-        for answer, row in zip(answers, sampled)
+        for answer, row in zip(answers, rows)
     ]
-    metrics["generation"] = {
-        "examples": len(sampled),
+    errors = Counter(kind for check in checks for kind in check.errors)
+    languages = Counter(check.language for check in checks)
+    summary = {
+        "examples": len(rows),
         "decoding": describe(settings),
         **bleu_chrf(hypotheses, references),
         **{name: _mean([score[name] for score in rouges]) for name in ROUGE_TYPES},
         "coherence": _mean([check.coherence for check in checks]),
         "mean_new_tokens": _mean([answer.new_tokens for answer in answers]),
         "tokens_per_second": round(sum(answer.new_tokens for answer in answers) / generation_seconds, 1),
+        "language": {verdict: languages[verdict] for verdict in ("right", "wrong", "unknown")},
+        "errors": {kind: errors[kind] for kind in ERROR_KINDS},
     }
-    errors = Counter(kind for check in checks for kind in check.errors)
-    metrics["errors"] = {kind: errors[kind] for kind in ERROR_KINDS}
-    languages = Counter(check.language for check in checks)
-    metrics["generation"]["language"] = {verdict: languages[verdict] for verdict in ("right", "wrong", "unknown")}
+    return Answers(answers, rouges, checks, summary)
+
+
+def _scored_answer(answer: Generated, rouge: dict[str, float], check: AnswerChecks) -> dict[str, Any]:
+    return {
+        "answer": answer.text,
+        "complete": answer.complete,
+        "rougeL": round(rouge["rougeL"], 4),
+        "coherence": round(check.coherence, 4),
+        "language": check.language,
+        "errors": check.errors,
+    }
+
+
+def evaluate_rows(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    decodings: Mapping[str, GenerationSettings],
+    generate_count: int,
+    batch_size: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Likelihood metrics on every row; generation metrics on the first `generate_count` rows
+    (all when 0), for each decoding. The first decoding's are `generation`, `errors` and the
+    per-category scores; each other's go under its name. Returns the metrics and one record
+    per generated row, with every decoding's answer."""
+    totals = likelihood(model, tokenizer, rows, batch_size)
+    metrics: dict[str, Any] = {"examples": len(rows), **_likelihood_summary(totals)}
+
+    answered_rows = list(rows if generate_count == 0 else rows[:generate_count])
+    (first, main), *others = (
+        (name, answer_and_score(model, tokenizer, answered_rows, settings, batch_size))
+        for name, settings in decodings.items()
+    )
+    metrics["generation"] = {key: value for key, value in main.summary.items() if key != "errors"}
+    metrics["errors"] = main.summary["errors"]
+    for name, scored in others:
+        metrics[name] = scored.summary
 
     def category(row: dict) -> str:
         return row.get("category") or "general"
 
     metrics["categories"] = {}
     for name in sorted({category(row) for row in rows}):
-        answered = [i for i, row in enumerate(sampled) if category(row) == name]
+        answered = [i for i, row in enumerate(answered_rows) if category(row) == name]
         likelihoods = _likelihood_summary([total for total, row in zip(totals, rows) if category(row) == name])
         metrics["categories"][name] = {
             "examples": sum(category(row) == name for row in rows),
             "answers": len(answered),
             "perplexity": likelihoods["perplexity"],
             "bits_per_byte": likelihoods["bits_per_byte"],
-            "rougeL": _mean([rouges[i]["rougeL"] for i in answered]),
-            "coherence": _mean([checks[i].coherence for i in answered]),
+            "rougeL": _mean([main.rouges[i]["rougeL"] for i in answered]),
+            "coherence": _mean([main.checks[i].coherence for i in answered]),
         }
 
     samples = [
@@ -195,14 +255,10 @@ def evaluate_rows(
             "instruction": row["instruction"],
             "input": row.get("input", ""),
             "reference": row["output"],
-            "answer": answer.text,
-            "complete": answer.complete,
-            "rougeL": round(rouge["rougeL"], 4),
-            "coherence": round(check.coherence, 4),
-            "language": check.language,
-            "errors": check.errors,
+            **_scored_answer(main.answers[i], main.rouges[i], main.checks[i]),
+            **{name: _scored_answer(scored.answers[i], scored.rouges[i], scored.checks[i]) for name, scored in others},
         }
-        for row, answer, rouge, check in zip(sampled, answers, rouges, checks)
+        for i, row in enumerate(answered_rows)
     ]
     return metrics, samples
 
@@ -229,14 +285,14 @@ def evaluate_model(
     tokenizer,
     rows: Sequence[dict],
     choice_files: dict[str, str],
-    settings: GenerationSettings,
+    decodings: Mapping[str, GenerationSettings],
     generate_count: int,
     batch_size: int,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Everything `evaluate` reports: likelihood and generation metrics on `rows`, and
     multiple-choice accuracy on each file in `choice_files`."""
     choices = {name: load_choice_items(path) for name, path in choice_files.items()}  # checked before the long part
-    metrics, samples = evaluate_rows(model, tokenizer, rows, settings, generate_count, batch_size)
+    metrics, samples = evaluate_rows(model, tokenizer, rows, decodings, generate_count, batch_size)
     metrics["multiple_choice"] = {
         name: multiple_choice_accuracy(model, tokenizer, items, batch_size) for name, items in choices.items()
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,10 +31,10 @@ class GenerationSettings:
     seed: int | None = 0  # None: a fresh random seed for every call (the chat)
     max_seconds: float | None = None  # wall-clock limit per generate call (the chat's guard)
 
-    @classmethod
-    def from_params(cls, params) -> GenerationSettings:
-        """The decoding settings of a params section that has them (the evaluate section)."""
-        return cls(**{field.name: getattr(params, field.name) for field in fields(cls) if hasattr(params, field.name)})
+
+# What the chat's controls start at: what users see unless they move a slider. `evaluate` scores
+# answers sampled this way beside greedy ones (its params hold the same values; a test checks).
+CHAT_SAMPLING = GenerationSettings(do_sample=True, temperature=0.7, top_p=0.9, top_k=50, repetition_penalty=1.1)
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,8 @@ def describe(settings: GenerationSettings) -> str:
         return f"greedy, up to {settings.max_new_tokens} new tokens"
     return (
         f"sampled (temperature {settings.temperature}, top-p {settings.top_p}, top-k {settings.top_k or 'off'}, "
-        f"seed {settings.seed}), up to {settings.max_new_tokens} new tokens"
+        f"repetition penalty {settings.repetition_penalty}, seed {settings.seed}), "
+        f"up to {settings.max_new_tokens} new tokens"
     )
 
 

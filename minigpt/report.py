@@ -54,6 +54,17 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
+GENERATION_ROWS = (
+    ("BLEU", "bleu"),
+    ("chrF", "chrf"),
+    ("ROUGE-1", "rouge1"),
+    ("ROUGE-2", "rouge2"),
+    ("ROUGE-L", "rougeL"),
+    ("coherence", "coherence"),
+    ("mean new tokens", "mean_new_tokens"),
+)
+
+
 def headline(train: dict, evaluation: dict, lora: dict, architectures: dict) -> dict[str, Any]:
     """The numbers runs are compared on, the reference project's first: what `dvc exp show`
     lists. Breakdowns stay in each stage's own file, which the report reads."""
@@ -99,7 +110,8 @@ def render_report(
     architectures: dict,
     sample_count: int = 5,
 ) -> str:
-    generation = evaluation["generation"]
+    generation, sampled = evaluation["generation"], evaluation.get("sampled")
+    same = ("(same)",) if sampled else ()  # likelihoods do not depend on the decoding
     validation_scores = tokenizer["eval"]["validation"]
     parts = [
         "# MiniGPT-ES report card",
@@ -165,19 +177,18 @@ def render_report(
         "Perplexity and bits per byte score the reference answers (the model's job); the sequence "
         f"columns score whole examples ({evaluation['too_long']} longer than the context left out); scored on "
         f"{evaluation.get('device', 'cpu')}. "
-        f"Generation metrics score answers to {generation['examples']} examples: {generation['decoding']}.",
+        f"Generation metrics score answers to {generation['examples']} examples: {generation['decoding']}"
+        + (f"; beside them, {sampled['decoding']}, as the chat answers by default." if sampled else "."),
         _table(
-            ("metric", "MiniGPT-ES", "reference project"),
+            ("metric", "MiniGPT-ES", *(("sampled",) if sampled else ()), "reference project"),
             [
-                ("perplexity (answers)", evaluation["perplexity"], REFERENCE["perplexity"]),
-                ("bits per byte (answers)", evaluation["bits_per_byte"], None),
-                ("perplexity (sequences)", evaluation["sequence_perplexity"], None),
-                ("BLEU", generation["bleu"], REFERENCE["bleu"]),
-                ("chrF", generation["chrf"], None),
-                ("ROUGE-1", generation["rouge1"], REFERENCE["rouge1"]),
-                ("ROUGE-2", generation["rouge2"], None),
-                ("ROUGE-L", generation["rougeL"], REFERENCE["rougeL"]),
-                ("coherence", generation["coherence"], REFERENCE["coherence"]),
+                ("perplexity (answers)", evaluation["perplexity"], *same, REFERENCE["perplexity"]),
+                ("bits per byte (answers)", evaluation["bits_per_byte"], *same, None),
+                ("perplexity (sequences)", evaluation["sequence_perplexity"], *same, None),
+                *(
+                    (label, generation[key], *((sampled[key],) if sampled else ()), REFERENCE.get(key))
+                    for label, key in GENERATION_ROWS
+                ),
             ],
         ),
         "The reference project's numbers come from other data, another tokenizer and undefined "
@@ -205,11 +216,19 @@ def render_report(
         ),
         "### Failure kinds",
         _table(
-            ("empty", "repetition loop", "truncated", "off topic", "wrong language"),
-            [tuple(evaluation["errors"].values())],
+            ("decoding", "empty", "repetition loop", "truncated", "off topic", "wrong language"),
+            [
+                (name, *scores["errors"].values())
+                for name, scores in (("greedy", evaluation), ("sampled", sampled or {}))
+                if "errors" in scores
+            ],
         ),
         "Language of the answers (the reference's or not; unknown: too few words to tell): "
-        + ", ".join(f"{verdict} {count}" for verdict, count in evaluation["generation"]["language"].items())
+        + "; ".join(
+            f"{name} " + ", ".join(f"{verdict} {count}" for verdict, count in scores["language"].items())
+            for name, scores in (("greedy", generation), ("sampled", sampled or {}))
+            if "language" in scores
+        )
         + ".",
         "### Sample answers",
     ]
@@ -221,15 +240,20 @@ def render_report(
 
 
 def _samples(samples: list[dict]) -> list[str]:
+    def verdict(scored: dict) -> str:
+        return ", ".join([f"coherence {scored['coherence']:.2f}", f"ROUGE-L {scored['rougeL']:.2f}", *scored["errors"]])
+
     parts = []
     for sample in samples:
         prompt = sample["instruction"] + (f"\n\n{sample['input']}" if sample["input"] else "")
-        verdict = ", ".join(
-            [f"coherence {sample['coherence']:.2f}", f"ROUGE-L {sample['rougeL']:.2f}", *sample["errors"]]
-        )
+        answers = [("answer (greedy)" if "sampled" in sample else "answer", sample)]
+        answers += [("answer (sampled)", sample["sampled"])] if "sampled" in sample else []
         parts.append(
-            f"**{sample['category']}**: {prompt}\n\n{_quote('reference: ' + sample['reference'])}\n>\n"
-            f"{_quote('answer: ' + (sample['answer'] or '(empty)'))}\n\n{verdict}"
+            f"**{sample['category']}**: {prompt}\n\n{_quote('reference: ' + sample['reference'])}\n"
+            + "".join(
+                f">\n{_quote(f'{label}: ' + (scored['answer'] or '(empty)'))}\n>\n> _{verdict(scored)}_\n"
+                for label, scored in answers
+            )
         )
     return parts
 

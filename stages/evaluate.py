@@ -7,9 +7,9 @@ import time
 from minigpt import paths
 from minigpt.config import load_params
 from minigpt.errors import run_main
-from minigpt.evaluation import evaluate_model, validation_rows
+from minigpt.evaluation import decodings, evaluate_model, validation_rows
 from minigpt.files import warn_if_untracked, write_json, write_jsonl
-from minigpt.generation import SCORING_DTYPE, GenerationSettings, describe_device, load_model
+from minigpt.generation import SCORING_DTYPE, describe_device, load_model
 from minigpt.plots import grouped_bars, histogram
 
 
@@ -25,7 +25,7 @@ def main() -> None:
         tokenizer,
         rows,
         params.multiple_choice,
-        GenerationSettings.from_params(params),
+        decodings(params),
         params.generate_examples,
         runtime.inference_batch_size,
     )

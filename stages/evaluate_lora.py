@@ -9,9 +9,9 @@ import json
 from minigpt import paths
 from minigpt.config import load_params
 from minigpt.errors import run_main
-from minigpt.evaluation import evaluate_rows, validation_rows
+from minigpt.evaluation import decodings, evaluate_rows, validation_rows
 from minigpt.files import write_json
-from minigpt.generation import SCORING_DTYPE, GenerationSettings, describe_device, load_model
+from minigpt.generation import SCORING_DTYPE, describe_device, load_model
 from minigpt.lora import ADAPTER_WEIGHTS, adapter_categories, category_rows
 
 COMPARED = ("perplexity", "bits_per_byte", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence")
@@ -33,7 +33,8 @@ def relative_change(base: dict, adapted: dict) -> dict[str, float | None]:
 
 def main() -> None:
     params = load_params()
-    settings, evaluate = GenerationSettings.from_params(params.evaluate), params.evaluate
+    evaluate = params.evaluate
+    greedy = {"greedy": decodings(evaluate)["greedy"]}  # base against adapter: the comparable decoding
     rows = validation_rows(paths.PROCESSED_DATA)
     categories = adapter_categories(paths.ADAPTER)  # what the adapter was trained on, from its own record
     domain = category_rows(rows, categories, "validation", every_category=False)
@@ -53,7 +54,7 @@ def main() -> None:
                     model,
                     tokenizer,
                     subset_rows,
-                    settings,
+                    greedy,
                     evaluate.generate_examples,
                     params.runtime.inference_batch_size,
                 )[0]

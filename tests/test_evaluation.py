@@ -9,9 +9,9 @@ import torch
 
 from minigpt import evaluation
 from minigpt.errors import MiniGPTError
-from minigpt.evaluation import evaluate_model, likelihood, load_choice_items, multiple_choice_accuracy
-from minigpt.generation import GenerationSettings, load_model
-from minigpt.metrics import ChoiceItem
+from minigpt.evaluation import decodings, evaluate_model, likelihood, load_choice_items, multiple_choice_accuracy
+from minigpt.generation import CHAT_SAMPLING, GenerationSettings, load_model
+from minigpt.metrics import ERROR_KINDS, ChoiceItem
 from minigpt.packing import encode_instructions
 from tests.helpers import spanish_examples
 
@@ -52,27 +52,45 @@ def test_multiple_choice_picks_the_likeliest_option_in_total_and_per_byte(monkey
     }
 
 
-def test_evaluate_model_reports_every_metric(tiny_model_dir, tmp_path):
+def test_evaluate_model_reports_every_metric_for_greedy_and_sampled_answers(tiny_model_dir, tmp_path, repo_params):
     model, tokenizer = load_model(tiny_model_dir)
     rows = [dict(row, category="ciencia" if index % 2 else "lengua") for index, row in enumerate(spanish_examples(6))]
     choices = tmp_path / "choices.jsonl"
     choices.write_text('{"question": "¿Dos más dos?", "choices": ["tres", "cuatro"], "answer": 1}\n', encoding="utf-8")
+    settings = decodings(repo_params.evaluate.model_copy(update={"max_new_tokens": 6}))
     metrics, samples = evaluate_model(
-        model,
-        tokenizer,
-        rows,
-        {"mini": str(choices)},
-        GenerationSettings(max_new_tokens=6),
-        generate_count=4,
-        batch_size=3,
+        model, tokenizer, rows, {"mini": str(choices)}, settings, generate_count=4, batch_size=3
     )
     assert math.isfinite(metrics["perplexity"]) and metrics["bits_per_byte"] > 0 and metrics["examples"] == 6
-    assert set(metrics["generation"]) >= {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence", "bleu_signature"}
-    assert set(metrics["errors"]) == {"empty", "repetition_loop", "truncated", "off_topic", "wrong_language"}
+    for generation in (metrics["generation"], metrics["sampled"]):
+        assert set(generation) >= {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence", "bleu_signature"}
+    assert set(metrics["errors"]) == set(metrics["sampled"]["errors"]) == set(ERROR_KINDS)
     assert metrics["generation"]["decoding"] == "greedy, up to 6 new tokens" and metrics["too_long"] == 0
+    assert metrics["sampled"]["decoding"].startswith("sampled (temperature 0.7, top-p 0.9, top-k 50")
     assert set(metrics["categories"]) == {"ciencia", "lengua"}
     assert metrics["multiple_choice"]["mini"]["chance"] == 0.5
-    assert len(samples) == 4 and all({"answer", "reference", "coherence", "errors"} <= set(s) for s in samples)
+    assert len(samples) == 4 and all(
+        {"answer", "reference", "coherence", "errors", "sampled"} <= set(s) for s in samples
+    )
+    assert any(sample["answer"] != sample["sampled"]["answer"] for sample in samples)
+    again, _ = evaluate_model(model, tokenizer, rows, {}, settings, generate_count=4, batch_size=1)
+    assert again["sampled"]["coherence"] == metrics["sampled"]["coherence"]  # seeded: batch size changes nothing
+
+
+def test_evaluation_samples_as_the_chat_does_by_default(repo_params):
+    """The sampled column is what chat users get unless they move a slider."""
+    from minigpt.chat import CONTROLS
+
+    sampled = decodings(repo_params.evaluate)["sampled"]
+    for name in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
+        assert getattr(sampled, name) == getattr(CHAT_SAMPLING, name), name
+    assert {name: CONTROLS[name].default for name in ("temperature", "top_p", "top_k", "repetition_penalty")} == {
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 50,
+        "repetition_penalty": 1.1,
+    }
+    assert list(decodings(repo_params.evaluate.model_copy(update={"sampled_answers": False}))) == ["greedy"]
 
 
 def test_bad_choice_files_name_the_line(tmp_path):
@@ -89,7 +107,7 @@ def test_examples_longer_than_the_context_are_left_out_and_counted(tiny_model_di
     rows = spanish_examples(2) + [{"instruction": "Explica.", "input": "", "output": "palabra " * 200}]
     totals = likelihood(model, tokenizer, rows, batch_size=2)
     assert totals[2] is None and all(total is not None for total in totals[:2])
-    metrics, _ = evaluate_model(model, tokenizer, rows, {}, GenerationSettings(max_new_tokens=4), 1, 2)
+    metrics, _ = evaluate_model(model, tokenizer, rows, {}, {"greedy": GenerationSettings(max_new_tokens=4)}, 1, 2)
     assert metrics["too_long"] == 1 and math.isfinite(metrics["bits_per_byte"])
 
 

@@ -108,6 +108,11 @@ def test_the_headline_is_the_one_dvc_metrics_file_and_the_report_is_written(work
     report = (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
     assert "# MiniGPT-ES report card" in report and "ROUGE-L" in report and "```yaml" in report
     assert f"Made from `{short_head(workspace)}`. " in report  # outputs rewritten by the run do not count as changes
+    # Greedy and the chat's sampling side by side: metrics, failure kinds, languages and answers.
+    assert {"coherence", "errors", "language"} <= set(evaluation["sampled"])
+    assert "| metric | MiniGPT-ES | sampled | reference project |" in report
+    assert "\n| sampled | " in report and "; sampled right " in report and "answer (sampled): " in report
+    assert all("sampled" in json.loads(line) for line in samples)
     architectures = json.loads((workspace / "metrics" / "architectures.json").read_text(encoding="utf-8"))
     assert [len(runs) for runs in architectures["runs"].values()] == [3, 3]
     assert "## Encoder vs decoder" in report and "seed-to-seed spread" in report
