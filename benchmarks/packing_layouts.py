@@ -6,10 +6,11 @@ scored on the validation answers, one example at a time as at inference.
     python benchmarks/packing_layouts.py --steps 300 --kit ../shared/data --kit-examples 8000
 
 Data: the bundled sources through `prepare` (params.yaml), and a slice of the data kit's
-translation pairs (split by pair), each with a BPE tokenizer of `tokenizer.vocab_size` trained
-on its train split. Columns: answer bits per byte and perplexity on validation, the row tokens
-per second the loop reports (padding included), the share of them that is real (non-padding)
-tokens, and how many examples the steps went through.
+translation pairs (split by group: no pair or its reverse in both splits), each with a BPE
+tokenizer of `tokenizer.vocab_size` trained on its train split. Columns: answer bits per
+byte and perplexity on validation, the row tokens per second the loop reports (padding
+included), the share of them that is real (non-padding) tokens, and how many examples the
+steps went through.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ def datasets(params: Params, kit: Path | None, kit_examples: int) -> dict[str, t
                 | {
                     "sources": [{"kind": "alpaca", "path": str(kit / "instrucciones-es" / "traduccion-1.jsonl")}],
                     "on_error": "skip",
-                    "split_by": "pair",
                 }
             )
         )

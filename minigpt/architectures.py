@@ -42,7 +42,7 @@ from minigpt.findings import (
 from minigpt.generation import GenerationSettings, generate, inference_dtype, pick_device
 from minigpt.model import GPT, IGNORE_INDEX, GPTConfig, init_model, to_hf
 from minigpt.packing import PackedRows, pack_instructions, pad_batch
-from minigpt.template import render_prompt
+from minigpt.template import render_row_prompt
 from minigpt.training import learning_rate, make_optimizer
 
 TIMED_AFTER = 3  # steps left out of the speed: allocation and warm-up, not architecture
@@ -315,7 +315,7 @@ def fit_probe(features: torch.Tensor, labels: torch.Tensor, classes: int, l2: fl
 
 def _probe_sequences(rows: Sequence[dict], tokenizer, length: int) -> list[list[int]]:
     """The prompt of each example (instruction and input: what a classifier would see)."""
-    texts = [render_prompt(row["instruction"], row.get("input", "")) for row in rows]
+    texts = [render_row_prompt(row) for row in rows]
     return [ids[:length] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
@@ -339,7 +339,7 @@ def _answers(task: Task, tokenizer, rows: Sequence[dict], block_size: int) -> li
     """The decoder answers instructions, greedily, through the chat's generation code."""
     device = next(task.model.parameters()).device
     model = to_hf(task.model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(device).eval()
-    prompts = [render_prompt(row["instruction"], row.get("input", "")) for row in rows]
+    prompts = [render_row_prompt(row) for row in rows]
     answers = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=min(48, block_size // 2)))
     return [{"instruction": row["instruction"], "answer": answer.text} for row, answer in zip(rows, answers)]
 

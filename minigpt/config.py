@@ -81,7 +81,7 @@ class PrepareParams(Section):
     spanish_threshold: float = Field(ge=0, le=1)
     spanish_min_evidence: int = Field(ge=1)
     validation_fraction: float = Field(gt=0, lt=1)
-    split_by: Literal["prompt", "instruction", "pair"] = "prompt"
+    split_by: Literal["group", "prompt", "instruction", "pair"] = "group"
     split_seed: int = 0
     categories: dict[str, list[str]]
     default_category: str = Field(min_length=1)

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,19 @@ class Example:
     output: str
     source: str
     category: str = ""
+    # Earlier turns of a conversation, oldest first: ("user" | "assistant", text). The example is
+    # the answer to `instruction` after them, as the chat renders a history.
+    history: tuple[tuple[str, str], ...] = ()
+
+    def thread_start(self) -> Example:
+        """The conversation's first turn (the example itself when it has no history)."""
+        if not self.history:
+            return self
+        return Example(instruction=self.history[0][1], input="", output=self.history[1][1], source=self.source)
+
+    def texts(self) -> tuple[str, ...]:
+        """Every text of the example, history first."""
+        return (*(text for _, text in self.history), self.instruction, self.input, self.output)
 
 
 class RecordError(ValueError):
@@ -266,22 +279,35 @@ def _oasst_message(record: Any) -> _Message:
 
 
 def _oasst_examples(messages: list[_Message], source: str) -> Iterator[Example]:
-    """Spanish conversation openers paired with their best-ranked assistant reply.
+    """Every assistant turn on the best-ranked branch of each Spanish conversation, with the
+    turns before it as history.
 
-    Only root prompts are used: later prompter turns depend on a conversation that a
-    single-turn example cannot show. Deleted or review-failed messages are dropped; among
-    replies, rank 0 is best and unranked replies come after ranked ones.
+    From each Spanish root prompt the branch follows, turn after turn, the best usable Spanish
+    reply (rank 0 is best, unranked replies come after ranked ones, then source order) until
+    a turn has none. Deleted or review-failed messages, and everything under them, are left out.
     """
-    replies: dict[str, list[_Message]] = {}
+    children: dict[str, list[_Message]] = {}
     for message in messages:
-        if message.role == "assistant" and message.usable and message.lang == "es" and message.parent_id:
-            replies.setdefault(message.parent_id, []).append(message)
-    for message in messages:
-        if message.role == "prompter" and message.parent_id is None and message.usable and message.lang == "es":
-            candidates = replies.get(message.message_id)
-            if candidates:
-                best = min(candidates, key=lambda reply: (reply.rank is None, reply.rank or 0))
-                yield Example(instruction=message.text, input="", output=best.text, source=source)
+        if message.parent_id and message.usable and message.lang == "es":
+            children.setdefault(message.parent_id, []).append(message)
+
+    def best(parent: _Message, role: str) -> _Message | None:
+        candidates = [child for child in children.get(parent.message_id, []) if child.role == role]
+        return min(candidates, key=lambda reply: (reply.rank is None, reply.rank or 0)) if candidates else None
+
+    for root in messages:
+        if root.role != "prompter" or root.parent_id is not None or not root.usable or root.lang != "es":
+            continue
+        history: list[tuple[str, str]] = []
+        prompt, visited = root, set()
+        while prompt is not None and prompt.message_id not in visited:  # (repeated ids must not loop)
+            visited.add(prompt.message_id)
+            reply = best(prompt, "assistant")
+            if reply is None:
+                break
+            yield Example(instruction=prompt.text, input="", output=reply.text, source=source, history=tuple(history))
+            history += [("user", prompt.text), ("assistant", reply.text)]
+            prompt = best(reply, "prompter")
 
 
 def read_source(source: Source, policy: ErrorPolicy) -> tuple[list[Example], int]:
@@ -357,6 +383,7 @@ def clean_example(example: Example, changes: Counter) -> Example:
         output=clean_text(example.output, per_example),
         source=example.source,
         category=example.category.strip(),
+        history=tuple((role, clean_text(text, per_example)) for role, text in example.history),
     )
     changes.update(per_example.keys())
     return cleaned
@@ -403,7 +430,7 @@ class CategoryRules:
         """(category, origin) where origin is 'source', 'rules' or 'default'."""
         if example.category in self.known:
             return example.category, "source"
-        text = normalize_key(example.instruction, example.input)
+        text = normalize_key(example.thread_start().instruction, example.instruction, example.input)
         for name, pattern in self.patterns:
             if pattern is not None and pattern.search(text):
                 return name, "rules"
@@ -419,26 +446,74 @@ def split_key(example: Example, split_by: str) -> str:
     """The text that decides the split: the normalised prompt, instruction, or input and answer
     in either order ("pair": a translation and its reverse share a split)."""
     if split_by == "pair":
-        return "\x00".join(sorted((normalize_key(example.input), normalize_key(example.output))))
+        return _pair_key(example)
     return (
         normalize_key(example.instruction, example.input)
-        if split_by == "prompt"
+        if split_by in ("prompt", "group")
         else normalize_key(example.instruction)
     )
 
 
-def assign_split(example: Example, params: PrepareParams) -> str:
-    """'train' or 'validation' from a hash of the split key alone.
+def _pair_key(example: Example) -> str:
+    return "\x00".join(sorted((normalize_key(example.input), normalize_key(example.output))))
 
-    The choice depends on nothing but the example's own text, so adding or removing a
-    source never moves another example between splits, and equal keys always share a split.
-    """
-    key = split_key(example, params.split_by)
+
+def _split_of(key: str, params: PrepareParams) -> str:
     return "validation" if _hash_fraction(key, params.split_seed) < params.validation_fraction else "train"
 
 
+def assign_splits(examples: list[Example], params: PrepareParams) -> list[str]:
+    """'train' or 'validation' for each example, from a hash of its split key. A
+    conversation's turns all take the split of its first turn.
+
+    `instruction`, `prompt`, `pair`: the choice depends on nothing but the example's own text,
+    so adding or removing a source never moves another example between splits, and equal keys
+    always share a split. `group`: examples that share a prompt, or (when they have an input)
+    the same input and answer in either order, are linked, and every linked group takes the
+    split of its smallest key, so no prompt, pair or reversed pair is in both splits; a new
+    example moves others only when it links their groups.
+    """
+    examples = [example.thread_start() for example in examples]  # a conversation's turns share a split
+    if params.split_by != "group":
+        return [_split_of(split_key(example, params.split_by), params) for example in examples]
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]  # path halving
+            key = parent[key]
+        return key
+
+    keys = [
+        [split_key(example, "group"), *(["\x01" + _pair_key(example)] if example.input else [])] for example in examples
+    ]
+    for first, *others in keys:
+        for other in others:
+            a, b = root(first), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the root is always the group's smallest key
+    return [_split_of(root(first), params) for first, *_ in keys]
+
+
 def example_id(example: Example) -> str:
-    return hashlib.sha256(normalize_key(example.instruction, example.input, example.output).encode()).hexdigest()[:16]
+    return hashlib.sha256(normalize_key(*example.texts()).encode()).hexdigest()[:16]
+
+
+def example_row(example: Example, category: str) -> Record:
+    """An example as a line of data/processed; `history` ({"role", "content"} messages, as
+    the chat template takes them) only when it has one."""
+    row = {
+        "id": example_id(example),
+        "instruction": example.instruction,
+        "input": example.input,
+        "output": example.output,
+        "source": example.source,
+        "category": category,
+    }
+    if example.history:
+        row["history"] = [{"role": role, "content": text} for role, text in example.history]
+    return row
 
 
 # --------------------------------------------------------------------------- the prepare step
@@ -458,13 +533,17 @@ def prepare(params: PrepareParams) -> PreparedData:
     dropped: Counter = Counter()
     per_source: dict[str, dict[str, int]] = {}
     origins: Counter = Counter()
-    seen_exact: set[tuple[str, str, str]] = set()
+    seen_exact: set[tuple[str, ...]] = set()
     seen_normalized: set[str] = set()
+    kept_examples: list[Example] = []
+    rows: list[Record] = []
     splits: dict[str, list[Record]] = {"train": [], "validation": []}
 
     for source in params.sources:
         skipped_before = sum(policy.skipped.values())
-        counts = per_source.setdefault(source.label, {"records": 0, "skipped_records": 0, "examples": 0, "kept": 0})
+        counts = per_source.setdefault(
+            source.label, {"records": 0, "skipped_records": 0, "examples": 0, "kept": 0, "kept_follow_ups": 0}
+        )
         if source.hub:  # read at the commit the revision names now, and say which
             commit = resolve_revision(source)
             counts["commit"] = commit or "local folder"
@@ -481,9 +560,12 @@ def prepare(params: PrepareParams) -> PreparedData:
                 continue
             category, origin = rules.assign(example)
             origins[origin] += 1
-            row = asdict(example) | {"category": category}
-            splits[assign_split(example, params)].append({"id": example_id(example), **row})
+            kept_examples.append(example)
+            rows.append(example_row(example, category))
             counts["kept"] += 1
+            counts["kept_follow_ups"] += bool(example.history)  # later turns of a conversation
+    for split, row in zip(assign_splits(kept_examples, params), rows):
+        splits[split].append(row)
 
     kept = sum(len(rows) for rows in splits.values())
     if kept == 0:
@@ -518,12 +600,12 @@ def _drop_reason(example: Example, params: PrepareParams, seen_exact: set, seen_
     """Why the example is dropped, or None; remembers kept examples for de-duplication."""
     if not example.instruction or not example.output:
         return "empty"
-    if len(example.instruction) + len(example.input) + len(example.output) > params.max_chars:
+    if sum(map(len, example.texts())) > params.max_chars:
         return "too_long"
     text = "\n".join((example.instruction, example.input, example.output))
     if not is_spanish(text, params.spanish_threshold, params.spanish_min_evidence):
         return "not_spanish"
-    exact = (example.instruction, example.input, example.output)
+    exact = example.texts()
     if exact in seen_exact:
         return "exact_duplicate"
     normalized = normalize_key(*exact)

@@ -130,9 +130,16 @@ def render_report(
             ],
         ),
         _table(
-            ("source", "records", "examples", "kept", "read at commit"),
+            ("source", "records", "examples", "kept", "of them follow-up turns", "read at commit"),
             [
-                (f"`{name}`", counts["records"], counts["examples"], counts["kept"], counts.get("commit"))
+                (
+                    f"`{name}`",
+                    counts["records"],
+                    counts["examples"],
+                    counts["kept"],
+                    counts["kept_follow_ups"],
+                    counts.get("commit"),
+                )
                 for name, counts in data["sources"].items()
             ],
         ),

@@ -116,6 +116,29 @@ def test_the_oldest_turns_are_dropped_to_fit_the_context(models):
     assert fit_prompt(tokenizer, [], "Hola", "", budget=60)[::2] == (render_prompt("Hola"), 0)
 
 
+def test_a_conversation_is_rendered_for_the_chat_as_it_was_for_training(models):
+    """A training row with a history (an OASST follow-up) and the same exchange in the chat
+    give the model the same prompt tokens."""
+    from minigpt.packing import encode_instructions
+
+    _, tokenizer = models.choices[models.labels[0]]
+    row = {
+        "instruction": "¿Y en los hongos?",
+        "input": "",
+        "output": "No: los hongos no hacen fotosíntesis.",
+        "history": [
+            {"role": "user", "content": "¿Qué es la fotosíntesis?"},
+            {"role": "assistant", "content": "Es cómo las plantas convierten la luz en energía."},
+        ],
+    }
+    chat_history = [{"role": m["role"], "content": m["content"]} for m in row["history"]]
+    prompt, length, dropped = fit_prompt(tokenizer, chat_history, row["instruction"], "", budget=200)
+    ((ids, targets),) = encode_instructions([row], tokenizer, train_on_prompt=False)
+    assert dropped == 0 and ids[:length] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert not any(targets[:length]) and all(targets[length:])  # loss on this answer alone
+    assert tokenizer.decode(ids[length:-1]) == row["output"]
+
+
 def test_the_answer_streams_and_equals_the_evaluation_decoding(models):
     outputs = respond(models, "¿Qué es la luz?")
     partials = [response for response, _ in outputs]

@@ -84,31 +84,65 @@ def oasst_message(message_id, parent_id, role, text, lang="es", rank=None, delet
     }
 
 
-def test_oasst_keeps_spanish_root_prompts_with_their_best_ranked_reply(write_jsonl):
-    path = write_jsonl(
-        "oasst.jsonl",
-        [
-            oasst_message("p1", None, "prompter", "¿Qué es la fotosíntesis?"),
-            oasst_message("a1", "p1", "assistant", "Respuesta de rango 1.", rank=1),
-            oasst_message("a2", "p1", "assistant", "Respuesta de rango 0.", rank=0),
-            oasst_message("a3", "p1", "assistant", "Respuesta sin rango."),
-            oasst_message("p2", "a2", "prompter", "¿Y en las algas?"),  # follow-up: needs context
-            oasst_message("a4", "p2", "assistant", "También."),
-            oasst_message("p3", None, "prompter", "What is water?", lang="en"),
-            oasst_message("a5", "p3", "assistant", "A liquid.", lang="en"),
-            oasst_message("p4", None, "prompter", "¿Mensaje borrado?", deleted=True),
-            oasst_message("a6", "p4", "assistant", "No debe aparecer."),
-            oasst_message("p5", None, "prompter", "¿Cuál es la capital de Chile?"),
-            oasst_message("a7", "p5", "assistant", "Respuesta rechazada.", rank=0, review_result=False),
-            oasst_message("a8", "p5", "assistant", "Santiago de Chile.", rank=1),
-            oasst_message("p6", None, "prompter", "¿Sin respuesta?"),
-        ],
-    )
-    examples, _ = read("oasst", path, name="oasst")
-    assert [(e.instruction, e.output) for e in examples] == [
-        ("¿Qué es la fotosíntesis?", "Respuesta de rango 0."),
-        ("¿Cuál es la capital de Chile?", "Santiago de Chile."),
+def oasst_thread() -> list[dict]:
+    return [
+        oasst_message("p1", None, "prompter", "¿Qué es la fotosíntesis?"),
+        oasst_message("a1", "p1", "assistant", "Respuesta de rango 1.", rank=1),
+        oasst_message("a2", "p1", "assistant", "Respuesta de rango 0.", rank=0),
+        oasst_message("a3", "p1", "assistant", "Respuesta sin rango."),
+        oasst_message("p2", "a2", "prompter", "¿Y en las algas?", rank=1),
+        oasst_message("p2b", "a2", "prompter", "¿Y en los hongos?", rank=0),  # the best follow-up
+        oasst_message("a4", "p2", "assistant", "También."),
+        oasst_message("a4b", "p2b", "assistant", "No: los hongos no hacen fotosíntesis."),
+        oasst_message("p3b", "a4b", "prompter", "¿Por qué?"),
+        oasst_message("a5b", "p3b", "assistant", "No tienen clorofila.", deleted=True),  # the branch ends here
+        oasst_message("a9", "a1", "prompter", "Rama de una respuesta peor."),
+        oasst_message("a10", "a9", "assistant", "No debe aparecer: no es la mejor rama."),
+        oasst_message("p3", None, "prompter", "What is water?", lang="en"),
+        oasst_message("a5", "p3", "assistant", "A liquid.", lang="en"),
+        oasst_message("p4", None, "prompter", "¿Mensaje borrado?", deleted=True),
+        oasst_message("a6", "p4", "assistant", "No debe aparecer."),
+        oasst_message("p5", None, "prompter", "¿Cuál es la capital de Chile?"),
+        oasst_message("a7", "p5", "assistant", "Respuesta rechazada.", rank=0, review_result=False),
+        oasst_message("a8", "p5", "assistant", "Santiago de Chile.", rank=1),
+        oasst_message("p6", None, "prompter", "¿Sin respuesta?"),
     ]
+
+
+def test_oasst_keeps_every_assistant_turn_of_the_best_ranked_branch(write_jsonl):
+    examples, _ = read("oasst", write_jsonl("oasst.jsonl", oasst_thread()), name="oasst")
+    opener = (("user", "¿Qué es la fotosíntesis?"), ("assistant", "Respuesta de rango 0."))
+    assert [(e.instruction, e.output, e.history) for e in examples] == [
+        ("¿Qué es la fotosíntesis?", "Respuesta de rango 0.", ()),
+        ("¿Y en los hongos?", "No: los hongos no hacen fotosíntesis.", opener),
+        ("¿Cuál es la capital de Chile?", "Santiago de Chile.", ()),
+    ]
+
+
+def test_a_conversation_keeps_its_turns_in_one_split_and_its_history_in_the_rows(write_jsonl, prepare_params):
+    from minigpt.data import prepare
+
+    path = write_jsonl("oasst.jsonl", oasst_thread())
+    result = prepare(prepare_params([{"kind": "oasst", "path": str(path)}], validation_fraction=0.5, split_by="group"))
+    rows = {row["instruction"]: (split, row) for split, kept in result.splits.items() for row in kept}
+    assert rows["¿Y en los hongos?"][0] == rows["¿Qué es la fotosíntesis?"][0]
+    assert rows["¿Y en los hongos?"][1]["history"] == [
+        {"role": "user", "content": "¿Qué es la fotosíntesis?"},
+        {"role": "assistant", "content": "Respuesta de rango 0."},
+    ]
+    assert "history" not in rows["¿Cuál es la capital de Chile?"][1]  # single turns keep the plain schema
+    counts = result.stats["sources"][str(path)]
+    assert (counts["examples"], counts["kept"], counts["kept_follow_ups"]) == (3, 3, 1)
+
+
+def test_repeated_message_ids_do_not_loop(write_jsonl):
+    looping = [
+        oasst_message("p1", None, "prompter", "¿Hola?"),
+        oasst_message("a1", "p1", "assistant", "Hola."),
+        oasst_message("p1", "a1", "prompter", "¿Otra vez?"),  # the id of its own ancestor
+    ]
+    examples, _ = read("oasst", write_jsonl("oasst.jsonl", looping))
+    assert len(examples) <= 3
 
 
 def test_oasst_treats_a_nan_rank_as_unranked(write_jsonl):

@@ -45,7 +45,7 @@ def shared_instruction_rows() -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize("split_by", ["prompt", "instruction"])
+@pytest.mark.parametrize("split_by", ["prompt", "instruction", "group"])
 def test_no_prompt_or_instruction_appears_in_both_splits(write_jsonl, prepare_params, split_by):
     source = {"kind": "jsonl", "path": str(write_jsonl("a.jsonl", shared_instruction_rows()))}
     result = prepare(prepare_params([source], split_by=split_by, validation_fraction=0.3))
@@ -53,7 +53,7 @@ def test_no_prompt_or_instruction_appears_in_both_splits(write_jsonl, prepare_pa
     def keys(rows, *fields):
         return {normalize_key(*(row[field] for field in fields)) for row in rows}
 
-    fields = ("instruction", "input") if split_by == "prompt" else ("instruction",)
+    fields = ("instruction",) if split_by == "instruction" else ("instruction", "input")
     assert not keys(result.splits["train"], *fields) & keys(result.splits["validation"], *fields)
     assert not keys(result.splits["train"], "instruction", "input") & keys(
         result.splits["validation"], "instruction", "input"
@@ -82,7 +82,32 @@ def test_pair_split_keeps_a_translation_and_its_reverse_together(write_jsonl, pr
         return sum((normalize_key(row["output"]), normalize_key(row["input"])) in train for row in splits["validation"])
 
     assert leaks("prompt") > 20  # the reverse of most validation pairs is trained on
-    assert leaks("pair") == 0
+    assert leaks("pair") == leaks("group") == 0
+
+
+def test_group_split_links_prompts_and_pairs_in_either_order(write_jsonl, prepare_params):
+    """A chain: a pair, its reverse under another wording, and that wording's prompt with another
+    answer are one group; across groups, one instruction wording still spreads over both splits."""
+    rows = []
+    for i in range(150):
+        spanish, english = f"Los {i} gatos están aquí.", f"The {i} cats are here."
+        rows += [
+            example("Traduce al inglés la siguiente frase.", english, input=spanish),
+            example("Pasa al español esta frase.", spanish, input=english),
+            example("Pasa al español esta frase.", f"Aquí hay {i} gatos.", input=english),  # same prompt
+            example(f"Di cuántos gatos hay: {i}.", f"Hay {i} gatos."),
+            example(f"DI CUÁNTOS gatos hay: {i}", f"Son {i} gatos."),  # the same prompt, normalised
+        ]
+    source = {"kind": "jsonl", "path": str(write_jsonl("chains.jsonl", rows))}
+    splits = prepare(prepare_params([source], split_by="group", validation_fraction=0.3)).splits
+    split_of_row = {row["output"]: split for split, kept in splits.items() for row in kept}
+    for i in range(150):
+        translations = {split_of_row[f"The {i} cats are here."], split_of_row[f"Los {i} gatos están aquí."]}
+        assert translations == {split_of_row[f"Aquí hay {i} gatos."]}
+        assert split_of_row[f"Hay {i} gatos."] == split_of_row[f"Son {i} gatos."]
+    for wording in ("Traduce al inglés la siguiente frase.", "Pasa al español esta frase."):
+        assert all(any(row["instruction"] == wording for row in splits[split]) for split in ("train", "validation"))
+    assert 0.2 < len(splits["validation"]) / len(rows) < 0.4
 
 
 def test_prepare_is_deterministic_to_the_byte(write_jsonl, prepare_params, tmp_path):

@@ -115,7 +115,7 @@ def oasst1(tmp_path):
             "a2", "p1", "assistant", "La fotosíntesis convierte la luz del sol en la energía de las plantas.", rank=0
         ),
         oasst_row("a3", "p1", "assistant", "Una respuesta borrada que tenía el mejor rango.", rank=0, deleted=True),
-        oasst_row("p2", "a2", "prompter", "¿Y en las algas?"),  # a follow-up turn: not an opener
+        oasst_row("p2", "a2", "prompter", "¿Y en las algas?"),  # a follow-up turn: an example with a history
         oasst_row("a4", "p2", "assistant", "También la hacen las algas."),
         oasst_row("p3", None, "prompter", "What is photosynthesis?", lang="en", tree="t2"),
         oasst_row("a5", "p3", "assistant", "It is how plants make food.", lang="en", rank=0, tree="t2"),
@@ -150,14 +150,20 @@ def test_oasst1_from_a_folder_like_its_hub_repository(oasst1, prepare_params):
     source = {"kind": "oasst", "hub": str(oasst1), "split": "train+validation", "name": "oasst1-es"}
     result = prepare(prepare_params([source], on_error="skip", validation_fraction=0.5))
     counts = result.stats["sources"]["oasst1-es"]
-    assert (counts["records"], counts["examples"], counts["kept"]) == (13, 2, 2)  # 13 messages, 2 usable openers
-    pairs = {row["instruction"]: row["output"] for rows in result.splits.values() for row in rows}
-    assert pairs == {
+    # 13 messages: 2 usable openers, and the follow-up on the first one's best branch
+    assert (counts["records"], counts["examples"], counts["kept"], counts["kept_follow_ups"]) == (13, 3, 3, 1)
+    rows = {row["instruction"]: row for kept in result.splits.values() for row in kept}
+    assert {instruction: row["output"] for instruction, row in rows.items()} == {
         "¿Qué es la fotosíntesis y por qué es importante?": (
             "La fotosíntesis convierte la luz del sol en la energía de las plantas."
         ),
+        "¿Y en las algas?": "También la hacen las algas.",
         "¿Cuál es la capital de España?": "La capital de España es Madrid.",
     }
+    assert [message["content"] for message in rows["¿Y en las algas?"]["history"]] == [
+        "¿Qué es la fotosíntesis y por qué es importante?",
+        "La fotosíntesis convierte la luz del sol en la energía de las plantas.",
+    ]
 
 
 def test_a_branch_is_read_at_the_commit_it_names_and_the_commit_is_recorded(monkeypatch, prepare_params):
