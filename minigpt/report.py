@@ -255,13 +255,10 @@ def _samples(samples: list[dict]) -> list[str]:
         prompt = sample["instruction"] + (f"\n\n{sample['input']}" if sample["input"] else "")
         answers = [("answer (greedy)" if "sampled" in sample else "answer", sample)]
         answers += [("answer (sampled)", sample["sampled"])] if "sampled" in sample else []
-        parts.append(
-            f"**{sample['category']}**: {prompt}\n\n{_quote('reference: ' + sample['reference'])}\n"
-            + "".join(
-                f">\n{_quote(f'{label}: ' + (scored['answer'] or '(empty)'))}\n>\n> _{verdict(scored)}_\n"
-                for label, scored in answers
-            )
-        )
+        lines = [f"**{sample['category']}**: {prompt}", "", _quote("reference: " + sample["reference"])]
+        for label, scored in answers:
+            lines += [">", _quote(f"{label}: " + (scored["answer"] or "(empty)")), ">", f"> _{verdict(scored)}_"]
+        parts.append("\n".join(lines))
     return parts
 
 
