@@ -74,6 +74,50 @@ def test_the_packing_benchmark_runs():
     assert printed.startswith("pack: 300 sequences into ")
 
 
+def test_the_split_leak_benchmark_counts_reversed_pairs(tmp_path):
+    kit = kit_folder(tmp_path)
+    printed = run_command(
+        [
+            sys.executable,
+            "benchmarks/split_leaks.py",
+            "--path",
+            str(kit / "instrucciones-es" / "*.jsonl"),
+            "--fraction",
+            "0.3",
+        ],
+        cwd=REPO,
+    ).stdout
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in printed.splitlines()[2:]}
+    assert set(rows) == {"group", "prompt", "instruction", "pair"}
+    assert int(rows["prompt"][5].replace(",", "")) > 0  # the reverse of a validation pair is trained on
+    assert rows["group"][4:7] == ["0", "0", "0"] and rows["pair"][5] == "0"
+
+
+def test_the_packing_layout_benchmark_runs(tmp_path):
+    out = tmp_path / "layouts.json"
+    kit = kit_folder(tmp_path)
+    run_command(
+        [
+            sys.executable,
+            "benchmarks/packing_layouts.py",
+            "--steps",
+            "2",
+            "--kit",
+            str(kit),
+            "--kit-examples",
+            "100",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+    )
+    results = json.loads(out.read_text())
+    assert len(results) == 2 and all(
+        [row["layout"] for row in rows] == ["masked", "open", "padded"] for rows in results.values()
+    )
+    assert all(row["answer_bits_per_byte"] > 0 for rows in results.values() for row in rows)
+
+
 @pytest.mark.slow
 def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
     """The rehearsal of benchmarks/gpu_seed_scale.sh: a fresh virtual environment with the GPU
