@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from minigpt import paths
-from minigpt.config import DEVICES, Source
+from minigpt.config import DEVICES, WEIGHT_FORMATS, Source
 from minigpt.errors import MiniGPTError, run_main
 
 
@@ -23,7 +23,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         {"instruction": e.instruction, "input": e.input, "output": e.output, "category": e.category or "general"}
         for e in examples
     ]
-    model, tokenizer = load_model(args.model, args.device, lora=args.lora, dtype=SCORING_DTYPE)
+    model, tokenizer = load_model(args.model, args.device, lora=args.lora, dtype=SCORING_DTYPE, weights=args.weights)
     choices = {Path(path).stem: str(path) for path in args.choices}
     greedy = {"greedy": GenerationSettings(max_new_tokens=args.max_new_tokens)}
     metrics, samples = evaluate_model(model, tokenizer, rows, choices, greedy, args.generate, args.batch_size)
@@ -54,7 +54,7 @@ def generate_command(args: argparse.Namespace) -> None:
     from minigpt.generation import GenerationSettings, generate, load_model, stream
     from minigpt.template import render_prompt
 
-    model, tokenizer = load_model(args.model, args.device, lora=args.lora)
+    model, tokenizer = load_model(args.model, args.device, lora=args.lora, weights=args.weights)
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens,
         do_sample=args.sample,
@@ -79,7 +79,7 @@ def chat_command(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the chat", flush=True)
     lora = None if args.no_lora else args.lora or _default_adapter(args.model)
-    models = ChatModels(args.model, lora, args.device)
+    models = ChatModels(args.model, lora, args.device, args.weights)
     launch(
         models,
         args.host,
@@ -185,6 +185,12 @@ def main() -> None:
     for command in (chat, generate, evaluate):
         command.add_argument(
             "--device", choices=DEVICES, default="auto", help="auto (default): the GPU if CUDA has one, else the CPU"
+        )
+        command.add_argument(
+            "--weights",
+            choices=WEIGHT_FORMATS,
+            help="weight format: fp32, bf16, or int8 (CPU only; faster answers on a laptop, see docs/chat.md). "
+            "Default: fp32 on a CPU, bf16 on a GPU that has it (fp32 for evaluate)",
         )
     args = parser.parse_args()
     if getattr(args, "generate", 0) < 0 or getattr(args, "max_new_tokens", 1) < 1 or getattr(args, "batch_size", 1) < 1:

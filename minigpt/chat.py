@@ -26,6 +26,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local chat repor
 
 ENTRADA_TITLE = "Entrada"  # the titled box that shows a message's Entrada in the conversation
 ERROR_TITLE = "No se pudo responder"
+# Marks an answer the model finished (not stopped by the user): only finished answers go back
+# into the prompt, each closed by <|endoftext|> as in training. Not shown: the box needs a title.
+FINISHED = {"status": "done"}
 GENERATION_QUEUE = "minigpt-generation"
 
 logger = logging.getLogger(__name__)
@@ -78,14 +81,16 @@ class ChatLimits:
 class ChatModels:
     """The models a user can choose from, by label, loaded once at start-up."""
 
-    def __init__(self, model_dir: str | Path, lora_dir: str | Path | None = None, device: str = "cpu"):
-        base = load_model(model_dir, device)
+    def __init__(
+        self, model_dir: str | Path, lora_dir: str | Path | None = None, device: str = "cpu", weights: str | None = None
+    ):
+        base = load_model(model_dir, device, weights=weights)
         self.choices: dict[str, tuple] = {f"Base ({Path(model_dir).name})": base}
         # The adapter's own record of what it was trained on names it, whatever its folder is called.
         self.adapter_categories = adapter_categories(lora_dir) if lora_dir is not None else []
         if lora_dir is not None:
             name = ", ".join(self.adapter_categories) or Path(lora_dir).name
-            self.choices[f"Base + LoRA ({name})"] = load_model(model_dir, device, lora=lora_dir)
+            self.choices[f"Base + LoRA ({name})"] = load_model(model_dir, device, lora=lora_dir, weights=weights)
         self.context = context_length(base[0])
 
     @property
@@ -150,13 +155,14 @@ def _title(message: Mapping) -> str | None:
 
 def history_turns(history: Sequence[Mapping]) -> list[list[dict]]:
     """Past exchanges as template messages: each user message with its Entrada (shown in the
-    chat as a titled box) and the answer. Exchanges that were refused or got no answer
-    (stopped at once) are left out."""
+    chat as a titled box) and the answer. Exchanges that were refused, got no answer, or whose
+    answer the user stopped (not marked FINISHED) are left out: a stopped answer closed by
+    <|endoftext|> would tell the model that it was complete."""
     exchanges: list[dict] = []
     for message in history or []:
         role, text = message.get("role"), _text(message.get("content"))
         if role == "user":
-            exchanges.append({"instruction": text, "input": "", "answer": "", "failed": False})
+            exchanges.append({"instruction": text, "input": "", "answer": "", "failed": False, "finished": False})
         elif role == "assistant" and exchanges:
             title = _title(message)
             if title == ENTRADA_TITLE:
@@ -165,13 +171,14 @@ def history_turns(history: Sequence[Mapping]) -> list[list[dict]]:
                 exchanges[-1]["failed"] = True
             else:
                 exchanges[-1]["answer"] += text
+                exchanges[-1]["finished"] = (message.get("metadata") or {}).get("status") == FINISHED["status"]
     return [
         [
             {"role": "user", "content": e["instruction"], "input": e["input"]},
             {"role": "assistant", "content": e["answer"]},
         ]
         for e in exchanges
-        if e["answer"].strip() and not e["failed"]
+        if e["answer"].strip() and e["finished"] and not e["failed"]
     ]
 
 
@@ -257,7 +264,7 @@ class Responder:
         try:
             for piece in stream(model, tokenizer, prompt, settings):
                 answer += piece
-                yield (shown + [ChatMessage(answer)] if shown else answer), ""
+                yield (shown + [ChatMessage(answer)] if shown else ChatMessage(answer)), ""
         except Exception as error:  # logged for whoever runs the server; the user gets a sentence
             logger.exception("generation failed")
             failure = ChatMessage(
@@ -266,6 +273,8 @@ class Responder:
             )
             yield shown + [ChatMessage(answer), failure], ""
             return
+        finished = ChatMessage(answer, metadata=FINISHED)
+        yield (shown + [finished] if shown else finished), ""
         if time.monotonic() - started >= self.limits.max_seconds:
             _warn(f"Respuesta cortada: se alcanzó el límite de {self.limits.max_seconds:g} segundos.")
         if not answer.strip():
@@ -281,6 +290,22 @@ def _warn(message: str) -> None:
 # Stops a streaming answer (Gradio's stop button) before the conversation is cleared, or the
 # answer's next update would bring it back.
 STOP_THEN_CLEAR = "() => { document.querySelector('#mensaje .stop-button')?.click(); }"
+
+
+def _chat_interface_class():
+    import gradio as gr
+
+    class ChatInterface(gr.ChatInterface):
+        """Gradio's chat, but the message box keeps its placeholder after the first message
+        (Gradio clears it while an answer streams and never puts it back)."""
+
+        def _clear_and_save_textbox(self, message):
+            return type(self.textbox)("", interactive=False, placeholder=MESSAGE_PLACEHOLDER), message
+
+    return ChatInterface
+
+
+MESSAGE_PLACEHOLDER = "Escribe una instrucción…"
 
 
 def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
@@ -313,13 +338,13 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
                 for c in controls_for(models.context).values()
             ]
         responder = Responder(models, limits)
-        chat = gr.ChatInterface(
+        chat = _chat_interface_class()(
             responder.respond,  # a generator method: Gradio streams what it yields
             chatbot=gr.Chatbot(
                 label="Conversación", height=480, placeholder="Escribe una instrucción en español para empezar."
             ),
             textbox=gr.Textbox(
-                placeholder="Escribe una instrucción…",
+                placeholder=MESSAGE_PLACEHOLDER,
                 max_length=limits.max_input_chars,
                 elem_id="mensaje",
                 submit_btn="Enviar",

@@ -25,6 +25,9 @@ PARAMS_FILE = "params.yaml"
 RUNTIME_FILE = "runtime.yaml"  # beside params.yaml; optional: a missing key takes its default
 Device = Literal["auto", "cpu", "cuda"]  # auto: the GPU when CUDA has one, else the CPU
 DEVICES = get_args(Device)
+# Weight formats for answering (python -m minigpt ... --weights): see minigpt/quantize.py.
+WeightFormat = Literal["fp32", "bf16", "int8"]
+WEIGHT_FORMATS = get_args(WeightFormat)
 # How training rows hold examples: see minigpt/packing.py.
 PackingLayout = Literal["masked", "open", "padded"]
 PACKING_LAYOUTS = get_args(PackingLayout)

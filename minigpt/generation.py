@@ -15,6 +15,7 @@ import torch
 
 from minigpt.errors import MiniGPTError
 from minigpt.packing import pad_batch
+from minigpt.quantize import compress, is_int8
 
 GENERATION_THREAD = "minigpt-generation"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -60,11 +61,16 @@ def inference_dtype(device: torch.device) -> torch.dtype:
 
 
 def load_model(
-    directory: str | Path, device: str = "cpu", lora: str | Path | None = None, dtype: torch.dtype | None = None
+    directory: str | Path,
+    device: str = "cpu",
+    lora: str | Path | None = None,
+    dtype: torch.dtype | None = None,
+    weights: str | None = None,
 ):
     """A model directory written by the pipeline (or any complete GPT-2 directory), in eval
     mode, on `device` (see `pick_device`) in `dtype` (default: `inference_dtype`, bf16 on a GPU
-    that has it), with a LoRA adapter directory applied if given.
+    that has it), with a LoRA adapter directory applied if given. `weights` (one of
+    `quantize.WEIGHT_FORMATS`) overrides `dtype`: fp32, bf16, or int8 on the CPU.
 
     Weights are read from safetensors only and no code from the directory is run.
     """
@@ -94,6 +100,8 @@ def load_model(
             raise MiniGPTError(f"no LoRA adapter in {lora}: run 'dvc repro lora' first")
         model = load_with_adapter(model, lora)
     target = pick_device(device)
+    if weights is not None:
+        return compress(model.to(target, dtype=torch.float32).eval(), weights), tokenizer
     return model.to(target, dtype=dtype or inference_dtype(target)).eval(), tokenizer
 
 
@@ -104,6 +112,8 @@ SCORING_DTYPE = torch.float32
 
 def describe_device(model) -> str:
     """Where and in what precision a model runs, for the metrics that it produced."""
+    if is_int8(model):
+        return f"{model.device.type} (int8 dynamic quantization, float32 elsewhere)"
     return f"{model.device.type} ({str(model.dtype).removeprefix('torch.')})"
 
 

@@ -19,7 +19,9 @@ from minigpt.chat import (
     CONTROLS,
     ENTRADA_TITLE,
     ERROR_TITLE,
+    FINISHED,
     GENERATION_QUEUE,
+    MESSAGE_PLACEHOLDER,
     ChatLimits,
     ChatModels,
     Responder,
@@ -33,7 +35,7 @@ from minigpt.chat import (
     spanish_list,
 )
 from minigpt.generation import GenerationSettings, generate, stream  # noqa: E402
-from minigpt.template import RESPONSE_HEADER, render_conversation, render_prompt  # noqa: E402
+from minigpt.template import EOS_TOKEN, RESPONSE_HEADER, render_conversation, render_prompt  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 LIMITS = ChatLimits(max_input_chars=300, max_seconds=30.0, concurrency=1)
@@ -66,6 +68,16 @@ def as_dict(message) -> dict:
     return {"role": message.role, "content": message.content, "metadata": dict(message.metadata or {})}
 
 
+def finished(text: str) -> dict:
+    """An answer as the chat stores one the model finished."""
+    return {"role": "assistant", "content": text, "metadata": FINISHED}
+
+
+def text_of(response) -> str:
+    """An answer's text, from the chat function (a ChatMessage) or an API client (a dict)."""
+    return response["content"] if isinstance(response, dict) else response.content
+
+
 def test_controls_are_clamped_to_the_slider_ranges():
     assert clamp(CONTROLS["temperature"], 9) == 2.0 and clamp(CONTROLS["top_k"], -5) == 0
     assert clamp(CONTROLS["top_p"], "mucho") == CONTROLS["top_p"].default
@@ -78,17 +90,19 @@ def test_controls_are_clamped_to_the_slider_ranges():
     assert sampled.seed is None  # concurrent answers share torch's generator: no pretend reproducibility
 
 
-def test_history_turns_keep_entradas_and_leave_out_failed_exchanges():
+def test_history_turns_keep_entradas_and_leave_out_failed_and_stopped_exchanges():
     history = [
         {"role": "user", "content": "Resume"},
         {"role": "assistant", "content": "El sol.", "metadata": {"title": ENTRADA_TITLE}},
-        {"role": "assistant", "content": [{"type": "text", "text": "Sale el sol."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Sale el sol."}], "metadata": FINISHED},
         {"role": "user", "content": "x" * 999},
         {"role": "assistant", "content": "Demasiado largo", "metadata": {"title": ERROR_TITLE}},
         {"role": "user", "content": "Detenida"},
         {"role": "assistant", "content": ""},
+        {"role": "user", "content": "Detenida a medias"},
+        {"role": "assistant", "content": "Una respuesta que el usuario", "metadata": None},  # stopped: no end
         {"role": "user", "content": "Bien"},
-        {"role": "assistant", "content": "Me alegro", "metadata": None},
+        finished("Me alegro"),
     ]
     assert history_turns(history) == [
         [{"role": "user", "content": "Resume", "input": "El sol."}, {"role": "assistant", "content": "Sale el sol."}],
@@ -103,7 +117,7 @@ def test_the_oldest_turns_are_dropped_to_fit_the_context(models):
     for i in range(8):
         history += [
             {"role": "user", "content": f"Explica el concepto número {i}."},
-            {"role": "assistant", "content": f"El concepto número {i} es una idea de la escuela."},
+            finished(f"El concepto número {i} es una idea de la escuela."),
         ]
     prompt, length, dropped = fit_prompt(tokenizer, history, "¿Y el siguiente?", "una entrada", budget=150)
     assert 0 < dropped < 7 and length <= 150
@@ -131,7 +145,7 @@ def test_a_conversation_is_rendered_for_the_chat_as_it_was_for_training(models):
             {"role": "assistant", "content": "Es cómo las plantas convierten la luz en energía."},
         ],
     }
-    chat_history = [{"role": m["role"], "content": m["content"]} for m in row["history"]]
+    chat_history = [{"role": "user", "content": row["history"][0]["content"]}, finished(row["history"][1]["content"])]
     prompt, length, dropped = fit_prompt(tokenizer, chat_history, row["instruction"], "", budget=200)
     ((ids, targets),) = encode_instructions([row], tokenizer, train_on_prompt=False)
     assert dropped == 0 and ids[:length] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -141,11 +155,25 @@ def test_a_conversation_is_rendered_for_the_chat_as_it_was_for_training(models):
 
 def test_the_answer_streams_and_equals_the_evaluation_decoding(models):
     outputs = respond(models, "¿Qué es la luz?")
-    partials = [response for response, _ in outputs]
+    partials = [text_of(response) for response, _ in outputs]
+    assert as_dict(outputs[-1][0])["metadata"] == FINISHED  # the last one marks the answer finished
     assert len(partials) > 1 and all(later.startswith(earlier) for earlier, later in zip(partials, partials[1:]))
     model, tokenizer = models.choices[models.labels[0]]
     expected = generate(model, tokenizer, [render_prompt("¿Qué es la luz?")], GenerationSettings(max_new_tokens=16))
     assert partials[-1].strip() == expected[0].text
+
+
+def test_a_stopped_answer_is_not_marked_finished_nor_sent_back_as_complete(models):
+    model, _ = models.choices[models.labels[0]]
+    answers = Responder(models, LIMITS).respond(
+        "Hola", [], models.labels[0], "", *((GREEDY | {"max_new_tokens": 30})[name] for name in CONTROLS)
+    )
+    partial, _ = next(a for a in answers if text_of(a[0]).strip())  # the user presses stop: Gradio closes the stream
+    answers.close()
+    assert not partial.metadata  # what Gradio keeps when the stream is closed: not marked finished
+    history = [{"role": "user", "content": "Hola"}, {"role": "assistant", "content": partial.content}]
+    assert history_turns(history) == []
+    assert EOS_TOKEN not in fit_prompt(models.choices[models.labels[0]][1], history, "Sigue", "", budget=60)[0]
 
 
 def test_the_entrada_is_shown_with_the_answer_sent_once_and_remembered(models):
@@ -157,8 +185,8 @@ def test_the_entrada_is_shown_with_the_answer_sent_once_and_remembered(models):
     expected = generate(
         model, tokenizer, [render_prompt("¿Qué es la luz?", "Sol.")], GenerationSettings(max_new_tokens=16)
     )
-    assert answer["content"].strip() == expected[0].text and not answer["metadata"]
-    history = [{"role": "user", "content": "¿Qué es la luz?"}, shown, {"role": "assistant", "content": "Una estrella."}]
+    assert answer["content"].strip() == expected[0].text and answer["metadata"] == FINISHED
+    history = [{"role": "user", "content": "¿Qué es la luz?"}, shown, finished("Una estrella.")]
     assert history_turns(history)[0][0]["input"] == "Sol."
 
 
@@ -174,10 +202,10 @@ def test_a_long_conversation_never_fails_at_the_context_limit(models):
     with pytest.warns(UserWarning, match="se ha olvidado (el turno|los .* turnos) más antiguos?"):  # shown to the user
         for turn in range(12):  # far beyond the tiny model's 64-token context
             reply = respond(models, f"Explica el concepto número {turn}.", history, max_new_tokens=16)[-1][0]
-            assert isinstance(reply, str)  # an answer, not a refusal
+            assert as_dict(reply)["metadata"] == FINISHED  # an answer, not a refusal
             history += [
                 {"role": "user", "content": f"Explica el concepto número {turn}."},
-                {"role": "assistant", "content": reply.strip() or "Es una idea de la escuela."},
+                finished(reply.content.strip() or "Es una idea de la escuela."),
             ]
 
 
@@ -260,9 +288,11 @@ def test_the_served_app_streams_answers_to_an_api_client(served, models):
     )
     job = client.submit(message="¿Qué es la luz?", **GREEDY, api_name="/chat")
     partials = [response for response, _ in job]
-    assert len(partials) > 1 and partials[-1] == job.result()[0] == expected
+    assert len(partials) > 1 and partials[-1] == job.result()[0]
+    assert text_of(partials[-1]) == expected and partials[-1]["metadata"] == FINISHED
+    assert not partials[0]["metadata"]  # what a client that stops early keeps: not finished
     response, _ = client.predict(message="¿Y el sonido?", model_label=models.labels[1], **GREEDY, api_name="/chat")
-    assert isinstance(response, str) and response
+    assert text_of(response) and response["metadata"] == FINISHED
     refused, _ = client.predict(message="x" * 301, api_name="/chat")
     assert refused["metadata"]["title"] == ERROR_TITLE and "hasta 300 caracteres" in refused["content"]
 
@@ -280,7 +310,7 @@ def test_concurrent_clients_are_all_served_and_over_long_inputs_refused(served):
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(conversation, range(8)))  # 16 requests through a queue of one answer at a time
-    assert len(results) == 8 and all(isinstance(answered, str) for answered, _ in results)
+    assert len(results) == 8 and all(answered["metadata"] == FINISHED for answered, _ in results)
     assert all(refused["metadata"]["title"] == ERROR_TITLE for _, refused in results)
 
 
@@ -332,6 +362,7 @@ def test_a_browser_sees_the_answer_stream_in(page):
     expect(page.locator("#mensaje textarea")).to_be_editable(timeout=60_000)  # disabled while the answer streams
     seen = {text for text in page.evaluate("() => [...window.seenAnswers]") if text.strip()}
     assert len(seen) > 1, seen
+    expect(page.locator("#mensaje textarea")).to_have_attribute("placeholder", MESSAGE_PLACEHOLDER)  # kept
 
 
 def test_after_a_refusal_the_page_still_works(page):

@@ -126,7 +126,8 @@ def test_the_chat_serves_the_model_it_left(smoke_run):
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         for label in ("Base (minigpt)", "Base + LoRA (ciencia, programación)"):  # the stage's adapter is offered too
             answer, entrada = client.predict(message="¿Qué es un átomo?", model_label=label, api_name="/chat")
-            assert isinstance(answer, str) and entrada == ""  # a refusal or a failure would be a titled message
+            # a finished answer; a refusal or a failure would be a titled message
+            assert answer["metadata"] == {"status": "done"} and entrada == ""
     finally:
         server.terminate()
         server.wait(timeout=30)
