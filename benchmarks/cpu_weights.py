@@ -48,7 +48,9 @@ def measure(shape: str, weights: str, args: argparse.Namespace) -> dict:
     rows = validation_rows(paths.PROCESSED_DATA)[: args.examples]
     context = context_length(model)
     prompt_length = min(args.prompt_tokens, context - args.new_tokens)
-    prompt_ids = tokenizer("\n".join(row["output"] for row in rows), add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer("\n".join(row["output"] for row in rows), add_special_tokens=False, verbose=False)[
+        "input_ids"
+    ]
     prompt = torch.tensor([prompt_ids[:prompt_length]])
     time_answer(model, tokenizer, prompt, 8, {})  # warm-up
     runs = [time_answer(model, tokenizer, prompt, args.new_tokens, {}) for _ in range(args.repeats)]

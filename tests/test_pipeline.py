@@ -119,6 +119,22 @@ def test_the_headline_is_the_one_dvc_metrics_file_and_the_report_is_written(work
     assert (workspace / "plots" / "architectures.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_smaller_cpu_weights_keep_the_default_models_answer_perplexity_within_one_percent(workspace, first_run):
+    """The tolerance `--weights bf16|int8` promises (docs/chat.md), on the model the pipeline trains."""
+    from minigpt.evaluation import LikelihoodTotals, likelihood, validation_rows
+    from minigpt.generation import load_model
+
+    rows = validation_rows(workspace / "data" / "processed")
+
+    def perplexity(weights: str) -> float:
+        model, tokenizer = load_model(workspace / "models" / "minigpt", "cpu", weights=weights)
+        return sum((t for t in likelihood(model, tokenizer, rows, 16) if t), LikelihoodTotals()).summary()["perplexity"]
+
+    reference = perplexity("fp32")
+    for weights in ("bf16", "int8"):
+        assert abs(perplexity(weights) / reference - 1) < 0.01, weights
+
+
 def test_an_evaluation_param_reruns_only_the_evaluations_and_the_report(built):
     replace_in_params(built, "max_new_tokens: 24", "max_new_tokens: 12")
     assert stages_run(dvc("repro", cwd=built).stdout) == {"evaluate", "evaluate_lora", "report"}
