@@ -375,6 +375,16 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
     return app
 
 
+# Gradio's own texts (its toasts, buttons and connection messages; it ships Spanish for them)
+# follow the browser's language. The interface is Spanish whatever the browser says: the page
+# reports Spanish before Gradio's scripts ask. Texts the Python server sends (e.g. a full queue)
+# stay as Gradio writes them.
+SPANISH_PAGE = (
+    "<script>Object.defineProperty(navigator, 'language', {get: () => 'es'});"
+    "Object.defineProperty(navigator, 'languages', {get: () => ['es']});</script>"
+)
+
+
 def launch(
     models: ChatModels,
     host: str = "127.0.0.1",
@@ -395,6 +405,7 @@ def launch(
             prevent_thread_lock=True,
             quiet=True,
             footer_links=[],
+            head=SPANISH_PAGE,
             max_file_size="1kb",
         )  # the chat takes no files: refuse uploads
     except OSError as error:

@@ -331,7 +331,7 @@ def page(served):
             executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
         )
         try:
-            page = browser.new_page()
+            page = browser.new_page(locale="en-US")  # the chat must not depend on it
             page.goto(served, wait_until="load")
             expect(page.locator("#mensaje textarea")).to_be_editable(timeout=30_000)
             yield page
@@ -363,6 +363,7 @@ def test_a_browser_sees_the_answer_stream_in(page):
     seen = {text for text in page.evaluate("() => [...window.seenAnswers]") if text.strip()}
     assert len(seen) > 1, seen
     expect(page.locator("#mensaje textarea")).to_have_attribute("placeholder", MESSAGE_PLACEHOLDER)  # kept
+    assert page.evaluate("navigator.language") == "es"  # what Gradio picks its own texts by, in an English browser
 
 
 def test_after_a_refusal_the_page_still_works(page):
