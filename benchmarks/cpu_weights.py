@@ -40,11 +40,14 @@ from minigpt.tokenizer import load_tokenizer  # noqa: E402
 
 def measure(shape: str, weights: str, args: argparse.Namespace) -> dict:
     """One (shape, format), in this process: speed, peak memory, perplexity and greedy answers."""
-    tokenizer = load_tokenizer(paths.TOKENIZER)
-    if shape == "default" and (paths.MODEL / "config.json").is_file():
+    trained = shape == "default" and (paths.MODEL / "config.json").is_file()
+    if trained:
         model, tokenizer = load_model(paths.MODEL, "cpu", weights=weights)
     else:
-        model = compress(random_model(shape, "cpu", torch.float32)[0], weights)
+        model, tokenizer = (
+            compress(random_model(shape, "cpu", torch.float32)[0], weights),
+            load_tokenizer(paths.TOKENIZER),
+        )
     rows = validation_rows(paths.PROCESSED_DATA)[: args.examples]
     context = context_length(model)
     prompt_length = min(args.prompt_tokens, context - args.new_tokens)
@@ -65,7 +68,7 @@ def measure(shape: str, weights: str, args: argparse.Namespace) -> dict:
     return {
         "shape": shape,
         "weights": weights,
-        "model": "trained" if shape == "default" and (paths.MODEL / "config.json").is_file() else "random weights",
+        "model": "trained" if trained else "random weights",
         "prompt_tokens": prompt_length,
         "new_tokens": runs[0][2],
         "first_token_ms": round(1000 * statistics.median(run[0] for run in runs), 1),

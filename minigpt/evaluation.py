@@ -223,7 +223,7 @@ def evaluate_rows(
     metrics: dict[str, Any] = {"examples": len(rows), **_likelihood_summary(totals)}
 
     answered_rows = list(rows if generate_count == 0 else rows[:generate_count])
-    (first, main), *others = (
+    (_, main), *others = (
         (name, answer_and_score(model, tokenizer, answered_rows, settings, batch_size))
         for name, settings in decodings.items()
     )

@@ -112,6 +112,9 @@ def render_report(
 ) -> str:
     generation, sampled = evaluation["generation"], evaluation.get("sampled")
     same = ("(same)",) if sampled else ()  # likelihoods do not depend on the decoding
+    # Each decoding's failure kinds and answer languages: greedy's, then sampled's if scored.
+    scored = [("greedy", evaluation["errors"], generation["language"])]
+    scored += [("sampled", sampled["errors"], sampled["language"])] if sampled else []
     validation_scores = tokenizer["eval"]["validation"]
     parts = [
         "# MiniGPT-ES report card",
@@ -224,17 +227,12 @@ def render_report(
         "### Failure kinds",
         _table(
             ("decoding", "empty", "repetition loop", "truncated", "off topic", "wrong language"),
-            [
-                (name, *scores["errors"].values())
-                for name, scores in (("greedy", evaluation), ("sampled", sampled or {}))
-                if "errors" in scores
-            ],
+            [(name, *errors.values()) for name, errors, _ in scored],
         ),
         "Language of the answers (the reference's or not; unknown: too few words to tell): "
         + "; ".join(
-            f"{name} " + ", ".join(f"{verdict} {count}" for verdict, count in scores["language"].items())
-            for name, scores in (("greedy", generation), ("sampled", sampled or {}))
-            if "language" in scores
+            f"{name} " + ", ".join(f"{verdict} {count}" for verdict, count in languages.items())
+            for name, _, languages in scored
         )
         + ".",
         "### Sample answers",
