@@ -49,34 +49,57 @@ def measure(shape: str, weights: str, args: argparse.Namespace) -> dict:
             load_tokenizer(paths.TOKENIZER),
         )
     rows = validation_rows(paths.PROCESSED_DATA)[: args.examples]
-    context = context_length(model)
-    prompt_length = min(args.prompt_tokens, context - args.new_tokens)
+    return {
+        "shape": shape,
+        "weights": weights,
+        "model": "trained" if trained else "random weights",
+        **answer_speed(model, tokenizer, rows, args.prompt_tokens, args.new_tokens, args.repeats),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        **answer_quality(model, tokenizer, rows, args.answer_tokens),
+    }
+
+
+def answer_speed(model, tokenizer, rows: list[dict], prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
+    """Batch 1 greedy answers forced to `new_tokens` after a prompt of (up to) `prompt_tokens`
+    cut from `rows`' answers: median first-token time and decoding tokens/s."""
+    prompt_length = min(prompt_tokens, context_length(model) - new_tokens)
     prompt_ids = tokenizer("\n".join(row["output"] for row in rows), add_special_tokens=False, verbose=False)[
         "input_ids"
     ]
     prompt = torch.tensor([prompt_ids[:prompt_length]])
     time_answer(model, tokenizer, prompt, 8, {})  # warm-up
-    runs = [time_answer(model, tokenizer, prompt, args.new_tokens, {}) for _ in range(args.repeats)]
+    runs = [time_answer(model, tokenizer, prompt, new_tokens, {}) for _ in range(repeats)]
+    return {
+        "prompt_tokens": prompt.shape[1],
+        "new_tokens": runs[0][2],
+        "first_token_ms": round(1000 * statistics.median(run[0] for run in runs), 1),
+        "tokens_per_second": round(statistics.median(run[1] for run in runs), 1),
+    }
+
+
+def answer_quality(model, tokenizer, rows: list[dict], answer_tokens: int) -> dict:
+    """Answer perplexity of `rows` and their greedy answers (`answer_tokens` long, batch 1)."""
     totals = [total for total in likelihood(model, tokenizer, rows, batch_size=8) if total is not None]
     answers = generate(
         model,
         tokenizer,
         [template.render_row_prompt(row) for row in rows],
-        GenerationSettings(max_new_tokens=args.answer_tokens),
+        GenerationSettings(max_new_tokens=answer_tokens),
         batch_size=1,
     )
     return {
-        "shape": shape,
-        "weights": weights,
-        "model": "trained" if trained else "random weights",
-        "prompt_tokens": prompt_length,
-        "new_tokens": runs[0][2],
-        "first_token_ms": round(1000 * statistics.median(run[0] for run in runs), 1),
-        "tokens_per_second": round(statistics.median(run[1] for run in runs), 1),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "answer_perplexity": sum(totals, LikelihoodTotals()).summary()["perplexity"],
         "answers": [answer.text for answer in answers],
     }
+
+
+def against_first(row: dict, first: dict) -> dict:
+    """`row` with its change against `first` (the same model in fp32): perplexity, identical greedy
+    answers and speed."""
+    row["perplexity_change"] = round(row["answer_perplexity"] / first["answer_perplexity"] - 1, 5)
+    row["identical_answers"] = round(statistics.mean(a == b for a, b in zip(row["answers"], first["answers"])), 4)
+    row["speed_vs_first"] = round(row["tokens_per_second"] / first["tokens_per_second"], 2)
+    return row
 
 
 def main() -> None:
@@ -108,12 +131,7 @@ def main() -> None:
                 subprocess.run(child, check=True)
                 row = json.loads(out.read_text(encoding="utf-8"))
                 baseline = baseline or row  # the first format listed (fp32 by default) is the reference
-                row["perplexity_change"] = round(row["answer_perplexity"] / baseline["answer_perplexity"] - 1, 5)
-                row["identical_answers"] = round(
-                    statistics.mean(a == b for a, b in zip(row["answers"], baseline["answers"])), 4
-                )
-                row["speed_vs_first"] = round(row["tokens_per_second"] / baseline["tokens_per_second"], 2)
-                results.append(row)
+                results.append(against_first(row, baseline))
                 print(
                     f"{shape:<8} {weights:<5} {row['model']:<15} prompt {row['prompt_tokens']:>3}: "
                     f"first token {row['first_token_ms']:>7} ms, {row['tokens_per_second']:>7} tokens/s "

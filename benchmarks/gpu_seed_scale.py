@@ -21,7 +21,10 @@ measured:
    GPU seconds; each scored on answer perplexity, bits per byte and multiple-choice accuracy
    on the kit's Okapi items, with a few sample answers;
 5. generation: tokens/s of our model (fp32 weights) at batch 1 and 16, answers forced to full length;
-6. micro-batch: steps of 64 rows as two micro-batches of 32 and as one of 64 (if time is left).
+6. CPU weights: our trained model on this machine's CPU in each `--weights` format (fp32, bf16,
+   int8): answer perplexity and identical greedy answers against fp32, and batch-1 speed (the
+   quality `benchmarks/cpu_weights.py` cannot measure without a trained 110M model);
+7. micro-batch: steps of 64 rows as two micro-batches of 32 and as one of 64 (if time is left).
 
 It imports only what the GPU image has plus pydantic (carried by `gpu_seed_scale.sh`): no dvc,
 dvclive, rouge-score or gradio, no network and no git; weights stay on the machine.
@@ -30,6 +33,7 @@ dvclive, rouge-score or gradio, no network and no git; weights stay on the machi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -48,13 +52,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minigpt.config import LoopParams, PrepareParams, RuntimeParams, load_params  # noqa: E402
+from benchmarks.cpu_weights import against_first, answer_quality, answer_speed  # noqa: E402
+from minigpt.config import WEIGHT_FORMATS, LoopParams, PrepareParams, RuntimeParams, load_params  # noqa: E402
 from minigpt.data import normalize_key, prepare  # noqa: E402
 from minigpt.evaluation import _likelihood_summary, likelihood, load_choice_items, multiple_choice_accuracy  # noqa: E402
 from minigpt.generation import GenerationSettings, _generate_arguments, _left_padded, generate, pick_device  # noqa: E402
 from minigpt.metrics import ChoiceItem  # noqa: E402
 from minigpt.model import GPT, GPTConfig, init_model, to_hf  # noqa: E402
 from minigpt.packing import PackedRows, TokenSequence, encode_documents, encode_instructions, pack  # noqa: E402
+from minigpt.quantize import compress  # noqa: E402
 from minigpt.template import render_prompt  # noqa: E402
 from minigpt.tokenizer import load_tokenizer, plain_text, read_documents, save_pretrained, train_bpe  # noqa: E402
 from minigpt.training import device_peak_flops, train_loop  # noqa: E402
@@ -72,6 +78,8 @@ SCALES = {
         choices=2000,
         batch=64,
         new_tokens=128,
+        cpu_examples=32,
+        cpu_answer_tokens=32,
         throughput=["--shape", "seed", "--rows", "32", "--steps", "30", "--measure-peak", "--skip", "hf-tuned"],
         micro_variant=[
             "--shape",
@@ -100,6 +108,8 @@ SCALES = {
         choices=10,
         batch=8,
         new_tokens=16,
+        cpu_examples=4,
+        cpu_answer_tokens=8,
         throughput=["--rows", "2", "--steps", "3"],
         micro_variant=["--rows", "4", "--micro", "2", "4", "--steps", "3", "--skip", "hf-reference"],
     ),
@@ -382,6 +392,24 @@ def generation_speed(hf_model, tokenizer, validation: list[dict], new_tokens: in
     return speeds
 
 
+def cpu_weights(hf_model, tokenizer, validation: list[dict], scale: dict) -> dict:
+    """Our trained model on this machine's CPU in each weight format, against fp32: answer
+    perplexity and identical greedy answers on the first validation examples, and batch-1 speed
+    (`new_tokens` after a prompt of up to 200 tokens)."""
+    model = hf_model.float().cpu()
+    rows = validation[: scale["cpu_examples"]]
+    results: dict[str, dict] = {}
+    for weights in WEIGHT_FORMATS:  # fp32 first: the others are measured against it
+        candidate = compress(copy.deepcopy(model), weights)
+        row = {
+            **answer_speed(candidate, tokenizer, rows, 200, scale["new_tokens"], repeats=1),
+            **answer_quality(candidate, tokenizer, rows, scale["cpu_answer_tokens"]),
+        }
+        results[weights] = against_first(row, results.get("fp32", row))
+        del results[weights]["answers"][3:]  # three samples are enough to read
+    return {"threads": torch.get_num_threads(), "examples": len(rows), "formats": results}
+
+
 def _synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -481,6 +509,24 @@ def markdown(results: dict) -> str:
             f"| {name.split('_')[1]} | {row['new_tokens']} | {row['tokens_per_second']:,} |"
             for name, row in results["generation"].items()
         ]
+    if "cpu_weights" in results:
+        measured = results["cpu_weights"]
+        fp32 = measured["formats"]["fp32"]
+        lines += [
+            "",
+            f"## Weight formats on this machine's CPU (ours, {measured['threads']} threads, `--weights`)",
+            "",
+            f"Answer perplexity and greedy answers ({measured['examples']} validation examples) against fp32; "
+            f"batch 1, {fp32['new_tokens']} new tokens after a {fp32['prompt_tokens']}-token prompt.",
+            "",
+            "| weights | answer perplexity | identical greedy answers | first token ms | tokens/s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {weights} | {row['answer_perplexity']} ({row['perplexity_change']:+.2%}) "
+            f"| {row['identical_answers']:.0%} | {row['first_token_ms']} | {row['tokens_per_second']} |"
+            for weights, row in measured["formats"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -558,7 +604,10 @@ def main() -> None:
         report.phase(
             "generation",
             20,
-            lambda: generation_speed(trained.pop("model"), data.tokenizer, data.validation, scale["new_tokens"]),
+            lambda: generation_speed(trained["model"], data.tokenizer, data.validation, scale["new_tokens"]),
+        )
+        report.phase(
+            "cpu_weights", 90, lambda: cpu_weights(trained.pop("model"), data.tokenizer, data.validation, scale)
         )
     _free_memory()
     report.phase(

@@ -4,8 +4,9 @@ Decoding one token at batch 1 reads every weight once, so on a CPU memory bandwi
 arithmetic, sets the pace: fewer bytes per weight are faster tokens. Formats (`--weights`):
 
 - `fp32`: the weights as trained (the default).
-- `bf16`: every weight and activation in bfloat16, half the bytes; fast where the CPU has
-  native bf16 (AVX512-BF16 or AMX), slow emulation elsewhere.
+- `bf16`: every weight and activation in bfloat16, half the bytes; the format for GPUs. On a
+  CPU it needs native bf16 (AVX512-BF16 or AMX) not to be emulated, and even there HF
+  `generate` at batch 1 decodes no faster than fp32 in the torch we pin.
 - `int8`: PyTorch's dynamic quantization (`torch.ao`) of every projection and the head: int8
   weights with one scale per output channel, activations quantized per batch on the fly;
   embeddings and LayerNorms stay fp32. GPT-2's projections are Hugging Face `Conv1D`

@@ -162,6 +162,7 @@ def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
             "reference (padded, full loss)",
             "ours (pretrain + packed, answer loss)",
             "generation",
+            "cpu_weights",
             "micro_batch",
         ],
         "done",
@@ -173,8 +174,13 @@ def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
         assert recipe["steps"] >= 2 and recipe["bits_per_byte"] > 0 and recipe["okapi_chance"] == 0.25
         assert len(recipe["samples"]) == 3
     assert results["generation"]["batch_16"]["new_tokens"] == 16 * 16
+    formats = results["cpu_weights"]["formats"]
+    assert list(formats) == ["fp32", "bf16", "int8"] and formats["fp32"]["perplexity_change"] == 0
+    assert all(row["tokens_per_second"] > 0 and len(row["answers"]) == 3 for row in formats.values())
+    assert formats["fp32"]["identical_answers"] == 1 and abs(formats["int8"]["perplexity_change"]) < 0.05
     assert results["throughput"]["results"]["minigpt"]["tokens_per_second"] > 0
-    assert "## Recipes at equal GPU seconds" in (out / "results.md").read_text(encoding="utf-8")
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "## Recipes at equal GPU seconds" in markdown and "| int8 | " in markdown
 
 
 def test_a_gpu_benchmark_out_of_time_still_writes_what_it_has(tmp_path):
