@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from minigpt import paths
@@ -50,13 +51,23 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {value}")
 
 
-def generate_command(args: argparse.Namespace) -> None:
-    from minigpt.generation import GenerationSettings, generate, load_model, stream
-    from minigpt.template import render_prompt
+DEFAULT_NEW_TOKENS = 128
 
+
+def generate_command(args: argparse.Namespace) -> None:
+    from minigpt.generation import GenerationSettings, context_length, generate, load_model, stream
+    from minigpt.template import render_prompt, strip_request
+
+    instruction, entrada = strip_request(args.instruction, args.input)
+    if not instruction:
+        raise MiniGPTError("the instruction is empty: there is nothing to answer (the chat refuses it too)")
     model, tokenizer = load_model(args.model, args.device, lora=args.lora, weights=args.weights)
+    prompt = render_prompt(instruction, entrada)
+    max_new_tokens = args.max_new_tokens or _room_for_answer(
+        len(tokenizer(prompt, add_special_tokens=False)["input_ids"]), context_length(model)
+    )
     settings = GenerationSettings(
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=max_new_tokens,
         do_sample=args.sample,
         temperature=args.temperature,
         top_p=args.top_p,
@@ -64,13 +75,30 @@ def generate_command(args: argparse.Namespace) -> None:
         repetition_penalty=args.repetition_penalty,
         seed=args.seed,
     )
-    prompt = render_prompt(args.instruction, args.input)
     if args.stream:
         for piece in stream(model, tokenizer, prompt, settings):
             print(piece, end="", flush=True)
         print()
     else:
         print(generate(model, tokenizer, [prompt], settings)[0].text)
+
+
+def _room_for_answer(prompt_tokens: int, context: int) -> int:
+    """The default answer length, cut to what the model's context leaves after the prompt."""
+    room = context - prompt_tokens
+    if room < 1:
+        raise MiniGPTError(
+            f"the prompt takes {prompt_tokens} tokens and the model's context is {context}: "
+            "shorten the instruction or its input"
+        )
+    if room < DEFAULT_NEW_TOKENS:
+        print(
+            f"note: answering in up to {room} tokens, what the model's context of {context} leaves after "
+            f"the {prompt_tokens}-token prompt (--max-new-tokens sets it)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return min(room, DEFAULT_NEW_TOKENS)
 
 
 def chat_command(args: argparse.Namespace) -> None:
@@ -154,7 +182,11 @@ def main() -> None:
     generate.add_argument("--model", type=Path, default=paths.MODEL, help="model directory")
     generate.add_argument("--lora", type=Path, help="LoRA adapter directory to apply (PEFT format)")
     generate.add_argument("--stream", action="store_true", help="print the answer as it is generated")
-    generate.add_argument("--max-new-tokens", type=_in_range(1, 4096, int), default=128)
+    generate.add_argument(
+        "--max-new-tokens",
+        type=_in_range(1, 4096, int),
+        help=f"answer length limit (default: {DEFAULT_NEW_TOKENS}, or less if the model's context leaves less)",
+    )
     generate.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     generate.add_argument("--temperature", type=_in_range(0.01, 5.0), default=0.7)
     generate.add_argument("--top-p", type=_in_range(0.01, 1.0), default=0.9)
@@ -178,9 +210,9 @@ def main() -> None:
     )
     evaluate.add_argument("--choices", type=Path, nargs="*", default=[], help="multiple-choice JSONL files")
     evaluate.add_argument("--out", type=Path, help="write metrics and every answer here (JSON)")
-    evaluate.add_argument("--generate", type=int, default=100, help="examples to answer (0 = all)")
-    evaluate.add_argument("--max-new-tokens", type=int, default=96)
-    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--generate", type=_in_range(0, 10**9, int), default=100, help="examples to answer (0 = all)")
+    evaluate.add_argument("--max-new-tokens", type=_in_range(1, 4096, int), default=96)
+    evaluate.add_argument("--batch-size", type=_in_range(1, 4096, int), default=16)
     evaluate.set_defaults(handler=evaluate_command)
     for command in (chat, generate, evaluate):
         command.add_argument(
@@ -193,8 +225,6 @@ def main() -> None:
             "Default: fp32 on a CPU, bf16 on a GPU that has it (fp32 for evaluate)",
         )
     args = parser.parse_args()
-    if getattr(args, "generate", 0) < 0 or getattr(args, "max_new_tokens", 1) < 1 or getattr(args, "batch_size", 1) < 1:
-        parser.error("--generate must be ≥ 0, --max-new-tokens and --batch-size ≥ 1")
     run_main(lambda: args.handler(args))
 
 

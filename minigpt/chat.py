@@ -20,7 +20,7 @@ from pathlib import Path
 from minigpt.errors import MiniGPTError
 from minigpt.generation import CHAT_SAMPLING, GenerationSettings, context_length, load_model, stream
 from minigpt.lora import adapter_categories
-from minigpt.template import render_conversation
+from minigpt.template import render_conversation, strip_request
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local chat reports nothing to anyone
 
@@ -252,7 +252,7 @@ class Responder:
     ) -> Iterator[tuple]:
         from gradio import ChatMessage
 
-        message, entrada = _text(message).strip(), _text(entrada).strip()
+        message, entrada = strip_request(_text(message), _text(entrada))
         controls = (temperature, top_p, top_k, max_new_tokens, repetition_penalty)
         try:
             model, tokenizer, prompt, settings = self._prepare(message, history, model_label, entrada, controls)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from minigpt.packing import pad_batch
 from minigpt.quantize import compress, is_int8
 
 GENERATION_THREAD = "minigpt-generation"
+MODEL_TYPE = "gpt2"  # what `model.to_hf` exports, and so what every model directory must hold
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -74,7 +76,7 @@ def load_model(
 
     Weights are read from safetensors only and no code from the directory is run.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -83,10 +85,27 @@ def load_model(
     if missing:
         raise MiniGPTError(f"model directory {directory} is incomplete: missing {', '.join(missing)}")
     try:
+        config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+        if config.model_type != MODEL_TYPE:
+            raise MiniGPTError(
+                f"model directory {directory} holds a {config.model_type!r} model (config.json), not the "
+                f"{MODEL_TYPE!r} model this project trains"
+            )
         tokenizer = AutoTokenizer.from_pretrained(directory)
-        model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, trust_remote_code=False)
+        with _quiet_transformers():  # its load report would precede our own error
+            model, loading = AutoModelForCausalLM.from_pretrained(
+                directory,
+                config=config,
+                use_safetensors=True,
+                trust_remote_code=False,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # listed in `loading`, for the error below to name
+            )
+    except MiniGPTError:
+        raise
     except Exception as error:  # malformed config, corrupt weights, unknown architecture: all unusable
         raise MiniGPTError(f"model directory {directory} cannot be loaded: {type(error).__name__}: {error}") from None
+    _check_weights_match(directory, loading)
     if tokenizer.eos_token_id is None:
         raise MiniGPTError(f"the tokenizer in {directory} has no end-of-text token: answers could never stop")
     if tokenizer.pad_token_id is None:
@@ -103,6 +122,39 @@ def load_model(
     if weights is not None:
         return compress(model.to(target, dtype=torch.float32).eval(), weights), tokenizer
     return model.to(target, dtype=dtype or inference_dtype(target)).eval(), tokenizer
+
+
+def _check_weights_match(directory: Path, loading: dict) -> None:
+    """Transformers fills weights that config.json expects but the file lacks with random values,
+    and drops the file's extra ones: either way the answers would be noise."""
+    found = {
+        "missing": loading["missing_keys"],
+        "unexpected": loading["unexpected_keys"],
+        "of another shape": [entry[0] if isinstance(entry, tuple) else entry for entry in loading["mismatched_keys"]],
+    }
+    problems = [
+        f"{len(names)} weight{'s' if len(names) > 1 else ''} {kind}: {', '.join(sorted(names)[:3])}"
+        + (", …" if len(names) > 3 else "")
+        for kind, names in found.items()
+        if names
+    ]
+    if problems:
+        raise MiniGPTError(
+            f"model directory {directory}: config.json does not describe model.safetensors "
+            f"({'; '.join(problems)}). Rebuild it with 'dvc repro train' (or 'dvc pull')"
+        )
+
+
+@contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 # Scores are log-likelihoods summed over thousands of tokens, and an adapter's effect is a small

@@ -140,12 +140,25 @@ def has_adapter(directory: str | Path) -> bool:
 
 
 def load_with_adapter(base_model, adapter_dir: str | Path):
-    """The Hugging Face base model with the adapter applied (not merged), in eval mode."""
+    """The Hugging Face base model with the adapter applied (not merged), in eval mode. A damaged
+    adapter (unreadable config, cut weights) and one made for another base fail with what is wrong."""
     from peft import PeftModel
+    from safetensors import SafetensorError
+
+    def damaged(what: str) -> MiniGPTError:
+        return MiniGPTError(f"the adapter in {adapter_dir} is damaged: {what}; rebuild it with 'dvc repro lora'")
 
     try:
+        config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise damaged(f"adapter_config.json is not JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise damaged("adapter_config.json is not a JSON object")
+    try:
         return PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
-    except (RuntimeError, ValueError, KeyError) as error:  # e.g. an adapter made for another base shape
+    except SafetensorError as error:
+        raise damaged(f"{ADAPTER_WEIGHTS} cannot be read ({error})") from None
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:  # e.g. an adapter made for another base shape
         raise MiniGPTError(f"the adapter in {adapter_dir} does not fit this base model: {error}") from None
 
 

@@ -38,6 +38,12 @@ def _render_request(instruction: str, input: str) -> str:
     return text
 
 
+def strip_request(instruction: str, input: str = "") -> tuple[str, str]:
+    """An instruction and its input as every entry point (chat, CLI) takes them: without the
+    whitespace around them. Each then refuses an empty instruction: there is nothing to answer."""
+    return instruction.strip(), input.strip()
+
+
 def render_prompt(instruction: str, input: str = "") -> str:
     """The text the model sees before it answers (ends with the response header)."""
     return _render_request(instruction, input) + RESPONSE_HEADER

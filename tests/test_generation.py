@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -67,6 +68,27 @@ def test_missing_or_incomplete_model_directories_are_explained(tmp_path, tiny_mo
         load_model(partial)
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"model_type": "bert", "architectures": ["BertForMaskedLM"]}, "holds a 'bert' model .*not the 'gpt2' model"),
+        ({"n_layer": 2}, r"does not describe model.safetensors \(\d+ weights missing: transformer.h.1"),
+        ({"n_embd": 16}, r"\(\d+ weights of another shape: "),
+    ],
+)
+def test_a_config_that_does_not_describe_the_weights_fails(tmp_path, tiny_model_dir, change, problem):
+    """Transformers would answer with random weights where the file has none (or other shapes)."""
+    import json
+    import shutil
+
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, directory)
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    (directory / "config.json").write_text(json.dumps(config | change), encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=f"model directory {directory}.*{problem}"):
+        load_model(directory)
+
+
 def test_streaming_gives_the_same_answer_as_generate(tiny_model_dir):
     from minigpt.generation import stream
 
@@ -98,6 +120,29 @@ def test_the_generate_command_answers_and_refuses_bad_settings(tiny_model_dir):
     assert bad.returncode == 2 and "--top-p: must be between 0.01 and 1.0" in bad.stderr
     too_long = command("¿Qué es la luz?", "--max-new-tokens", "200")
     assert too_long.returncode == 1 and "leaves no room for the prompt" in too_long.stderr
+    for blank in ("", "   "):  # the chat refuses these too
+        empty = command(blank)
+        assert empty.returncode == 1 and "the instruction is empty" in empty.stderr and not empty.stdout
+
+
+def test_the_default_answer_length_is_cut_to_the_context_with_a_note(tiny_model_dir):
+    """The tiny model's context is 64 tokens: the default 128 would not fit, a flag the user set is kept."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "minigpt", "generate", "¿Qué es la luz?", "--model", str(tiny_model_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"note: answering in up to \d+ tokens, what the model's context of 64 leaves", done.stderr)
+    huge = subprocess.run(
+        [sys.executable, "-m", "minigpt", "generate", "palabra " * 80, "--model", str(tiny_model_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert huge.returncode == 1 and re.search(r"the prompt takes \d+ tokens and the model's context is 64", huge.stderr)
 
 
 def _forward_calls(model) -> list[int]:

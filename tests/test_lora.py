@@ -75,6 +75,26 @@ def test_a_missing_adapter_names_the_stage(tiny_model_dir, tmp_path):
         load_model(tiny_model_dir, lora=tmp_path)
 
 
+def test_a_damaged_adapter_is_explained_not_a_traceback(tiny_model_dir, adapted, tmp_path):
+    _, tokenizer = load_model(tiny_model_dir)
+    save_adapter(adapted, tmp_path / "adapter", LORA, tiny_model_dir, tokenizer)
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[:1000])
+    with pytest.raises(
+        MiniGPTError, match=r"adapter in .*adapter is damaged: adapter_model.safetensors cannot be read"
+    ):
+        load_model(tiny_model_dir, lora=tmp_path / "adapter")
+    weights.write_bytes(intact)
+    for garbage, problem in (("{garbage", "is not JSON"), ("[1, 2]", "is not a JSON object")):
+        (tmp_path / "adapter" / "adapter_config.json").write_text(garbage, encoding="utf-8")
+        with pytest.raises(
+            MiniGPTError, match=f"is damaged: adapter_config.json {problem}.*'dvc repro lora'"
+        ) as raised:
+            load_model(tiny_model_dir, lora=tmp_path / "adapter")
+        assert "does not fit" not in str(raised.value)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where QLoRA cannot run")
 def test_qlora_without_a_gpu_fails_with_a_clear_message(tiny_model_dir):
     with pytest.raises(MiniGPTError, match="lora.qlora needs a CUDA GPU and bitsandbytes"):
