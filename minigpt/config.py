@@ -80,6 +80,8 @@ class Source(Section):
 class PrepareParams(Section):
     sources: list[Source] = Field(min_length=1)
     on_error: Literal["fail", "skip"] = "fail"
+    max_skipped_share: float = Field(default=0.1, ge=0, le=1)
+    on_source_loss: Literal["warn", "fail"] = "warn"
     max_chars: int = Field(gt=0)
     spanish_threshold: float = Field(ge=0, le=1)
     spanish_min_evidence: int = Field(ge=1)

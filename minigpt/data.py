@@ -91,6 +91,7 @@ def _read_jsonl(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a leading BOM is not data
             except UnicodeDecodeError as error:
+                records += 1
                 policy.handle(location, RecordError("invalid UTF-8", f"byte {error.start} of the line"))
                 continue
             if not line.strip():
@@ -207,7 +208,7 @@ def _text_field(record: Record, key: str, required: bool) -> str:
     value = record.get(key)
     if value is None:
         if required:
-            raise RecordError("missing field", repr(key))
+            raise RecordError("missing field", repr(key)) if key not in record else RecordError("null field", repr(key))
         return ""
     if not isinstance(value, str):
         raise RecordError("wrong type", f"field {key!r} should be a string, got {type(value).__name__}")
@@ -311,21 +312,25 @@ def _oasst_examples(messages: list[_Message], source: str) -> Iterator[Example]:
 
 
 def read_source(source: Source, policy: ErrorPolicy) -> tuple[list[Example], int]:
-    """All usable examples of one source, in source order, and the number of records read."""
+    """All usable examples of one source, in source order, and the number of records read
+    (those skipped as unreadable included)."""
     records = _hub_records(source) if source.hub else read_records(source.path, policy)
     if source.kind == "oasst":
         convert = _oasst_message
     else:
         convert = partial(_alpaca_example if source.kind == "alpaca" else _project_example, source=source.label)
-    converted, count = [], 0
+    skipped_before = sum(policy.skipped.values())
+    converted, parsed, unconverted = [], 0, 0
     for location, record in records:
-        count += 1
+        parsed += 1
         try:
             converted.append(convert(record))
         except RecordError as error:
             policy.handle(location, error)
+            unconverted += 1
+    unreadable = sum(policy.skipped.values()) - skipped_before - unconverted  # skipped by the file reader
     examples = list(_oasst_examples(converted, source.label)) if source.kind == "oasst" else converted
-    return examples, count
+    return examples, parsed + unreadable
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -523,6 +528,7 @@ def example_row(example: Example, category: str) -> Record:
 class PreparedData:
     splits: dict[str, list[Record]]
     stats: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)  # sources that lost too much (`source_losses`)
 
 
 def prepare(params: PrepareParams) -> PreparedData:
@@ -539,8 +545,9 @@ def prepare(params: PrepareParams) -> PreparedData:
     rows: list[Record] = []
     splits: dict[str, list[Record]] = {"train": [], "validation": []}
 
+    skipped_kinds: dict[str, Counter] = {}
     for source in params.sources:
-        skipped_before = sum(policy.skipped.values())
+        skipped_before = policy.skipped.copy()
         counts = per_source.setdefault(
             source.label, {"records": 0, "skipped_records": 0, "examples": 0, "kept": 0, "kept_follow_ups": 0}
         )
@@ -550,7 +557,8 @@ def prepare(params: PrepareParams) -> PreparedData:
             source = source.model_copy(update={"revision": commit or source.revision})
         examples, records = read_source(source, policy)
         counts["records"] += records
-        counts["skipped_records"] += sum(policy.skipped.values()) - skipped_before
+        skipped_kinds[source.label] = skipped_kinds.get(source.label, Counter()) + (policy.skipped - skipped_before)
+        counts["skipped_records"] = sum(skipped_kinds[source.label].values())
         counts["examples"] += len(examples)
         for raw in examples:
             example = clean_example(raw, changes)
@@ -566,6 +574,9 @@ def prepare(params: PrepareParams) -> PreparedData:
             counts["kept_follow_ups"] += bool(example.history)  # later turns of a conversation
     for split, row in zip(assign_splits(kept_examples, params), rows):
         splits[split].append(row)
+    warnings = source_losses(per_source, skipped_kinds, params.max_skipped_share)
+    if warnings and params.on_source_loss == "fail":
+        raise MiniGPTError("; ".join(warnings) + " (set prepare.on_source_loss: warn to go on with what is left)")
 
     kept = sum(len(rows) for rows in splits.values())
     if kept == 0:
@@ -590,7 +601,27 @@ def prepare(params: PrepareParams) -> PreparedData:
             for name in sorted({row["category"] for rows in splits.values() for row in rows})
         },
     }
-    return PreparedData(splits=splits, stats=stats)
+    return PreparedData(splits=splits, stats=stats, warnings=warnings)
+
+
+def source_losses(
+    per_source: dict[str, dict], skipped_kinds: dict[str, Counter], max_skipped_share: float
+) -> list[str]:
+    """A sentence for each source that kept no example, or whose skipped (unreadable or
+    unusable) records are more than `max_skipped_share` of those it holds: a wrong encoding or
+    schema can empty a source while the others hide it in the totals."""
+    found = []
+    for label, counts in per_source.items():
+        records, skipped = counts["records"], counts["skipped_records"]
+        why = f"skipped: {dict(skipped_kinds[label])}" if skipped else "all dropped by the filters"
+        if counts["kept"] == 0:
+            found.append(f"source {label!r} kept no example of its {records} records ({why})")
+        elif skipped > max_skipped_share * records:
+            found.append(
+                f"source {label!r} skipped {skipped} of its {records} records ({skipped / records:.0%}, over "
+                f"prepare.max_skipped_share {max_skipped_share:.0%}): {dict(skipped_kinds[label])}"
+            )
+    return found
 
 
 DROP_REASONS = ("empty", "too_long", "not_spanish", "exact_duplicate", "normalized_duplicate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from minigpt import paths
@@ -16,6 +17,8 @@ def main() -> None:
     warn_if_untracked([source.path for source in params.sources if source.path], "prepare", paths.RAW_DATA)
     started = time.perf_counter()
     result = prepare(params)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     with atomic_directory(paths.PROCESSED_DATA) as tmp:  # both splits appear together, or neither does
         for split, rows in result.splits.items():
             write_jsonl(tmp / f"{split}.jsonl", rows)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 
 import pytest
 
 from minigpt.config import Source
 from minigpt.data import ErrorPolicy, Example, read_source
 from minigpt.errors import MiniGPTError
-from tests.helpers import example
+from tests.helpers import REPO, example, spanish_examples
 
 ALPACA = [
     {"instruction": "¿Qué es un átomo?", "input": "", "output": "La unidad más pequeña de un elemento."},
@@ -344,3 +346,55 @@ def test_a_file_of_one_example_repeated_is_counted_as_duplicates(write_jsonl, pr
     empty = next(name for name, rows in prepared.splits.items() if not rows)
     with pytest.raises(MiniGPTError, match=f"{empty}.jsonl is empty: check prepare.sources"):
         read_split(tmp_path, empty)  # what the next stage says
+
+
+def test_a_null_field_is_not_called_missing(write_jsonl):
+    path = write_jsonl("nulls.jsonl", [example("Primera.", "Uno."), {"instruction": "Hola", "output": None}])
+    with pytest.raises(MiniGPTError, match=r"nulls.jsonl:2: null field: 'output'"):
+        read("alpaca", path)
+    assert read("alpaca", path, on_error="skip")[1].skipped == {"null field": 1}
+
+
+def test_a_source_that_loses_too_many_records_is_named(write_jsonl, prepare_params):
+    from minigpt.data import prepare
+
+    def source(name: str, good: int, bad: int) -> dict:
+        rows = spanish_examples(good, prefix=f"Describe ({name})") + ['{"instruction": "Hola"}'] * bad
+        return {"kind": "jsonl", "path": str(write_jsonl(f"{name}.jsonl", rows)), "name": name}
+
+    params = prepare_params([source("sana", 19, 1), source("rota", 8, 2)], on_error="skip")
+    result = prepare(params)
+    assert result.warnings == [
+        "source 'rota' skipped 2 of its 10 records (20%, over prepare.max_skipped_share 10%): {'missing field': 2}"
+    ]
+    assert result.stats["sources"]["rota"] | {"kept": 8} == result.stats["sources"]["rota"]
+    assert prepare(params.model_copy(update={"max_skipped_share": 0.25})).warnings == []
+    with pytest.raises(MiniGPTError, match=r"source 'rota' skipped 2 of its 10 .*on_source_loss: warn"):
+        prepare(params.model_copy(update={"on_source_loss": "fail"}))
+
+
+def test_a_source_that_vanishes_is_named_on_the_console_and_can_stop_prepare(tmp_path, default_params):
+    """A UTF-16 file under on_error: skip reads as malformed records only: no example survives."""
+    import yaml
+
+    from tests.helpers import run_command
+
+    good, lost = tmp_path / "buena.jsonl", tmp_path / "utf16.jsonl"
+    good.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(30)), "utf-8")
+    lost.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in spanish_examples(3)), "utf-16")
+    section = default_params["prepare"] | {
+        "sources": [{"kind": "jsonl", "path": str(good)}, {"kind": "jsonl", "path": str(lost)}],
+        "on_error": "skip",
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params | {"prepare": section}), "utf-8")
+    stage = [sys.executable, str(REPO / "stages" / "prepare.py")]
+    warned = run_command(stage, tmp_path)
+    assert re.search(
+        rf"warning: source '{re.escape(str(lost))}' kept no example of its \d+ records \(skipped: ", warned.stderr
+    )
+    assert "30 read, 30 kept" in warned.stdout
+    section["on_source_loss"] = "fail"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params | {"prepare": section}), "utf-8")
+    failed = run_command(stage, tmp_path, check=False)
+    assert failed.returncode == 1 and f"error: source '{lost}' kept no example" in failed.stderr
+    assert "Traceback" not in failed.stderr
