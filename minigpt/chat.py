@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -307,6 +308,66 @@ def _chat_interface_class():
 
 MESSAGE_PLACEHOLDER = "Escribe una instrucción…"
 
+# ASCII punctuation: what a Markdown backslash escape covers, and all that Markdown or HTML
+# needs to turn typed text into markup (`<b>`, `**`, `$$`, `[link](…)`).
+_MARKUP = re.compile(r"([!-/:-@\[-`{-~])")
+_ESCAPED_MARKUP = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def escape_markup(text: str) -> str:
+    return _MARKUP.sub(r"\\\1", text)
+
+
+def unescape_markup(text: str) -> str:
+    return _ESCAPED_MARKUP.sub(r"\1", text)
+
+
+def show_user_text_literally(chatbot):
+    """The user's messages shown exactly as typed, the model's answers as Markdown: the page gets
+    the user's text with its punctuation escaped, and what the page sends back is unescaped, so
+    the conversation the model sees keeps the raw text. Gradio has no per-message option for
+    this; the methods are wrapped on the instance because a Component subclass makes Gradio
+    write a type stub beside this module."""
+    to_page, from_page = chatbot.postprocess, chatbot.preprocess
+
+    def user_text_parts(messages, get):
+        return (part for message in messages if get(message, "role") == "user" for part in get(message, "content"))
+
+    def postprocess(value):
+        shown = to_page(value)
+        for part in user_text_parts(shown.root, getattr):
+            if part.type == "text":
+                part.text = escape_markup(part.text)
+        return shown
+
+    def preprocess(payload):
+        messages = from_page(payload)
+        for part in user_text_parts(messages, dict.get):
+            if part.get("type") == "text":
+                part["text"] = unescape_markup(part["text"])
+        return messages
+
+    chatbot.postprocess, chatbot.preprocess = postprocess, preprocess
+    return chatbot
+
+
+def _reopen_after_failure(submit_event, textbox) -> None:
+    """Make the message box usable again after the page's request fails: Gradio runs only
+    failure follow-ups then, so ChatInterface's own re-enabling never comes and the box stays
+    disabled until a reload. A full queue is such a failure, and so is the stop button, so
+    only the box is touched."""
+    import gradio as gr
+    from gradio.events import EventListener
+
+    EventListener("failure", trigger_after=submit_event._id, trigger_only_on_failure=True, has_trigger=False).listener(
+        textbox,
+        lambda: gr.Textbox(interactive=True, placeholder=MESSAGE_PLACEHOLDER, submit_btn="Enviar", stop_btn=False),
+        None,
+        [textbox],
+        queue=False,
+        api_visibility="private",
+    )
+
 
 def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
     """The Gradio Blocks app (not launched)."""
@@ -340,8 +401,10 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
         responder = Responder(models, limits)
         chat = _chat_interface_class()(
             responder.respond,  # a generator method: Gradio streams what it yields
-            chatbot=gr.Chatbot(
-                label="Conversación", height=480, placeholder="Escribe una instrucción en español para empezar."
+            chatbot=show_user_text_literally(
+                gr.Chatbot(
+                    label="Conversación", height=480, placeholder="Escribe una instrucción en español para empezar."
+                )
             ),
             textbox=gr.Textbox(
                 placeholder=MESSAGE_PLACEHOLDER,
@@ -365,23 +428,30 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
             queue=False,
             api_visibility="private",
         )
-    # The page and the API are separate events to Gradio, each with its own concurrency slots:
-    # one id makes --concurrency a limit on answers being generated, whoever asks.
-    generating = [fn for fn in app.fns.values() if fn.name in ("_submit_fn", responder.respond.__name__)]
-    if len(generating) < 2:
-        raise RuntimeError("cannot find the chat's events in this Gradio version: check build_app")
-    for fn in generating:
-        fn.concurrency_id = GENERATION_QUEUE
+        # The page and the API are separate events to Gradio, each with its own concurrency slots:
+        # one id makes --concurrency a limit on answers being generated, whoever asks.
+        generating = [fn for fn in app.fns.values() if fn.name in ("_submit_fn", responder.respond.__name__)]
+        if {fn.name for fn in generating} != {"_submit_fn", responder.respond.__name__}:
+            raise RuntimeError("cannot find the chat's events in this Gradio version: check build_app")
+        for fn in generating:
+            fn.concurrency_id = GENERATION_QUEUE
+            if fn.name == "_submit_fn":  # a message sent, retried, or an example clicked
+                _reopen_after_failure(fn, chat.textbox)
     return app
 
 
 # Gradio's own texts (its toasts, buttons and connection messages; it ships Spanish for them)
 # follow the browser's language. The interface is Spanish whatever the browser says: the page
-# reports Spanish before Gradio's scripts ask. Texts the Python server sends (e.g. a full queue)
-# stay as Gradio writes them.
+# reports Spanish before Gradio's scripts ask. A full queue is the exception: Gradio's page
+# shows a fixed English sentence for it, outside its translations, so the page swaps it.
+QUEUE_FULL_ENGLISH = "This application is currently busy. Please try again."
+QUEUE_FULL = "Hay demasiadas personas esperando respuesta. Inténtalo de nuevo en unos minutos."
 SPANISH_PAGE = (
     "<script>Object.defineProperty(navigator, 'language', {get: () => 'es'});"
-    "Object.defineProperty(navigator, 'languages', {get: () => ['es']});</script>"
+    "Object.defineProperty(navigator, 'languages', {get: () => ['es']});"
+    "new MutationObserver(() => document.querySelectorAll('[data-testid=\"toast-text\"]').forEach(toast => {"
+    f"if (toast.textContent.trim() === '{QUEUE_FULL_ENGLISH}') toast.textContent = '{QUEUE_FULL}';"
+    "})).observe(document.documentElement, {subtree: true, childList: true});</script>"
 )
 
 

@@ -22,16 +22,19 @@ from minigpt.chat import (
     FINISHED,
     GENERATION_QUEUE,
     MESSAGE_PLACEHOLDER,
+    QUEUE_FULL,
     ChatLimits,
     ChatModels,
     Responder,
     build_app,  # noqa: E402
     clamp,
     controls_for,
+    escape_markup,
     fit_prompt,
     history_turns,
     launch,
     settings_from_controls,
+    show_user_text_literally,
     spanish_list,
 )
 from minigpt.generation import GenerationSettings, generate, stream  # noqa: E402
@@ -243,6 +246,19 @@ def test_the_page_and_the_api_share_one_generation_queue(models):
     assert set(queues) == {"_submit_fn", "respond"} and set(queues.values()) == {GENERATION_QUEUE}
 
 
+def test_user_text_reaches_the_page_escaped_and_comes_back_as_typed():
+    import gradio as gr
+
+    typed = "<script>x()</script><img src=x onerror=y()> <b>negrita</b> **x** $$a^2$$ \\n &amp; [l](http://a)"
+    chatbot = show_user_text_literally(gr.Chatbot())
+    shown = chatbot.postprocess([{"role": "user", "content": typed}, {"role": "assistant", "content": "**sí**"}])
+    user, answer = ([part.text for part in message.content] for message in shown.root)
+    assert user == [escape_markup(typed)] and "<" not in user[0].replace("\\<", "")
+    assert answer == ["**sí**"]  # answers stay Markdown
+    back = chatbot.preprocess(shown)
+    assert [part["text"] for message in back for part in message["content"]] == [typed, "**sí**"]
+
+
 def test_a_missing_model_or_adapter_names_the_command_that_makes_it(tmp_path, tiny_model_dir):
     def chat(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -392,3 +408,55 @@ def test_clearing_during_an_answer_stops_it_and_forgets_the_conversation(page, m
         expect(page.locator('[data-testid="user"]')).to_have_count(0)
     finally:
         slow.remove()
+
+
+def test_typed_html_and_markdown_are_shown_as_typed_and_never_run(page):
+    from playwright.sync_api import expect
+
+    typed = '<script>window.ran = 1</script><img src=x onerror="window.ran = 2"> <b>negrita</b> **fuerte**'
+    send(page, typed)
+    bubble = page.locator('[data-testid="user"]').last
+    expect(bubble).to_have_text(typed, timeout=30_000)
+    assert bubble.locator("img, b, strong, script").count() == 0
+    expect(page.locator("#mensaje textarea")).to_be_editable(timeout=60_000)
+    assert page.evaluate("window.ran") is None
+
+
+def test_a_full_queue_turns_the_next_user_away_in_spanish_and_recovers(page, served, models):
+    """One answer generating and a queue of 32 waiting, held at the model's first step: the
+    next user is refused (in Spanish on the page), keeps a working message box, and is
+    answered once the queue drains."""
+    import threading
+
+    import httpx
+    from gradio_client import Client
+    from gradio_client.utils import QueueError
+    from playwright.sync_api import expect
+
+    model, _ = models.choices[models.labels[0]]
+    gate = threading.Event()
+    held = model.register_forward_pre_hook(lambda *_: None if gate.wait(120) else None)  # None: inputs unchanged
+    try:
+        client = Client(served, verbose=False)
+        jobs = [
+            client.submit(message=f"Pregunta {i}", **GREEDY, api_name="/chat")
+            for i in range(LIMITS.concurrency + LIMITS.queue_size)
+        ]
+        status = f"{served.rstrip('/')}/gradio_api/queue/status"  # {"queue_size": events waiting}
+        deadline = time.monotonic() + 60
+        while httpx.get(status).json()["queue_size"] < LIMITS.queue_size:
+            assert time.monotonic() < deadline, httpx.get(status).json()
+            time.sleep(0.05)
+        with pytest.raises(QueueError):  # API clients: gradio_client's own message
+            client.submit(message="Una más", **GREEDY, api_name="/chat").result(timeout=30)
+        send(page, "Hola")
+        expect(page.get_by_text(QUEUE_FULL)).to_be_visible(timeout=30_000)
+        expect(page.locator("#mensaje textarea")).to_be_editable(timeout=30_000)
+    finally:
+        gate.set()
+        held.remove()
+    assert all(job.result(timeout=120)[0]["metadata"] == FINISHED for job in jobs)
+    send(page, "¿Y ahora?")
+    expect(page.locator('[data-testid="user"]').last).to_have_text("¿Y ahora?", timeout=30_000)
+    expect(page.locator('[data-testid="bot"]').last).not_to_be_empty(timeout=60_000)
+    expect(page.locator("#mensaje textarea")).to_be_editable(timeout=60_000)
