@@ -21,9 +21,10 @@ measured:
    GPU seconds; each scored on answer perplexity, bits per byte and multiple-choice accuracy
    on the kit's Okapi items, with a few sample answers;
 5. generation: tokens/s of our model (fp32 weights) at batch 1 and 16, answers forced to full length;
-6. CPU weights: our trained model on this machine's CPU in each `--weights` format (fp32, bf16,
-   int8): answer perplexity and identical greedy answers against fp32, and batch-1 speed (the
-   quality `benchmarks/cpu_weights.py` cannot measure without a trained 110M model);
+6. CPU weights: our trained model on this machine's CPU in each `--weights` format (fp32, then
+   int8, then bf16, while the budget allows): answer perplexity and identical greedy answers
+   against fp32, and batch-1 speed (the quality `benchmarks/cpu_weights.py` cannot measure
+   without a trained 110M model);
 7. micro-batch: steps of 64 rows as two micro-batches of 32 and as one of 64 (if time is left).
 
 It imports only what the GPU image has plus pydantic (carried by `gpu_seed_scale.sh`): no dvc,
@@ -53,7 +54,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cpu_weights import against_first, answer_quality, answer_speed  # noqa: E402
-from minigpt.config import WEIGHT_FORMATS, LoopParams, PrepareParams, RuntimeParams, load_params  # noqa: E402
+from minigpt.config import LoopParams, PrepareParams, RuntimeParams, load_params  # noqa: E402
 from minigpt.data import normalize_key, prepare  # noqa: E402
 from minigpt.evaluation import _likelihood_summary, likelihood, load_choice_items, multiple_choice_accuracy  # noqa: E402
 from minigpt.generation import GenerationSettings, _generate_arguments, _left_padded, generate, pick_device  # noqa: E402
@@ -115,6 +116,7 @@ SCALES = {
     ),
 }
 REFERENCE_RECIPE, OUR_RECIPE = "reference (padded, full loss)", "ours (pretrain + packed, answer loss)"
+CPU_FORMATS = ("fp32", "int8", "bf16")  # `--weights` formats, in the order the CPU phase measures them
 PRETRAIN_SHARE = 0.3  # of our recipe's seconds spent on plain text before instruction tuning
 VALIDATION_FRACTION = 0.05  # the reference's
 # Seconds a recipe costs beyond its training: rows, compile (cold for the first, cached for the
@@ -392,22 +394,30 @@ def generation_speed(hf_model, tokenizer, validation: list[dict], new_tokens: in
     return speeds
 
 
-def cpu_weights(hf_model, tokenizer, validation: list[dict], scale: dict) -> dict:
+def cpu_weights(hf_model, tokenizer, validation: list[dict], scale: dict, seconds_left: Callable[[], float]) -> dict:
     """Our trained model on this machine's CPU in each weight format, against fp32: answer
     perplexity and identical greedy answers on the first validation examples, and batch-1 speed
-    (`new_tokens` after a prompt of up to 200 tokens)."""
+    (`new_tokens` after a prompt of up to 200 tokens). fp32 first (the reference), then int8 (the
+    laptop's format), then bf16 (slow where the CPU emulates it); a format is skipped when the
+    budget left is under twice fp32's time."""
     model = hf_model.float().cpu()
     rows = validation[: scale["cpu_examples"]]
     results: dict[str, dict] = {}
-    for weights in WEIGHT_FORMATS:  # fp32 first: the others are measured against it
+    skipped: list[str] = []
+    for weights in CPU_FORMATS:
+        started = time.perf_counter()
+        if results and seconds_left() < 2 * results["fp32"]["seconds"]:
+            skipped.append(weights)
+            continue
         candidate = compress(copy.deepcopy(model), weights)
         row = {
             **answer_speed(candidate, tokenizer, rows, 200, scale["new_tokens"], repeats=1),
             **answer_quality(candidate, tokenizer, rows, scale["cpu_answer_tokens"]),
         }
         results[weights] = against_first(row, results.get("fp32", row))
+        results[weights]["seconds"] = round(time.perf_counter() - started, 1)
         del results[weights]["answers"][3:]  # three samples are enough to read
-    return {"threads": torch.get_num_threads(), "examples": len(rows), "formats": results}
+    return {"threads": torch.get_num_threads(), "examples": len(rows), "formats": results, "skipped": skipped}
 
 
 def _synchronize() -> None:
@@ -519,14 +529,17 @@ def markdown(results: dict) -> str:
             f"Answer perplexity and greedy answers ({measured['examples']} validation examples) against fp32; "
             f"batch 1, {fp32['new_tokens']} new tokens after a {fp32['prompt_tokens']}-token prompt.",
             "",
-            "| weights | answer perplexity | identical greedy answers | first token ms | tokens/s |",
-            "|---|---:|---:|---:|---:|",
+            "| weights | answer perplexity | identical greedy answers | first token ms | tokens/s | seconds |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         lines += [
             f"| {weights} | {row['answer_perplexity']} ({row['perplexity_change']:+.2%}) "
-            f"| {row['identical_answers']:.0%} | {row['first_token_ms']} | {row['tokens_per_second']} |"
+            f"| {row['identical_answers']:.0%} | {row['first_token_ms']} | {row['tokens_per_second']} "
+            f"| {row['seconds']} |"
             for weights, row in measured["formats"].items()
         ]
+        if measured["skipped"]:
+            lines += ["", f"Skipped for the budget: {', '.join(measured['skipped'])}."]
     return "\n".join(lines) + "\n"
 
 
@@ -607,7 +620,9 @@ def main() -> None:
             lambda: generation_speed(trained["model"], data.tokenizer, data.validation, scale["new_tokens"]),
         )
         report.phase(
-            "cpu_weights", 90, lambda: cpu_weights(trained.pop("model"), data.tokenizer, data.validation, scale)
+            "cpu_weights",
+            90,
+            lambda: cpu_weights(trained.pop("model"), data.tokenizer, data.validation, scale, report.left),
         )
     _free_memory()
     report.phase(

@@ -175,7 +175,8 @@ def test_the_gpu_benchmark_runs_with_only_what_the_gpu_image_holds(tmp_path):
         assert len(recipe["samples"]) == 3
     assert results["generation"]["batch_16"]["new_tokens"] == 16 * 16
     formats = results["cpu_weights"]["formats"]
-    assert list(formats) == ["fp32", "bf16", "int8"] and formats["fp32"]["perplexity_change"] == 0
+    assert list(formats) == ["fp32", "int8", "bf16"] and formats["fp32"]["perplexity_change"] == 0
+    assert results["cpu_weights"]["skipped"] == []
     assert all(row["tokens_per_second"] > 0 and len(row["answers"]) == 3 for row in formats.values())
     assert formats["fp32"]["identical_answers"] == 1 and abs(formats["int8"]["perplexity_change"]) < 0.05
     assert results["throughput"]["results"]["minigpt"]["tokens_per_second"] > 0
@@ -204,3 +205,17 @@ def test_a_gpu_benchmark_out_of_time_still_writes_what_it_has(tmp_path):
     assert phases["environment"]["status"] == "done"
     assert phases["throughput"]["status"] == "skipped" and "needs ~60 s" in phases["throughput"]["reason"]
     assert "| throughput | skipped: needs ~60 s" in (out / "results.md").read_text(encoding="utf-8")
+
+
+def test_the_gpu_benchmarks_cpu_phase_measures_fp32_first_and_skips_what_the_budget_cannot_hold(tiny_model_dir):
+    from benchmarks.gpu_seed_scale import SCALES, cpu_weights
+    from minigpt.generation import load_model
+    from tests.helpers import spanish_examples
+
+    model, tokenizer = load_model(tiny_model_dir)
+    rows = spanish_examples(4)
+    short = cpu_weights(model, tokenizer, rows, SCALES["tiny"], seconds_left=lambda: 0.0)
+    assert list(short["formats"]) == ["fp32"] and short["skipped"] == ["int8", "bf16"]
+    full = cpu_weights(model, tokenizer, rows, SCALES["tiny"], seconds_left=lambda: 1e9)
+    assert list(full["formats"]) == ["fp32", "int8", "bf16"] and full["skipped"] == []
+    assert full["formats"]["fp32"]["answers"] == short["formats"]["fp32"]["answers"]
