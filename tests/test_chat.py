@@ -167,7 +167,7 @@ def test_the_answer_streams_and_equals_the_evaluation_decoding(models):
 
 
 def test_a_stopped_answer_is_not_marked_finished_nor_sent_back_as_complete(models):
-    model, _ = models.choices[models.labels[0]]
+    _, tokenizer = models.choices[models.labels[0]]
     answers = Responder(models, LIMITS).respond(
         "Hola", [], models.labels[0], "", *((GREEDY | {"max_new_tokens": 30})[name] for name in CONTROLS)
     )
@@ -176,7 +176,7 @@ def test_a_stopped_answer_is_not_marked_finished_nor_sent_back_as_complete(model
     assert not partial.metadata  # what Gradio keeps when the stream is closed: not marked finished
     history = [{"role": "user", "content": "Hola"}, {"role": "assistant", "content": partial.content}]
     assert history_turns(history) == []
-    assert EOS_TOKEN not in fit_prompt(models.choices[models.labels[0]][1], history, "Sigue", "", budget=60)[0]
+    assert EOS_TOKEN not in fit_prompt(tokenizer, history, "Sigue", "", budget=60)[0]
 
 
 def test_the_entrada_is_shown_with_the_answer_sent_once_and_remembered(models):
@@ -435,7 +435,11 @@ def test_a_full_queue_turns_the_next_user_away_in_spanish_and_recovers(page, ser
 
     model, _ = models.choices[models.labels[0]]
     gate = threading.Event()
-    held = model.register_forward_pre_hook(lambda *_: None if gate.wait(120) else None)  # None: inputs unchanged
+
+    def wait_for_gate(*_) -> None:  # returning None leaves the model's inputs as they are
+        gate.wait(120)
+
+    held = model.register_forward_pre_hook(wait_for_gate)
     try:
         client = Client(served, verbose=False)
         jobs = [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -101,16 +103,18 @@ def test_streaming_gives_the_same_answer_as_generate(tiny_model_dir):
         )
 
 
-def test_the_generate_command_answers_and_refuses_bad_settings(tiny_model_dir):
-    import subprocess
-    import sys
+def generate_command(model_dir, *args: str) -> subprocess.CompletedProcess:
+    """`python -m minigpt generate ARGS --model MODEL_DIR`, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "minigpt", "generate", *args, "--model", str(model_dir)],
+        capture_output=True,
+        text=True,
+    )
 
+
+def test_the_generate_command_answers_and_refuses_bad_settings(tiny_model_dir):
     def command(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "minigpt", "generate", *args, "--model", str(tiny_model_dir)],
-            capture_output=True,
-            text=True,
-        )
+        return generate_command(tiny_model_dir, *args)
 
     plain = command("¿Qué es la luz?", "--max-new-tokens", "8")
     streamed = command("¿Qué es la luz?", "--max-new-tokens", "8", "--stream")
@@ -127,21 +131,10 @@ def test_the_generate_command_answers_and_refuses_bad_settings(tiny_model_dir):
 
 def test_the_default_answer_length_is_cut_to_the_context_with_a_note(tiny_model_dir):
     """The tiny model's context is 64 tokens: the default 128 would not fit, a flag the user set is kept."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "minigpt", "generate", "¿Qué es la luz?", "--model", str(tiny_model_dir)],
-        capture_output=True,
-        text=True,
-    )
+    done = generate_command(tiny_model_dir, "¿Qué es la luz?")
     assert done.returncode == 0, done.stderr
     assert re.search(r"note: answering in up to \d+ tokens, what the model's context of 64 leaves", done.stderr)
-    huge = subprocess.run(
-        [sys.executable, "-m", "minigpt", "generate", "palabra " * 80, "--model", str(tiny_model_dir)],
-        capture_output=True,
-        text=True,
-    )
+    huge = generate_command(tiny_model_dir, "palabra " * 80)
     assert huge.returncode == 1 and re.search(r"the prompt takes \d+ tokens and the model's context is 64", huge.stderr)
 
 
