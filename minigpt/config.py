@@ -37,10 +37,10 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class Source(Section):
-    """One input dataset for `prepare`: a local file (glob allowed) or a hub dataset."""
+class Location(Section):
+    """Where a dataset is: a local file (glob allowed) or a Hugging Face Hub dataset (an
+    `owner/name` id at a revision, or a local folder laid out like one)."""
 
-    kind: Literal["alpaca", "oasst", "jsonl"]
     path: str | None = None
     hub: str | None = None
     config: str | None = None  # a hub dataset's configuration (subset) name
@@ -49,13 +49,13 @@ class Source(Section):
     name: str | None = None
 
     @model_validator(mode="after")
-    def _one_location(self) -> Source:
+    def _one_location(self) -> Location:
         if (self.path is None) == (self.hub is None):
             raise ValueError("give exactly one of 'path' (a local file or glob) or 'hub' (a dataset id)")
         if self.hub is not None and not self.revision and not self.local_hub:
             raise ValueError(
                 f"hub dataset {self.hub!r} needs a 'revision': a commit hash, or a branch or tag that "
-                "prepare resolves to its commit and records"
+                "is resolved to its commit and recorded"
             )
         if self.path is not None and (self.config, self.split, self.revision) != (None, None, None):
             raise ValueError("'config', 'split' and 'revision' apply to hub datasets only, not to 'path'")
@@ -77,6 +77,31 @@ class Source(Section):
         return self.name or self.path or f"{self.hub}@{self.revision}:{self.hub_split}"
 
 
+class Source(Location):
+    """One input dataset of instructions for `prepare`."""
+
+    kind: Literal["alpaca", "oasst", "jsonl"]
+
+
+class CorpusSource(Location):
+    """One plain-text corpus for `corpus`: .txt files (blank-line separated documents), .jsonl or
+    .parquet files, or a hub dataset, streamed; each record's `text_column` is a document."""
+
+    text_column: str = Field(default="text", min_length=1)
+    max_tokens: int = Field(default=0, ge=0)  # stop reading this source after this many tokens; 0: no limit
+
+
+class CorpusParams(Section):
+    """Plain text for pretraining, tokenized once into token shards."""
+
+    sources: list[CorpusSource] = []
+    max_tokens: int = Field(default=0, ge=0)  # stop reading once the shards hold this many tokens; 0: no limit
+    min_chars: int = Field(default=0, ge=0)  # shorter documents are skipped
+    min_language_score: float = Field(default=0.0, ge=0, le=1)  # where a source has `language_score`
+    validation_fraction: float = Field(default=0.01, gt=0, lt=1)  # share of documents held out, by hash
+    shard_tokens: int = Field(default=50_000_000, ge=1)  # a shard closes at the first document end past this
+
+
 class PrepareParams(Section):
     sources: list[Source] = Field(min_length=1)
     on_error: Literal["fail", "skip"] = "fail"
@@ -96,7 +121,7 @@ class TokenizerParams(Section):
     vocab_size: int = Field(ge=300, le=1_000_000)
     min_frequency: int = Field(ge=1)
     model_max_length: int = Field(gt=0)
-    extra_files: list[str] = []
+    corpus_chars: int = Field(default=0, ge=0)  # characters of the corpus (corpus.sources) it also learns from
     eval_files: dict[str, str] = {}
     reference_tokenizers: dict[str, str] = {}
 
@@ -133,6 +158,7 @@ class LoopParams(OptimizerParams):
     """One run of the training loop: how long, how big a step, how often to measure validation loss."""
 
     epochs: float = Field(gt=0)
+    train_tokens: int = Field(default=0, ge=0)  # train on this many tokens instead of `epochs`; 0: epochs decide
     max_steps: int = Field(default=0, ge=0)  # stop after this many optimizer steps (the schedule too); 0: no limit
     packing: PackingLayout = "masked"
     micro_batch_size: int = Field(ge=1)
@@ -144,7 +170,9 @@ class LoopParams(OptimizerParams):
 
 
 class PretrainParams(LoopParams):
-    files: list[str] = []
+    """Pretraining on the token shards of `corpus`: windows of the corpus, not packed examples."""
+
+    packing: Literal["masked", "open"] = "masked"  # windows cut documents anywhere: nothing to pad
 
 
 class TrainParams(LoopParams):
@@ -226,6 +254,7 @@ class RuntimeParams(Section):
 class Params(Section):
     prepare: PrepareParams
     tokenizer: TokenizerParams
+    corpus: CorpusParams = CorpusParams()
     model: ModelParams
     pretrain: PretrainParams
     train: TrainParams
@@ -239,7 +268,7 @@ class Params(Section):
         """Rules that span sections, checked before any stage runs rather than hours into one."""
         problems = []
         block = self.model.block_size
-        loops = ["train", "lora"] + (["pretrain"] if self.pretrain.files else [])  # pretrain off: nothing to check
+        loops = ["train", "lora"] + (["pretrain"] if self.corpus.sources else [])  # pretrain off: nothing to check
         processes = self.runtime.processes()
         for name in loops:
             loop: LoopParams = getattr(self, name)
@@ -271,8 +300,8 @@ class Params(Section):
             problems.append(
                 f"lora.categories {unknown} are not categories of prepare (known: {', '.join(sorted(known))})"
             )
-        if self.train.init_from == "pretrained" and not self.pretrain.files:
-            problems.append("train.init_from is 'pretrained' but pretrain.files is empty: nothing would be pretrained")
+        if self.train.init_from == "pretrained" and not self.corpus.sources:
+            problems.append("train.init_from is 'pretrained' but corpus.sources is empty: nothing would be pretrained")
         if problems:
             raise ValueError("; ".join(problems))
         return self

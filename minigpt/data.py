@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from minigpt.config import PrepareParams, Source
+from minigpt.config import Location, PrepareParams, Source
 from minigpt.errors import MiniGPTError
 from minigpt.files import expand_files, read_jsonl, read_utf8
 from minigpt.language import is_spanish, strip_accents
@@ -148,7 +148,7 @@ def read_records(pattern: str, policy: ErrorPolicy) -> Iterator[tuple[str, Recor
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
-def resolve_revision(source: Source) -> str | None:
+def resolve_revision(source: Location) -> str | None:
     """The commit a hub source's revision names: a commit hash as given, a branch or tag asked
     of the hub (so a run records exactly which data it read); for a local folder, the commit
     `hf download --local-dir` noted for its files, or None (its `revision` is not used)."""
@@ -183,21 +183,30 @@ _OFFLINE_ADVICE = (
 )
 
 
-def _hub_records(source: Source) -> Iterator[tuple[str, Record]]:
-    """Rows of a hub dataset (or of a local folder laid out like one), at `source.revision`."""
+def load_hub_dataset(source: Location, streaming: bool = False):
+    """A hub dataset (or a local folder laid out like one) at `source.revision`: its split as
+    a `datasets` Dataset, or with `streaming` an IterableDataset that downloads as it is read."""
     try:
         import datasets
 
         location = str(Path(source.hub).expanduser()) if source.local_hub else source.hub
-        rows = datasets.load_dataset(
-            location, source.config, split=source.hub_split, revision=None if source.local_hub else source.revision
+        return datasets.load_dataset(
+            location,
+            source.config,
+            split=source.hub_split,
+            revision=None if source.local_hub else source.revision,
+            streaming=streaming,
         )
     except Exception as error:  # offline, unknown id, bad revision: all need the same advice
         raise MiniGPTError(
             f"source {source.label!r}: could not load {source.hub!r} (revision {source.revision}, "
             f"split {source.hub_split}): {type(error).__name__}: {error}\n{_OFFLINE_ADVICE}"
         ) from None
-    for number, record in enumerate(rows, start=1):
+
+
+def _hub_records(source: Source) -> Iterator[tuple[str, Record]]:
+    """Rows of a hub dataset (or of a local folder laid out like one), at `source.revision`."""
+    for number, record in enumerate(load_hub_dataset(source), start=1):
         yield f"{source.hub}@{source.revision} ({source.hub_split}) row {number}", record
 
 

@@ -47,17 +47,23 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Move the complete directory `source` to `target`, replacing whatever `target` was."""
+    target = Path(target)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(source, target)
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -83,13 +89,14 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def warn_if_untracked(patterns: Iterable[str], stage: str, tracked_dir: Path) -> None:
-    """Note input files outside the directory that dvc.yaml declares as the stage's dependency."""
+def warn_if_untracked(patterns: Iterable[str], stage: str, *tracked_dirs: Path) -> None:
+    """Note input files outside the directories that dvc.yaml declares as the stage's dependencies."""
     for pattern in patterns:
-        if not Path(pattern).resolve().is_relative_to(Path(tracked_dir).resolve()):
+        path = Path(pattern).resolve()
+        if not any(path.is_relative_to(Path(tracked).resolve()) for tracked in tracked_dirs):
             print(
-                f"note: {pattern} is outside {tracked_dir}/: add it to the deps of '{stage}' in dvc.yaml "
-                "so that dvc repro notices when it changes",
+                f"note: {pattern} is outside {' and '.join(f'{tracked}/' for tracked in tracked_dirs)}: add it to "
+                f"the deps of '{stage}' in dvc.yaml so that dvc repro notices when it changes",
                 file=sys.stderr,
             )
 
@@ -111,6 +118,26 @@ def expand_files(patterns: Iterable[str]) -> list[Path]:
         else:
             raise MiniGPTError(f"{pattern}: file not found")
     return paths
+
+
+def text_blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
+    """(first line number, raw bytes, file offset after it) of each block of a text file:
+    blocks are separated by blank lines. Read line by line: memory holds one block."""
+    block: list[bytes] = []
+    first = offset = 0
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            offset += len(line)
+            if number == 1 and line.startswith(b"\xef\xbb\xbf"):  # a leading BOM is not text
+                line = line[3:]
+            if line.strip():
+                first = first or number
+                block.append(line)
+            elif block:
+                yield first, b"".join(block), offset
+                block, first = [], 0
+    if block:
+        yield first, b"".join(block), offset
 
 
 def read_utf8(path: Path) -> str:

@@ -21,8 +21,11 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,8 @@ import torch
 from minigpt import template
 from minigpt.config import PACKING_LAYOUTS, PackingLayout
 from minigpt.errors import MiniGPTError
+from minigpt.model import IGNORE_INDEX
+from minigpt.shards import verify_shards
 
 TokenSequence = tuple[list[int], list[bool]]  # token ids, and whether each is a training target
 
@@ -87,6 +92,30 @@ class PackedRows:
     def to(self, device: torch.device) -> PackedRows:
         move = lambda tensor: None if tensor is None else tensor.to(device)  # noqa: E731
         return PackedRows(move(self.tokens), move(self.targets), self.stats, move(self.documents))
+
+    @property
+    def index_device(self) -> torch.device:
+        """Where row indices must be: where the rows are, so that a step makes no copy."""
+        return self.tokens.device
+
+    @cached_property
+    def _row_targets(self) -> torch.Tensor:
+        return self.targets[:, 1:].sum(dim=1)
+
+    def count_targets(self, indices: torch.Tensor) -> torch.Tensor:
+        """The target tokens of the given rows: a 0-dim tensor on the rows' device."""
+        return self._row_targets[indices].sum()
+
+    def batch(self, indices: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor | None]:
+        """The model's arguments for the given rows, on `device`: inputs, labels (targets, or
+        IGNORE_INDEX) and, for document-masked rows, the inputs' document numbers."""
+        tokens, targets = self.tokens[indices], self.targets[indices]
+        batch = {
+            "idx": tokens[:, :-1],
+            "targets": torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX),
+            "documents": None if self.documents is None else self.documents[indices, :-1],
+        }
+        return {name: None if tensor is None else tensor.to(device) for name, tensor in batch.items()}
 
 
 def pack(
@@ -193,9 +222,92 @@ def pack_instructions(
     return pack(encode_instructions(rows, tokenizer, train_on_prompt), row_length, tokenizer.pad_token_id, layout)
 
 
-def pack_documents(texts: Sequence[str], tokenizer, row_length: int, layout: PackingLayout) -> PackedRows:
-    """Plain-text documents, cut into row-sized chunks and laid out in rows."""
-    return pack(encode_documents(texts, tokenizer, row_length), row_length, tokenizer.pad_token_id, layout)
+class ShardWindows:
+    """Training rows cut from one split's token stream, read through memory maps.
+
+    Row i holds tokens [i × block_size, i × block_size + row_length) of the split (row_length
+    = block_size + 1: a window's inputs and, shifted by one, its targets), so the rows tile
+    the stream and an epoch sees every token once. With layout `masked`, a document starts
+    at position 0 and attends only to itself, as in packed rows: document numbers come from
+    the <|endoftext|> tokens, and the token after one is no target. With `open`, a row is one
+    causal sequence across documents (nanoGPT's windows).
+
+    Indices of rows stay on the CPU: each batch is read from the maps, pinned, and copied to
+    the training device without waiting for it."""
+
+    index_device = torch.device("cpu")
+
+    def __init__(self, directory: Path, index: dict[str, Any], split: str, row_length: int, layout: str):
+        shards = index["splits"][split]["shards"]
+        dtype = np.dtype(index["dtype"])
+        verify_shards(directory, shards, dtype)
+        self.layout, self.row_length, self.stride = layout, row_length, row_length - 1
+        self.eos = index["eos_token_id"]
+        self.maps = [np.memmap(Path(directory) / shard["file"], dtype=dtype, mode="r") for shard in shards]
+        self.starts = np.cumsum([0] + [shard["tokens"] for shard in shards]).tolist()
+        tokens = self.starts[-1]
+        self.count = (tokens - 1) // self.stride if tokens else 0
+        if self.count == 0:
+            raise MiniGPTError(
+                f"the {split} split of {directory} holds {tokens} tokens, fewer than one row of {row_length}: "
+                "give the corpus more text (or raise corpus.validation_fraction for the validation split)"
+            )
+        self.identity = hashlib.sha256(
+            json.dumps([[shard["sha256"] for shard in shards], layout, row_length]).encode()
+        ).hexdigest()
+        self.stats = {
+            "layout": layout,
+            "rows": self.count,
+            "tokens": tokens,
+            "documents": index["splits"][split]["documents"],
+            "shards": len(shards),
+        }
+
+    def __len__(self) -> int:
+        return self.count
+
+    def fingerprint(self) -> str:
+        return self.identity
+
+    def to(self, device: torch.device) -> ShardWindows:
+        return self  # batches move to the device as they are read
+
+    def rows(self, indices: torch.Tensor) -> np.ndarray:
+        """[rows, row_length] int64 token ids of the given rows."""
+        out = np.empty((len(indices), self.row_length), dtype=np.int64)
+        for row, index in enumerate(indices.tolist()):
+            start = index * self.stride
+            filled = 0
+            while filled < self.row_length:  # a window may run from one shard into the next
+                shard = bisect.bisect_right(self.starts, start + filled) - 1
+                offset = start + filled - self.starts[shard]
+                piece = self.maps[shard][offset : offset + self.row_length - filled]
+                out[row, filled : filled + len(piece)] = piece
+                filled += len(piece)
+        return out
+
+    def count_targets(self, indices: torch.Tensor) -> torch.Tensor:
+        """The target tokens of the given rows, a 0-dim CPU tensor (usable beside device tensors)."""
+        targets = len(indices) * self.stride
+        if self.layout == "masked":
+            targets -= int((self.rows(indices)[:, :-1] == self.eos).sum())
+        return torch.tensor(targets)
+
+    def batch(self, indices: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor | None]:
+        """The model's arguments for the given rows, on `device`."""
+        tokens = torch.from_numpy(self.rows(indices))
+        if device.type == "cuda":
+            tokens = tokens.pin_memory()
+        tokens = tokens.to(device, non_blocking=True)
+        inputs, following = tokens[:, :-1], tokens[:, 1:]
+        if self.layout == "open":
+            return {"idx": inputs, "targets": following, "documents": None}
+        ends = inputs == self.eos  # a document's last token: what follows starts the next one
+        return {
+            "idx": inputs,
+            "targets": following.masked_fill(ends, IGNORE_INDEX),
+            "documents": ends.cumsum(dim=1) - ends.long(),
+        }
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

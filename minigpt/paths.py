@@ -21,6 +21,9 @@ TOKENIZER = Path("models/tokenizer")
 TOKENIZER_METRICS = Path("metrics/tokenizer.json")
 TOKENIZER_PLOT = Path("plots/tokenizer_comparison.png")
 
+SHARDS = Path("data/shards")
+CORPUS_METRICS = Path("metrics/corpus.json")
+
 PRETRAINED = Path("models/pretrained")
 PRETRAIN_METRICS = Path("metrics/pretrain.json")
 PRETRAIN_PLOT = PRETRAINED / "training_curves.png"
@@ -51,5 +54,7 @@ ARCHITECTURES_PLOT = Path("plots/architectures.png")
 REPORT = Path("metrics/report.md")
 HEADLINE = Path("metrics/headline.json")
 
-# Scratch space, deliberately not a DVC output: a clone that pulls the trained model has none.
+# Scratch space, deliberately not DVC outputs: a clone that pulls the trained model (or the
+# shards) has none. Training checkpoints, and the shards a killed `corpus` run had closed.
 CHECKPOINTS = Path("models/checkpoints")
+PARTIAL_SHARDS = Path("data/shards.partial")

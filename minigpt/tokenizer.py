@@ -16,7 +16,7 @@ from minigpt import template
 from minigpt.config import Source
 from minigpt.data import ErrorPolicy, read_source
 from minigpt.errors import MiniGPTError
-from minigpt.files import atomic_directory, read_utf8
+from minigpt.files import atomic_directory, text_blocks
 
 Encoder = Callable[[list[str]], list[int]]  # texts -> token count of each
 
@@ -40,8 +40,14 @@ def read_documents(path: Path, render: Callable[[str, str, str], str]) -> list[s
         return [render(example.instruction, example.input, example.output) for example in examples]
     if path.suffix != ".txt":
         raise MiniGPTError(f"{path}: unsupported corpus file (use .txt documents or .jsonl instructions)")
-    text = read_utf8(path).replace("\r\n", "\n")
-    return [document for document in text.split("\n\n") if document.strip()]
+    documents = []
+    for line, block, _ in text_blocks(path):
+        try:
+            documents.append(block.decode("utf-8").replace("\r\n", "\n").rstrip("\n"))
+        except UnicodeDecodeError as error:
+            line += block[: error.start].count(b"\n")
+            raise MiniGPTError(f"{path}:{line}: invalid UTF-8 (byte {error.start} of the document)") from None
+    return documents
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:

@@ -1,5 +1,6 @@
 """The one training loop, used by `pretrain`, `train` and `lora`: loss mask, accelerate,
-mixed precision, checkpoints and resume, telemetry. Its rows come from `minigpt.packing`.
+mixed precision, checkpoints and resume, telemetry. Its rows come from `minigpt.packing`:
+examples packed in memory, or windows of a corpus's token shards.
 
 Steps: one optimizer step sees `batch_tokens` tokens (rows × block size), split into
 micro-batches and ranks. The loss is the sum over target tokens divided by the number of
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -31,7 +32,6 @@ from minigpt.config import LoopParams, OptimizerParams, RuntimeParams
 from minigpt.errors import MiniGPTError
 from minigpt.files import atomic_file, write_json
 from minigpt.model import GPT, IGNORE_INDEX, flops_per_token
-from minigpt.packing import PackedRows
 
 # --------------------------------------------------------------------------- schedule and optimizer
 
@@ -244,21 +244,35 @@ class RowOrder:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def _batch(data: PackedRows, indices: torch.Tensor) -> dict[str, torch.Tensor | None]:
-    """The model's arguments for the given rows, on the rows' device: inputs, labels (targets,
-    or IGNORE_INDEX) and, for document-masked rows, the inputs' document numbers."""
-    tokens, targets = data.tokens[indices], data.targets[indices]
-    return {
-        "idx": tokens[:, :-1],
-        "targets": torch.where(targets[:, 1:], tokens[:, 1:], IGNORE_INDEX),
-        "documents": None if data.documents is None else data.documents[indices, :-1],
-    }
+class TrainingRows(Protocol):
+    """What the loop trains on: `PackedRows` (examples packed in memory, moved to the device
+    once) or `ShardWindows` (windows of a tokenized corpus, read from disk as needed)."""
+
+    stats: dict[str, Any]
+
+    def __len__(self) -> int: ...
+    def fingerprint(self) -> str: ...
+    def to(self, device: torch.device) -> TrainingRows: ...
+    @property
+    def index_device(self) -> torch.device: ...
+    def count_targets(self, indices: torch.Tensor) -> torch.Tensor: ...
+    def batch(self, indices: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor | None]: ...
+
+
+def planned_steps(params: LoopParams, rows: int, rows_per_step: int, block: int) -> int:
+    """Optimizer steps of a run: `train_tokens` or `epochs` over the rows, capped by `max_steps`."""
+    if params.train_tokens:
+        steps = math.ceil(params.train_tokens / (rows_per_step * block))
+    else:
+        steps = math.ceil(params.epochs * rows / rows_per_step)
+    steps = max(1, steps)
+    return min(steps, params.max_steps) if params.max_steps else steps
 
 
 def train_loop(
     model: GPT,
-    train_rows: PackedRows,
-    val_rows: PackedRows,
+    train_rows: TrainingRows,
+    val_rows: TrainingRows,
     params: LoopParams,
     runtime: RuntimeParams,
     checkpoint_dir: Path,
@@ -278,9 +292,7 @@ def train_loop(
         )
     rows_per_step = params.batch_tokens // block
     accumulation = rows_per_step // rows_per_micro
-    total_steps = max(1, math.ceil(params.epochs * len(train_rows) / rows_per_step))
-    if params.max_steps:
-        total_steps = min(total_steps, params.max_steps)
+    total_steps = planned_steps(params, len(train_rows), rows_per_step, block)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -336,9 +348,8 @@ def train_loop(
         telemetry.log(start_step, **{"val/loss": evaluate_loss(stepped, val_rows, params, accelerator)})
         # (checkpoints are written before evaluating, so a resumed run owes the evaluation)
 
-    on_device = train_rows.to(device)  # no copies per step
-    row_targets = on_device.targets[:, 1:].sum(dim=1)
-    order = RowOrder(len(train_rows), rows_per_step, params.seed, device)
+    on_device = train_rows.to(device)  # packed rows: no copies per step
+    order = RowOrder(len(train_rows), rows_per_step, params.seed, on_device.index_device)
     # Accumulated on the device and read only when logging: the host never waits inside a step.
     loss_sum = torch.zeros((), device=device)
     target_count = torch.zeros((), dtype=torch.long, device=device)
@@ -350,10 +361,10 @@ def train_loop(
             group["lr"] = learning_rate(step, total_steps, params)
         torch.manual_seed(params.seed * 1_000_003 + step * world + rank)
         indices = order.step(step)
-        step_targets = row_targets[indices].sum()  # of the whole step, all ranks: every target weighs the same
+        step_targets = on_device.count_targets(indices)  # of the whole step, all ranks: every target weighs the same
         for micro in range(accumulation):
             first = (micro * world + rank) * params.micro_batch_size
-            batch = _batch(on_device, indices[first : first + params.micro_batch_size])
+            batch = on_device.batch(indices[first : first + params.micro_batch_size], device)
             sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(stepped)
             with sync:
                 _, loss = stepped(**batch, loss_reduction="sum")
@@ -448,7 +459,7 @@ def _due(step: int, every: int, also: bool) -> bool:
 
 
 @torch.no_grad()
-def evaluate_loss(model, rows: PackedRows, params: LoopParams, accelerator) -> float:
+def evaluate_loss(model, rows: TrainingRows, params: LoopParams, accelerator) -> float:
     """Mean loss per target token over `rows` (or eval_rows of them, drawn with the seed:
     packing puts long sequences first), shared across ranks."""
     model.eval()
@@ -458,8 +469,7 @@ def evaluate_loss(model, rows: PackedRows, params: LoopParams, accelerator) -> f
     total = torch.zeros((), device=accelerator.device)
     targets = torch.zeros((), device=accelerator.device)
     for start in range(rank * params.micro_batch_size, count, world * params.micro_batch_size):
-        batch = _batch(rows, chosen[start : start + params.micro_batch_size])
-        batch = {name: None if tensor is None else tensor.to(accelerator.device) for name, tensor in batch.items()}
+        batch = rows.batch(chosen[start : start + params.micro_batch_size].to(rows.index_device), accelerator.device)
         _, loss = model(**batch, loss_reduction="sum")
         total += loss.float()
         targets += (batch["targets"] != IGNORE_INDEX).sum()
@@ -496,8 +506,8 @@ def loss_change(history: list[dict]) -> dict[str, float | None]:
 
 def train_and_save(
     model: GPT,
-    train_rows: PackedRows,
-    val_rows: PackedRows,
+    train_rows: TrainingRows,
+    val_rows: TrainingRows,
     params: LoopParams,
     runtime: RuntimeParams,
     outputs: RunOutputs,

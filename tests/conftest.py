@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from minigpt.config import PrepareParams, load_params
-from tests.helpers import REPO, spanish_examples
+from tests.helpers import REPO, spanish_documents, spanish_examples
 
 # `datasets` caches what it loads, local folders included: never in the user's home from a test.
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="minigpt-tests-datasets-"))
@@ -75,3 +75,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     model = init_model(GPTConfig(vocab_size=len(tokenizer), block_size=64, n_layer=1, n_head=2, n_embd=32), seed=0)
     save_hf(model, directory / "model", tokenizer)
     return directory / "model"
+
+
+@pytest.fixture(scope="session")
+def corpus_tokenizer(tmp_path_factory) -> Path:
+    """A tokenizer directory (as the `tokenizer` stage writes it) that knows the test documents."""
+    from minigpt.tokenizer import save_pretrained, train_bpe
+
+    directory = tmp_path_factory.mktemp("corpus-tokenizer") / "tokenizer"
+    save_pretrained(train_bpe(spanish_documents(300), vocab_size=500, min_frequency=2), directory, model_max_length=256)
+    return directory

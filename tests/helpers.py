@@ -39,6 +39,22 @@ def spanish_examples(count: int, prefix: str = "Explica") -> list[dict]:
     ]
 
 
+def spanish_documents(count: int, start: int = 0) -> list[str]:
+    """Distinct plain-text documents of a few lines, a little longer every time."""
+    return [
+        f"Documento {i}: el río pasa por el pueblo número {i}.\n"
+        + " ".join(f"La historia de la ciudad {i} tiene {j} capítulos." for j in range(1 + i % 7))
+        for i in range(start, start + count)
+    ]
+
+
+def write_documents(path: Path, documents: list[str]) -> Path:
+    """A .txt corpus: documents separated by blank lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
+    return path
+
+
 CONVERSATIONS = [
     [{"role": "user", "content": "¿Qué es un átomo?"}],
     [{"role": "user", "content": "Resume el texto.", "input": "El sol sale por el este."}],
@@ -130,6 +146,28 @@ def run_command(
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, command))} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def run_two_ranks(out: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """tests/two_ranks.py on two CPU processes under torch's launcher, writing into `out`."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(REPO / "tests" / "two_ranks.py"),
+            str(out / "checkpoints"),
+            str(out),
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
 
 
 def free_port() -> int:

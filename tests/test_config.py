@@ -115,7 +115,7 @@ def test_every_stage_in_dvc_yaml_has_a_params_section(repo_params):
         ),
         ({"evaluate": {"max_new_tokens": 256}}, "evaluate.max_new_tokens (256) leaves no room for a prompt"),
         ({"lora": {"categories": ["ciencias"]}}, "lora.categories ['ciencias'] are not categories of prepare"),
-        ({"train": {"init_from": "pretrained"}}, "train.init_from is 'pretrained' but pretrain.files is empty"),
+        ({"train": {"init_from": "pretrained"}}, "train.init_from is 'pretrained' but corpus.sources is empty"),
     ],
 )
 def test_rules_across_sections_fail_at_load_naming_the_keys(tmp_path, default_params, changes, named):
@@ -128,8 +128,8 @@ def test_every_broken_rule_is_named_at_once_and_only_for_stages_that_run(tmp_pat
     default_params["model"]["block_size"] = 512  # train and lora steps no longer split into rows
     message = error_for(tmp_path, default_params)
     assert "train.batch_tokens (4096)" in message and "lora.batch_tokens (4096)" in message
-    assert "pretrain." not in message  # pretrain.files is empty: the stage does nothing
-    default_params["pretrain"]["files"] = ["data/corpus/*.txt"]
+    assert "pretrain." not in message  # corpus.sources is empty: the stage does nothing
+    default_params["corpus"]["sources"] = [{"path": "data/corpus/*.txt"}]
     assert "pretrain.batch_tokens (4096)" in error_for(tmp_path, default_params)
 
 

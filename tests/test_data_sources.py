@@ -246,14 +246,14 @@ def test_hub_rows_go_through_the_same_converter(monkeypatch):
 
     calls = []
 
-    def fake_load_dataset(name, config, split, revision):
-        calls.append((name, config, split, revision))
+    def fake_load_dataset(name, config, split, revision, streaming):
+        calls.append((name, config, split, revision, streaming))
         return ALPACA
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     source = Source(kind="alpaca", hub="org/alpaca-es", revision="abc123", name="alpaca-es")
     assert read_source(source, ErrorPolicy("fail")) == (EXPECTED_ALPACA, 3)
-    assert calls == [("org/alpaca-es", None, "train", "abc123")]
+    assert calls == [("org/alpaca-es", None, "train", "abc123", False)]  # instructions: downloaded whole
 
 
 def test_a_leading_byte_order_mark_is_not_data(tmp_path):

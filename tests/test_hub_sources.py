@@ -1,13 +1,17 @@
 """Hub sources through the same `datasets` code as the hub, on local folders laid out like the
-two seed datasets' repositories, in their exact schemas; revisions resolved to commits."""
+repositories of the seed's two instruction datasets and of the pretrain preset's two corpora
+(streamed), in their exact schemas; revisions resolved to commits."""
 
 from __future__ import annotations
+
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from minigpt.config import Source
+from minigpt.config import CorpusParams, Source
+from minigpt.corpus import CorpusReader, ShardBuilder
 from minigpt.data import prepare, resolve_revision
 from minigpt.errors import MiniGPTError
 
@@ -183,7 +187,7 @@ def test_a_branch_is_read_at_the_commit_it_names_and_the_commit_is_recorded(monk
     monkeypatch.setattr(
         datasets,
         "load_dataset",
-        lambda name, config, split, revision: (
+        lambda name, config, split, revision, streaming: (
             loaded.append(revision)
             or [
                 {
@@ -227,3 +231,153 @@ def test_a_hub_id_needs_a_revision_but_a_local_folder_does_not():
     with pytest.raises(ValueError, match="needs a 'revision'"):
         Source(kind="alpaca", hub="org/data")
     assert Source(kind="alpaca", hub="data/raw/hub/alpaca-spanish").local_hub
+
+
+# --------------------------------------------------------------------------- pretraining corpora (streamed)
+
+FINEWEB_2_SCHEMA = pa.schema(
+    [
+        ("text", pa.string()),
+        ("id", pa.string()),
+        ("dump", pa.string()),
+        ("url", pa.string()),
+        ("date", pa.string()),
+        ("file_path", pa.string()),
+        ("language", pa.string()),
+        ("language_score", pa.float64()),
+        ("language_script", pa.string()),
+        ("minhash_cluster_size", pa.int64()),
+        ("top_langs", pa.string()),
+    ]
+)
+
+
+def fineweb_row(number: int, text: str, score: float = 0.97) -> dict:
+    return {
+        "text": text,
+        "id": f"<urn:uuid:{number:08d}-0000-4000-8000-000000000000>",
+        "dump": "CC-MAIN-2024-10",
+        "url": f"https://ejemplo.es/articulo/{number}",
+        "date": "2024-02-21T10:00:00Z",
+        "file_path": "s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/0/warc/CC-MAIN-0.warc.gz",
+        "language": "spa",
+        "language_score": score,
+        "language_script": "Latn",
+        "minhash_cluster_size": 1,
+        "top_langs": json.dumps({"spa_Latn_score": score}),
+    }
+
+
+def hub_readme(config: str, files: dict[str, str]) -> str:
+    """A dataset card whose YAML names a config's files per split, as the hub repositories' do."""
+    splits = "".join(f"  - split: {split}\n    path: {path}\n" for split, path in files.items())
+    return f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{splits}---\n# Dataset card\n"
+
+
+@pytest.fixture
+def fineweb_2(tmp_path):
+    """HuggingFaceFW/fineweb-2: data/spa_Latn/{train,test}/000_0000N.parquet, the config in README.md."""
+    folder = tmp_path / "fineweb-2"
+    texts = [f"Texto número {i} de la web, escrito en español con calma y sin prisa." for i in range(40)]
+    rows = [fineweb_row(i, text, score=0.5 if i % 10 == 3 else 0.97) for i, text in enumerate(texts)]
+    for number, chunk in enumerate((rows[:20], rows[20:])):
+        write_parquet(
+            folder / "data" / "spa_Latn" / "train" / f"000_{number:05d}.parquet",
+            pa.Table.from_pylist(chunk, schema=FINEWEB_2_SCHEMA),
+        )
+    write_parquet(
+        folder / "data" / "spa_Latn" / "test" / "000_00000.parquet",
+        pa.Table.from_pylist([fineweb_row(99, "Un texto de la partición de prueba.")], schema=FINEWEB_2_SCHEMA),
+    )
+    (folder / "README.md").write_text(
+        hub_readme("spa_Latn", {"train": "data/spa_Latn/train/*", "test": "data/spa_Latn/test/*"}), encoding="utf-8"
+    )
+    return folder
+
+
+@pytest.fixture
+def wikipedia(tmp_path):
+    """wikimedia/wikipedia: 20231101.es/train-0000N-of-00002.parquet (id, url, title, text)."""
+    folder = tmp_path / "wikipedia"
+    articles = [(str(i), f"Artículo {i}", f"El artículo {i} trata de la historia de un pueblo.") for i in range(6)]
+    for number, chunk in enumerate((articles[:3], articles[3:])):
+        write_parquet(
+            folder / "20231101.es" / f"train-{number:05d}-of-00002.parquet",
+            pa.table(
+                {
+                    "id": [row[0] for row in chunk],
+                    "url": [f"https://es.wikipedia.org/wiki?curid={row[0]}" for row in chunk],
+                    "title": [row[1] for row in chunk],
+                    "text": [row[2] for row in chunk],
+                }
+            ),
+        )
+    (folder / "README.md").write_text(hub_readme("20231101.es", {"train": "20231101.es/train-*"}), encoding="utf-8")
+    return folder
+
+
+def corpus_records(*sources: dict, **params) -> list:
+    return list(CorpusReader(CorpusParams.model_validate({"sources": list(sources), **params})).records())
+
+
+def test_fineweb_2_streams_from_a_folder_like_its_hub_repository(fineweb_2):
+    source = {"hub": str(fineweb_2), "config": "spa_Latn", "name": "fineweb-2-es"}
+    records = corpus_records(source, min_language_score=0.7)
+    assert len(records) == 40  # the train split only
+    assert [record.number for record in records if record.skipped == "low language score"] == [4, 14, 24, 34]
+    assert records[0].text == "Texto número 0 de la web, escrito en español con calma y sin prisa."
+    resumed = CorpusReader(CorpusParams.model_validate({"sources": [source]}), consumed={0: 25})
+    assert next(resumed.records()).text.startswith("Texto número 25 ")
+
+
+def test_wikipedia_streams_from_a_folder_like_its_hub_repository(wikipedia):
+    records = corpus_records({"hub": str(wikipedia), "config": "20231101.es"})
+    assert [record.text for record in records] == [
+        f"El artículo {i} trata de la historia de un pueblo." for i in range(6)
+    ]
+
+
+def test_a_budget_reads_only_the_files_it_needs(fineweb_2, tmp_path, corpus_tokenizer):
+    """Records are read a batch (about a million characters) ahead of the tokens counted."""
+    train = fineweb_2 / "data" / "spa_Latn" / "train"
+    long_texts = [f"Texto largo número {i}. " + "La web en español dice muchas cosas. " * 1500 for i in range(20)]
+    write_parquet(
+        train / "000_00000.parquet",
+        pa.Table.from_pylist([fineweb_row(i, text) for i, text in enumerate(long_texts)], schema=FINEWEB_2_SCHEMA),
+    )
+    (train / "000_00001.parquet").write_bytes(b"PAR1 damaged beyond reading PAR1")
+    source = {"hub": str(fineweb_2), "config": "spa_Latn", "name": "fineweb-2-es"}
+    budget = CorpusParams.model_validate({"sources": [source], "max_tokens": 60_000, "validation_fraction": 0.2})
+    builder = ShardBuilder(budget, corpus_tokenizer, tmp_path / "partial")
+    builder.run()
+    index = builder.finish(tmp_path / "shards")
+    assert index["budget_reached"] and index["sources"][0]["records"] < 20  # the damaged file was never opened
+    everything = budget.model_copy(update={"max_tokens": 0})
+    with pytest.raises(MiniGPTError, match="source 'fineweb-2-es': reading .* failed"):
+        ShardBuilder(everything, corpus_tokenizer, tmp_path / "partial").run()
+
+
+def test_a_hub_corpus_is_streamed_at_the_commit_its_revision_names(monkeypatch, wikipedia, tmp_path, corpus_tokenizer):
+    import datasets
+    import huggingface_hub
+
+    class Info:
+        sha = SHA
+
+    asked, loaded, load = [], [], datasets.load_dataset
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "dataset_info", lambda self, repo_id, revision: asked.append(revision) or Info()
+    )
+
+    def from_the_folder(name, config, split, revision, streaming):
+        loaded.append((name, config, split, revision, streaming))
+        return load(str(wikipedia), config, split=split, streaming=streaming)
+
+    monkeypatch.setattr(datasets, "load_dataset", from_the_folder)
+    source = {"hub": "wikimedia/wikipedia", "config": "20231101.es", "revision": "main", "name": "wikipedia-es"}
+    params = CorpusParams.model_validate({"sources": [source], "validation_fraction": 0.3})
+    builder = ShardBuilder(params, corpus_tokenizer, tmp_path / "partial")
+    builder.run()
+    index = builder.finish(tmp_path / "shards")
+    assert asked == ["main"] and loaded == [("wikimedia/wikipedia", "20231101.es", "train", SHA, True)]
+    assert index["sources"][0] | {"records": 6} == index["sources"][0] and index["sources"][0]["commit"] == SHA

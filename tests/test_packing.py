@@ -9,7 +9,7 @@ from minigpt.config import LoopParams
 from minigpt.errors import MiniGPTError
 from minigpt.model import GPT, IGNORE_INDEX, GPTConfig, document_positions, to_hf
 from minigpt.packing import pack
-from minigpt.training import _batch, train_loop
+from minigpt.training import train_loop
 from tests.helpers import LOOP, RUNTIME
 
 CONFIG = GPTConfig(vocab_size=64, block_size=24, n_layer=2, n_head=2, n_embd=16)
@@ -85,7 +85,7 @@ def test_the_masked_loss_is_the_sum_of_each_example_alone():
     gpt = model()
     packed = pack(SEQUENCES, ROW, PAD, layout="masked")
     with torch.no_grad():
-        _, packed_loss = gpt(**_batch(packed, torch.arange(len(packed))), loss_reduction="sum")
+        _, packed_loss = gpt(**packed.batch(torch.arange(len(packed)), torch.device("cpu")), loss_reduction="sum")
         alone_loss = sum(
             gpt(
                 torch.tensor([ids[:-1]]),

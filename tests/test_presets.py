@@ -23,7 +23,13 @@ def with_presets(*names: str) -> Params:
     return load_params(REPO / "params.yaml", overrides=combine(list(names)))
 
 
-LAYERINGS = [[path.stem] for path in sorted(PRESETS_DIR.glob("*.yaml"))] + [["seed", "smoke"], ["seed", "local"]]
+LAYERINGS = [[path.stem] for path in sorted(PRESETS_DIR.glob("*.yaml"))] + [
+    ["seed", "smoke"],
+    ["seed", "local"],
+    ["seed", "pretrain"],
+    ["seed", "pretrain", "smoke"],
+    ["seed", "local", "pretrain", "pretrain-local"],
+]
 
 
 @pytest.mark.parametrize("names", LAYERINGS, ids=" + ".join)
@@ -32,7 +38,9 @@ def test_every_preset_and_layering_validates_every_section(names):
     with_presets(*names)
 
 
-@pytest.mark.parametrize("names", [["seed"], ["seed", "smoke"], ["seed", "local"]], ids=" + ".join)
+@pytest.mark.parametrize(
+    "names", [["seed"], ["seed", "smoke"], ["seed", "local"], ["seed", "pretrain"]], ids=" + ".join
+)
 def test_the_printed_flags_are_what_dvc_applies(tmp_path, names):
     """The flags go through DVC's own override parser (Hydra), grouped by file as `dvc exp run`
     does, and give the preset's params and runtime settings."""
@@ -75,7 +83,30 @@ def test_smoke_keeps_the_seed_shape_and_shrinks_everything_else():
     for section in (smoke.pretrain, smoke.train, smoke.lora):
         assert section.max_steps == 2 and section.batch_tokens == 512
     assert seed.runtime.compile and not smoke.runtime.compile and smoke.runtime.checkpoint_every == 0
-    assert smoke.compare_architectures.block_size == 512 and smoke.pretrain.files
+    assert smoke.compare_architectures.block_size == 512 and smoke.train.init_from == "pretrained"
+    assert all(source.path for source in smoke.corpus.sources)  # it pretrains, offline
+
+
+def test_the_pretrain_preset_spends_the_reference_budget_on_spanish_text():
+    params = with_presets("seed", "pretrain")
+    hubs = {(source.hub, source.config) for source in params.corpus.sources}
+    assert hubs == {("HuggingFaceFW/fineweb-2", "spa_Latn"), ("wikimedia/wikipedia", "20231101.es")}
+    assert params.tokenizer.vocab_size == 32_000 and params.model.n_embd == 768  # the seed's model
+    steps = params.pretrain.train_tokens / params.pretrain.batch_tokens
+    assert 4_700 < steps < 4_800 and params.pretrain.batch_tokens == 1024 * params.model.block_size
+    assert params.corpus.max_tokens > params.pretrain.train_tokens  # one pass: no document seen twice
+    assert params.train.init_from == "pretrained"
+    assert (
+        params.train.model_copy(update={"init_from": "scratch"}) == with_presets("seed").train
+    )  # then the seed's tuning
+    # At the measured 514,740 tokens/s (benchmarks/RESULTS.md), pretraining fits the reference's 88.6 minutes.
+    assert params.pretrain.train_tokens / 514_740 / 60 < 88.6 - 3
+    rehearsal = with_presets("seed", "pretrain", "smoke")
+    assert all(source.path for source in rehearsal.corpus.sources) and rehearsal.pretrain.train_tokens == 0
+    assert rehearsal.pretrain.max_steps == 2 and rehearsal.model == params.model
+    local = with_presets("seed", "local", "pretrain", "pretrain-local")
+    assert [source.config for source in local.corpus.sources] == [source.config for source in params.corpus.sources]
+    assert all(source.local_hub for source in local.corpus.sources)
 
 
 def test_presets_print_dvc_set_param_flags():

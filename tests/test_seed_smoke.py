@@ -1,6 +1,6 @@
-"""The seed recipe rehearsed on a CPU: `python -m minigpt.presets seed smoke --run` (what
-`dvc exp run $(python -m minigpt.presets seed smoke)` does in bash) runs every stage at the 110M
-shape, then the chat serves the model it left."""
+"""The seed recipe with pretraining rehearsed on a CPU: `python -m minigpt.presets seed pretrain
+smoke --run` (what `dvc exp run $(python -m minigpt.presets seed pretrain smoke)` does in bash)
+runs every stage at the 110M shape, then the chat serves the model it left."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 STAGES = [
     "prepare",
     "tokenizer",
+    "corpus",
     "pretrain",
     "train",
     "evaluate",
@@ -41,12 +42,12 @@ def smoke_run(tmp_path_factory):
     if SHARED_DATA.is_dir():  # enough Spanish text for all 32,000 tokens, hence the exact 110M model
         for corpus in (SHARED_DATA / "corpus-es").glob("*.txt"):
             shutil.copy(corpus, workspace / "data" / "corpus" / corpus.name)
-        flags += ["-S", "tokenizer.extra_files=[data/corpus/*.txt]"]
+        flags += ["-S", "corpus.sources=[{path:data/corpus/*.txt}]"]
     commit_all(workspace, "clone")
     log = workspace.parent / "stages.jsonl"
     started = time.perf_counter()
     run_command(
-        [sys.executable, "-m", "minigpt.presets", "seed", "smoke", "--run", *flags],
+        [sys.executable, "-m", "minigpt.presets", "seed", "pretrain", "smoke", "--run", *flags],
         workspace,
         env={STAGE_LOG: str(log)},
         timeout=3600,
@@ -71,7 +72,8 @@ def test_every_stage_runs_at_the_seed_shape(smoke_run):
     assert sorted(order) == sorted(STAGES)
     for before, after in (
         ("prepare", "tokenizer"),
-        ("tokenizer", "pretrain"),
+        ("tokenizer", "corpus"),
+        ("corpus", "pretrain"),
         ("pretrain", "train"),
         ("train", "evaluate"),
         ("train", "lora"),
@@ -79,14 +81,19 @@ def test_every_stage_runs_at_the_seed_shape(smoke_run):
         ("evaluate", "report"),
     ):
         assert order.index(before) < order.index(after)
+    corpus, pretrain = metrics(workspace, "corpus"), metrics(workspace, "pretrain")
+    assert corpus["enabled"] and pretrain["steps"] == 2 and pretrain["packing"]["train"]["layout"] == "open"
+    assert pretrain["packing"]["train"]["tokens"] == corpus["tokens"]["train"]
     train = metrics(workspace, "train")
     assert train["steps"] == 2 and train["initial_train_loss"] > 0
+    # rank 16 on every projection of 12 blocks, whatever the vocabulary
+    assert metrics(workspace, "lora_train")["trainable_parameters"] == 2_359_296
     if SHARED_DATA.is_dir():
         assert train["parameters"] == 110_025_216
+        assert 0.02 < metrics(workspace, "lora")["trainable_share"] < 0.025  # the reference's 2.1 %
     config = json.loads((workspace / "models" / "minigpt" / "config.json").read_text(encoding="utf-8"))
     assert (config["n_layer"], config["n_head"], config["n_embd"], config["n_positions"]) == (12, 12, 768, 512)
     assert metrics(workspace, "lora_train")["steps"] == 2
-    assert 0.02 < metrics(workspace, "lora")["trainable_share"] < 0.025
     assert metrics(workspace, "architectures")["shape"]["n_embd"] == 768
     assert "## Encoder vs decoder" in (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
 

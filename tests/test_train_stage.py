@@ -1,4 +1,4 @@
-"""The `pretrain` and `train` stage scripts on a copy of the repository, with a tiny model."""
+"""The `corpus`, `pretrain` and `train` stage scripts on a copy of the repository, with a tiny model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import copy_repository, run_command, update_params
+from tests.helpers import copy_repository, run_command, spanish_documents, update_params, write_documents
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,7 @@ def prepared(tmp_path_factory) -> Path:
     )
     stage("prepare", workspace)
     stage("tokenizer", workspace)
+    stage("corpus", workspace)
     stage("pretrain", workspace)
     return workspace
 
@@ -160,18 +161,55 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(workspace
         torch.testing.assert_close(weights(workspace)[name], tensor, rtol=0, atol=0)
 
 
-def test_pretraining_initialises_instruction_tuning(workspace):
-    corpus = workspace / "data" / "corpus" / "textos.txt"
-    corpus.write_text(
-        "\n\n".join(f"El documento número {i} habla de la historia de España y de su lengua." for i in range(120)),
-        encoding="utf-8",
+def test_pretraining_on_the_corpus_shards_initialises_instruction_tuning(workspace):
+    write_documents(workspace / "data" / "corpus" / "textos.txt", spanish_documents(400))
+    update_params(
+        workspace,
+        corpus={"sources": [{"path": "data/corpus/*.txt"}], "validation_fraction": 0.05},
+        train={"init_from": "pretrained"},
     )
-    update_params(workspace, pretrain={"files": ["data/corpus/*.txt"]}, train={"init_from": "pretrained"})
+    stage("tokenizer", workspace)  # it learns from the corpus too, and scores itself on held-out corpus text
+    scores = json.loads((workspace / "metrics" / "tokenizer.json").read_text())
+    assert scores["corpus_sample"]["documents"] > 300 and "corpus (held out)" in scores["eval"]
+    stage("corpus", workspace)
+    corpus = json.loads((workspace / "metrics" / "corpus.json").read_text())
+    assert corpus["documents"]["train"] + corpus["documents"]["validation"] == 400 and corpus["tokens_per_second"] > 0
     stage("pretrain", workspace)
     assert (workspace / "models" / "pretrained" / "model.safetensors").is_file()
-    assert json.loads((workspace / "metrics" / "pretrain.json").read_text())["enabled"] is True
+    pretrained = json.loads((workspace / "metrics" / "pretrain.json").read_text())
+    assert pretrained["enabled"] and pretrained["packing"]["train"]["tokens"] == corpus["tokens"]["train"]
     result = stage("train", workspace)
     assert "training" in result.stdout
+
+    update_params(workspace, tokenizer={"vocab_size": 500})
+    stage("tokenizer", workspace)  # the shards are now another tokenizer's
+    refused = stage("pretrain", workspace, check=False)
+    assert refused.returncode == 1 and "written by another tokenizer" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_killed_corpus_stage_resumes_after_its_last_closed_shard(workspace, tmp_path):
+    write_documents(workspace / "data" / "corpus" / "textos.txt", spanish_documents(20000))
+    update_params(workspace, corpus={"sources": [{"path": "data/corpus/*.txt"}], "shard_tokens": 20000})
+    reference = Path(subprocess.run(["cp", "-a", str(workspace), str(tmp_path / "reference")], check=True).args[-1])
+    stage("corpus", reference)
+
+    partial = workspace / "data" / "shards.partial"
+    process = subprocess.Popen(
+        [sys.executable, "stages/corpus.py"], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 120
+    while not (partial / "progress.json").is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (partial / "progress.json").is_file(), "no shard was closed before the kill"
+    assert not (workspace / "data" / "shards" / "train-00000.bin").exists()  # nothing half-written
+
+    resumed = stage("corpus", workspace)
+    assert "resuming after" in resumed.stdout and not partial.exists()
+    for path in (reference / "data" / "shards").iterdir():
+        assert (workspace / "data" / "shards" / path.name).read_bytes() == path.read_bytes(), path.name
 
 
 @pytest.mark.parametrize(
@@ -179,7 +217,7 @@ def test_pretraining_initialises_instruction_tuning(workspace):
     [
         ({"model": {"block_size": 4096}}, "model.block_size (4096) is above the tokenizer's limit"),
         ({"train": {"batch_tokens": 1000}}, "batch_tokens (1000) must be a multiple of"),
-        ({"train": {"init_from": "pretrained"}}, "pretrain.files"),
+        ({"train": {"init_from": "pretrained"}}, "corpus.sources is empty"),
         ({"model": {"n_head": 3}}, "n_embd (32) must be divisible by n_head (3)"),
         ({"train": {"learning_rate": "fast"}}, "train.learning_rate"),
     ],

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import subprocess
 import sys
 
 import pytest
@@ -15,7 +14,7 @@ from minigpt.errors import MiniGPTError
 from minigpt.model import GPT
 from minigpt.packing import encode_documents, encode_instructions, pack
 from minigpt.training import CheckpointStore, RowOrder, learning_rate, train_loop
-from tests.helpers import REPO, RUNTIME, TINY, loop_params, random_rows, spanish_examples
+from tests.helpers import RUNTIME, TINY, loop_params, random_rows, run_two_ranks, spanish_examples
 
 
 class CharTokenizer:
@@ -237,26 +236,10 @@ def test_batch_tokens_must_split_evenly(tmp_path):
 
 @pytest.mark.slow
 def test_two_ranks_agree_and_only_rank_zero_writes(tmp_path):
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(REPO / "tests" / "two_ranks.py"),
-            str(tmp_path / "checkpoints"),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    result = run_two_ranks(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "rank-0.txt").read_text() == (tmp_path / "rank-1.txt").read_text()
+    ranks = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0]["checksum"] == ranks[1]["checksum"]
     assert "× 2 processes" in result.stdout
     step_lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert len(step_lines) == len(set(step_lines)) > 0  # telemetry printed once, by rank 0
