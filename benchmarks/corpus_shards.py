@@ -123,8 +123,8 @@ def step_speeds(shards: Path, tokenizer: Path, steps: int, repeats: int) -> dict
     import torch
 
     from minigpt.config import load_params
-    from minigpt.model import IGNORE_INDEX, build_config, init_model
-    from minigpt.packing import PackedRows, ShardWindows
+    from minigpt.model import build_config, init_model
+    from minigpt.packing import ShardWindows
     from minigpt.shards import read_index
     from minigpt.tokenizer import load_tokenizer
     from minigpt.training import train_loop
@@ -132,14 +132,7 @@ def step_speeds(shards: Path, tokenizer: Path, steps: int, repeats: int) -> dict
     params = load_params(REPO / "params.yaml")
     config = build_config(**params.model.model_dump(), tokenizer=load_tokenizer(tokenizer))
     windows = ShardWindows(shards, read_index(shards), "train", config.block_size + 1, params.pretrain.packing)
-    everything = torch.arange(len(windows))
-    batch = windows.batch(everything, torch.device("cpu"))
-    tokens = torch.from_numpy(windows.rows(everything))
-    targets = torch.zeros_like(tokens, dtype=torch.bool)
-    targets[:, 1:] = batch["targets"] != IGNORE_INDEX
-    documents = torch.zeros_like(tokens, dtype=torch.int16)
-    documents[:, :-1] = batch["documents"]
-    in_memory = PackedRows(tokens, targets, {}, documents)
+    in_memory = windows.in_memory(torch.arange(len(windows)))
     loop = params.pretrain.model_copy(update={"max_steps": steps, "eval_every": 0})
     runtime = params.runtime.model_copy(update={"log_every": max(1, steps // 6), "checkpoint_every": 0})
     speeds: dict[str, list[float]] = {"shards": [], "in memory": []}

@@ -2,8 +2,8 @@
 
 Runs the real stage scripts in a scratch directory on ../shared/data (or --kit DIR):
 `prepare` on --examples instruction examples, then a --vocab-size BPE trained on the train
-split plus the whole plain-text corpus, compared with GPT-2's tokenizer on the validation
-split and on the corpus.
+split plus the plain-text corpus (as `corpus.sources`, 2 % of its documents held out),
+compared with GPT-2's tokenizer on the validation split and on the held-out corpus documents.
 
     python benchmarks/data_stages.py                    # 60k examples, 32k vocab
     python benchmarks/data_stages.py --examples 0       # every instruction in the kit
@@ -57,10 +57,10 @@ def main() -> None:
         (workdir / "data" / "raw" / "kit.jsonl").write_text("".join(lines), encoding="utf-8")
         params["prepare"]["sources"] = [{"kind": "jsonl", "path": "data/raw/kit.jsonl"}]
         params["prepare"].update(validation_fraction=0.05, split_by="prompt")  # few wordings, many inputs
+        params["corpus"].update(sources=[{"path": str(kit / "corpus-es" / "*.txt")}], validation_fraction=0.02)
         params["tokenizer"].update(
             vocab_size=args.vocab_size,
-            extra_files=[str(kit / "corpus-es" / "*.txt")],
-            eval_files={"corpus-es": str(kit / "corpus-es" / "*.txt")},
+            corpus_chars=100_000_000,  # all of it
             reference_tokenizers={"gpt2": str(kit / "tokenizers" / "gpt2")},
         )
         (workdir / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")

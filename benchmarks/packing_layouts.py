@@ -49,18 +49,19 @@ def datasets(params: Params, kit: Path | None, kit_examples: int) -> dict[str, t
     )
     found = {"bundled": (bundled.splits["train"], bundled.splits["validation"])}
     if kit is not None and (kit / "instrucciones-es").is_dir():
-        pairs = prepare(
-            PrepareParams.model_validate(
-                params.prepare.model_dump()
-                | {
-                    "sources": [{"kind": "alpaca", "path": str(kit / "instrucciones-es" / "traduccion-1.jsonl")}],
-                    "on_error": "skip",
-                }
-            )
-        )
-        validation = pairs.splits["validation"][: max(50, kit_examples // 10)]
-        found[f"kit slice ({kit_examples:,} translation pairs)"] = (pairs.splits["train"][:kit_examples], validation)
+        pairs = kit_translation_pairs(params, kit)
+        validation = pairs["validation"][: max(50, kit_examples // 10)]
+        found[f"kit slice ({kit_examples:,} translation pairs)"] = (pairs["train"][:kit_examples], validation)
     return found
+
+
+def kit_translation_pairs(params: Params, kit: Path) -> dict[str, list[dict]]:
+    """The splits of the kit's first translation file (21k examples) through `prepare`, split as
+    params.prepare says (by group: no pair or its reverse in both splits)."""
+    source = {"kind": "alpaca", "path": str(kit / "instrucciones-es" / "traduccion-1.jsonl")}
+    return prepare(
+        PrepareParams.model_validate(params.prepare.model_dump() | {"sources": [source], "on_error": "skip"})
+    ).splits
 
 
 def measure(

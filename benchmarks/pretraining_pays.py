@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minigpt.config import CorpusParams, PrepareParams, load_params  # noqa: E402
+from benchmarks.packing_layouts import kit_translation_pairs  # noqa: E402
+from minigpt.config import CorpusParams, load_params  # noqa: E402
 from minigpt.corpus import CorpusSample, ShardBuilder  # noqa: E402
-from minigpt.data import prepare  # noqa: E402
 from minigpt.evaluation import LikelihoodTotals, likelihood, load_choice_items, multiple_choice_accuracy  # noqa: E402
 from minigpt.model import build_config, init_model, to_hf  # noqa: E402
 from minigpt.packing import ShardWindows, pack_instructions  # noqa: E402
@@ -40,19 +40,6 @@ from minigpt.tokenizer import load_tokenizer, save_pretrained, train_bpe  # noqa
 from minigpt.training import train_loop  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def translation_pairs(params, kit: Path, examples: int) -> tuple[list[dict], list[dict]]:
-    prepared = prepare(
-        PrepareParams.model_validate(
-            params.prepare.model_dump()
-            | {
-                "sources": [{"kind": "jsonl", "path": str(kit / "instrucciones-es" / "traduccion-1.jsonl")}],
-                "on_error": "skip",
-            }
-        )
-    )
-    return prepared.splits["train"][:examples], prepared.splits["validation"][: max(100, examples // 20)]
 
 
 def run_arm(params, share: float, steps: int, rows, windows, tokenizer, scratch: Path, seed: int) -> dict:
@@ -100,7 +87,8 @@ def main() -> None:
     if not (args.kit / "corpus-es").is_dir():
         sys.exit(f"data kit not found at {args.kit}: pass --kit DIR")
     params = load_params(REPO / "params.yaml")
-    train, validation = translation_pairs(params, args.kit, args.examples)
+    pairs = kit_translation_pairs(params, args.kit)
+    train, validation = pairs["train"][: args.examples], pairs["validation"][: max(100, args.examples // 20)]
     corpus = CorpusParams.model_validate({"sources": [{"path": str(args.kit / "corpus-es" / "*.txt")}]})
     choice_sets = {
         "okapi": load_choice_items(str(args.kit / "instrucciones-es" / "opcion-multiple.jsonl"))[: args.choice_items],

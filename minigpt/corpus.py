@@ -34,7 +34,6 @@ from minigpt.files import expand_files, replace_directory, text_blocks, write_js
 from minigpt.shards import FORMAT, INDEX, SPLITS, ShardWriter, file_sha256, split_summary, token_dtype
 
 CORPUS_SUFFIXES = (".txt", ".jsonl", ".parquet")
-SKIP_REASONS = ("not text", "invalid UTF-8", "malformed JSON", "empty", "too short", "low language score")
 LANGUAGE_SCORE = "language_score"  # FineWeb-2's language identification score, where a source has one
 
 
@@ -43,7 +42,8 @@ class Record:
     source: int  # index of its source in corpus.sources
     number: int  # 1, 2, … within its source
     text: str | None  # the document; None when skipped
-    skipped: str | None = None  # one of SKIP_REASONS
+    # Why it was skipped: not text, invalid UTF-8, malformed JSON, empty, too short, low language score.
+    skipped: str | None = None
     validation: bool = False  # held out, by a hash of the text
 
 
@@ -160,13 +160,13 @@ class CorpusReader:
     # ------------------------------------------------------------------ values: (text or not, language score)
 
     def _local_values(self, index: int, source: CorpusSource, skip: int) -> Iterator[tuple[Any, Any]]:
+        readers = {".txt": self._txt_values, ".jsonl": self._jsonl_values, ".parquet": self._parquet_values}
         for path in self.files[index]:
             size = path.stat().st_size
             if size == 0:
                 raise MiniGPTError(f"{path}: file is empty")
-            reader = {".txt": self._txt_values, ".jsonl": self._jsonl_values, ".parquet": self._parquet_values}
             done_before = self.bytes_done
-            for value in reader[path.suffix.lower()](path, source.text_column, done_before):
+            for value in readers[path.suffix.lower()](path, source.text_column, done_before):
                 if skip:
                     skip -= 1
                     continue

@@ -14,6 +14,10 @@ token when the prompt loss is on); padding never is. Three layouts put sequences
   attends to the unrelated ones before it and its positions start wherever it landed.
 - `padded`: one sequence per row, then padding (the reference's batches): alone by
   construction, and most of a row is padding.
+
+Pretraining reads `ShardWindows` instead: rows that tile a corpus's token shards (see
+`minigpt.shards`), read through memory maps as they are needed, never packed in memory.
+Both give the training loop the same three things: row indices, target counts and batches.
 """
 
 from __future__ import annotations
@@ -286,12 +290,24 @@ class ShardWindows:
                 filled += len(piece)
         return out
 
-    def count_targets(self, indices: torch.Tensor) -> torch.Tensor:
-        """The target tokens of the given rows, a 0-dim CPU tensor (usable beside device tensors)."""
+    def in_memory(self, indices: torch.Tensor) -> PackedRows:
+        """The given rows as PackedRows, held in memory: the same training, to compare with."""
+        tokens = torch.from_numpy(self.rows(indices))
+        batch = self.batch(indices, torch.device("cpu"))
+        targets = torch.zeros_like(tokens, dtype=torch.bool)
+        targets[:, 1:] = batch["targets"] != IGNORE_INDEX
+        documents = None
+        if batch["documents"] is not None:
+            documents = torch.zeros_like(tokens, dtype=torch.int16)
+            documents[:, :-1] = batch["documents"]
+        return PackedRows(tokens, targets, dict(self.stats), documents)
+
+    def count_targets(self, indices: torch.Tensor) -> int:
+        """The target tokens of the given rows, counted on the host (nothing to wait for)."""
         targets = len(indices) * self.stride
         if self.layout == "masked":
             targets -= int((self.rows(indices)[:, :-1] == self.eos).sum())
-        return torch.tensor(targets)
+        return targets
 
     def batch(self, indices: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor | None]:
         """The model's arguments for the given rows, on `device`."""

@@ -108,6 +108,8 @@ def render_report(
     revision: str,
     lora: dict,
     architectures: dict,
+    corpus: dict,
+    pretrain: dict,
     sample_count: int = 5,
 ) -> str:
     generation, sampled = evaluation["generation"], evaluation.get("sampled")
@@ -115,7 +117,7 @@ def render_report(
     # Each decoding's failure kinds and answer languages: greedy's, then sampled's if scored.
     scored = [("greedy", evaluation["errors"], generation["language"])]
     scored += [("sampled", sampled["errors"], sampled["language"])] if sampled else []
-    validation_scores = tokenizer["eval"]["validation"]
+    learned = tokenizer.get("corpus_sample", {}).get("chars")
     parts = [
         "# MiniGPT-ES report card",
         f"Made from {revision}. Every number below is produced by `dvc repro` from the params at the end.",
@@ -147,11 +149,18 @@ def render_report(
             ],
         ),
         "## Tokenizer",
-        f"Vocabulary {tokenizer['vocab_size']:,}. On the validation split:",
+        f"Vocabulary {tokenizer['vocab_size']:,}, learned from the train split"
+        + (f" and {learned:,} characters of the corpus" if learned else "")
+        + "; the corpus's held-out documents were never learned from.",
         _table(
-            ("tokenizer", "chars/token", "tokens/word"),
-            [(name, score["chars_per_token"], score["tokens_per_word"]) for name, score in validation_scores.items()],
+            ("text", "tokenizer", "chars/token", "tokens/word"),
+            [
+                (set_name, name, score["chars_per_token"], score["tokens_per_word"])
+                for set_name, by_tokenizer in tokenizer["eval"].items()
+                for name, score in by_tokenizer.items()
+            ],
         ),
+        *_pretraining_section(corpus, pretrain),
         "## Model and training",
         _table(
             ("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding", "too long"),
@@ -258,6 +267,47 @@ def _samples(samples: list[dict]) -> list[str]:
             lines += [">", _quote(f"{label}: " + (scored["answer"] or "(empty)")), ">", f"> _{verdict(scored)}_"]
         parts.append("\n".join(lines))
     return parts
+
+
+def _pretraining_section(corpus: dict, pretrain: dict) -> list[str]:
+    if not pretrain.get("enabled"):
+        return ["## Pretraining", "Off: `corpus.sources` is empty, so `train` starts from scratch."]
+    budget = f"of a {corpus['max_tokens']:,}-token budget, " if corpus["max_tokens"] else ""
+    return [
+        "## Pretraining",
+        f"The corpus: {sum(corpus['tokens'].values()):,} tokens {budget}in {sum(corpus['documents'].values()):,} "
+        f"documents, {corpus['tokens']['validation']:,} tokens held out.",
+        _table(
+            ("source", "read at commit", "records", "documents", "tokens", "skipped", "budget reached"),
+            [
+                (
+                    f"`{source['label']}`",
+                    source.get("commit"),
+                    source["records"],
+                    source["documents"],
+                    source["tokens"],
+                    ", ".join(f"{reason} {count}" for reason, count in source["skipped"].items()) or "none",
+                    source["budget_reached"],
+                )
+                for source in corpus["sources"]
+            ],
+        ),
+        _table(
+            ("steps", "tokens", "train time", "tokens/s", "MFU", "initial train loss", "final", "validation loss"),
+            [
+                (
+                    pretrain["steps"],
+                    pretrain["tokens"],
+                    f"{pretrain['train_seconds']:.0f} s",
+                    pretrain["tokens_per_second"],
+                    f"{pretrain['mfu']:.1%}" if pretrain.get("mfu") else None,
+                    pretrain["initial_train_loss"],
+                    pretrain["train_loss"],
+                    pretrain["val_loss"],
+                )
+            ],
+        ),
+    ]
 
 
 def _lora_section(lora: dict) -> list[str]:

@@ -17,11 +17,16 @@ from minigpt.report import git_revision, headline, pipeline_outputs, render_repo
 STAGE_METRICS = {
     "data": paths.DATA_METRICS,
     "tokenizer": paths.TOKENIZER_METRICS,
+    "corpus": paths.CORPUS_METRICS,
+    "pretrain": paths.PRETRAIN_METRICS,
     "train": paths.TRAIN_METRICS,
     "eval": paths.EVAL_METRICS,
     "lora": paths.LORA_METRICS,
     "architectures": paths.ARCHITECTURES_METRICS,
 }
+
+# The params the report prints: the model and every stage that trains or scores it.
+REPORTED_PARAMS = ("model", "corpus", "pretrain", "train", "evaluate", "lora", "compare_architectures")
 
 
 def read_metrics(path: Path) -> dict:
@@ -43,10 +48,12 @@ def main() -> None:
         metrics["train"],
         metrics["eval"],
         read_jsonl(paths.EVAL_SAMPLES),
-        {section: params[section] for section in ("model", "train", "evaluate", "lora", "compare_architectures")},
+        {section: params[section] for section in REPORTED_PARAMS if section in params},
         revision,
         lora=metrics["lora"],
         architectures=metrics["architectures"],
+        corpus=metrics["corpus"],
+        pretrain=metrics["pretrain"],
     )
     with atomic_file(paths.REPORT) as handle:
         handle.write(text)

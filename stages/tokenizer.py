@@ -41,8 +41,8 @@ def main() -> None:
 
     started = time.perf_counter()
     sample = CorpusSample(everything.corpus, params.corpus_chars)
-    texts = itertools.chain(iter_training_texts([train_file]), sample)
-    tokenizer = train_bpe(texts, params.vocab_size, params.min_frequency)
+    learned_from = itertools.chain(iter_training_texts([train_file]), sample)
+    tokenizer = train_bpe(learned_from, params.vocab_size, params.min_frequency)
     trained_in = time.perf_counter() - started
     if sample.held_out:
         eval_sets[HELD_OUT] = sample.held_out
@@ -66,14 +66,14 @@ def main() -> None:
         title="Tokenizer efficiency (higher is better)",
         ylabel="characters per token",
     )
-    print(f"tokenizer: vocab {tokenizer.get_vocab_size()} trained in {trained_in:.1f}s", end="")
+    summary = [f"tokenizer: vocab {tokenizer.get_vocab_size()} trained in {trained_in:.1f}s"]
     if sample.documents:
-        print(f" (with {sample.taken:,} characters of the corpus)", end="")
+        summary[0] += f" (with {sample.taken:,} characters of the corpus)"
     for set_name in ("validation", HELD_OUT):
         if set_name in scores:
-            summary = ", ".join(f"{name} {score['chars_per_token']:.2f}" for name, score in scores[set_name].items())
-            print(f"; {set_name} chars/token: {summary}", end="")
-    print()
+            scored = ", ".join(f"{name} {score['chars_per_token']:.2f}" for name, score in scores[set_name].items())
+            summary.append(f"{set_name} chars/token: {scored}")
+    print("; ".join(summary))
 
 
 if __name__ == "__main__":

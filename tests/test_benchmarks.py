@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, example, run_command
+from tests.helpers import REPO, example, run_command, spanish_documents, write_documents
 
 
 def test_the_generation_benchmark_reports_every_variant(tiny_model_dir, tmp_path):
@@ -116,6 +116,52 @@ def test_the_packing_layout_benchmark_runs(tmp_path):
         [row["layout"] for row in rows] == ["masked", "open", "padded"] for rows in results.values()
     )
     assert all(row["answer_bits_per_byte"] > 0 for rows in results.values() for row in rows)
+
+
+def kit_with_a_corpus(root: Path) -> Path:
+    """The kit folder with a corpus large enough for every split and a few training windows."""
+    kit = kit_folder(root)
+    write_documents(kit / "corpus-es" / "texto.txt", spanish_documents(3000))
+    return kit
+
+
+def test_the_corpus_shards_benchmark_measures_tokenizing_and_the_step(tmp_path):
+    out = tmp_path / "shards.json"
+    printed = run_command(
+        [
+            sys.executable,
+            "benchmarks/corpus_shards.py",
+            *("--kit", str(kit_with_a_corpus(tmp_path)), "--sizes-mb", "0.2", "0.4", "--vocab-size", "400"),
+            *("--steps", "3", "--repeats", "1", "--out", str(out)),
+        ],
+        cwd=REPO,
+    ).stdout
+    results = json.loads(out.read_text())
+    paths = [row["path"] for row in results["tokenizing"]]
+    assert paths == ["in-memory packing (before shards)"] + ["corpus stage (shards)"] * 3
+    assert [row["corpus_mb"] for row in results["tokenizing"][2:]] == [0.2, 0.4]
+    assert all(row["tokens"] > 0 and row["peak_rss_mib"] > 0 for row in results["tokenizing"])
+    assert len(results["steps"]["shards"]) == len(results["steps"]["in memory"]) == 1
+    assert "| shards (ShardWindows) |" in printed
+
+
+def test_the_pretraining_benchmark_compares_arms_at_equal_steps(tmp_path):
+    out = tmp_path / "pays.json"
+    printed = run_command(
+        [
+            sys.executable,
+            "benchmarks/pretraining_pays.py",
+            *("--kit", str(kit_with_a_corpus(tmp_path)), "--steps", "4", "--shares", "0", "0.5"),
+            *("--examples", "200", "--choice-items", "5", "--vocab-size", "400", "--corpus-chars", "20000"),
+            *("--out", str(out)),
+        ],
+        cwd=REPO,
+    ).stdout
+    arms = json.loads(out.read_text())
+    assert [arm["share"] for arm in arms] == [0.0, 0.5]
+    assert list(arms[0]["final_loss"]) == ["train"] and list(arms[1]["final_loss"]) == ["pretrain", "train"]
+    assert all(arm["answer_bits_per_byte"] > 0 and arm["okapi"]["items"] == 5 for arm in arms)
+    assert "| 2 | 2 |" in printed  # half the steps pretraining, half instruction tuning
 
 
 @pytest.mark.slow

@@ -82,6 +82,10 @@ def test_repro_builds_every_output(workspace, first_run):
     tokenizer = json.loads((workspace / "metrics" / "tokenizer.json").read_text(encoding="utf-8"))
     assert tokenizer["eval"]["validation"]["minigpt"]["chars_per_token"] > 2.5
     assert (workspace / "plots" / "tokenizer_comparison.png").read_bytes().startswith(b"\x89PNG")
+    # No corpus by default: pretraining is off, quickly, and says so.
+    assert json.loads((workspace / "metrics" / "corpus.json").read_text(encoding="utf-8")) == {"enabled": False}
+    assert json.loads((workspace / "data" / "shards" / "index.json").read_text(encoding="utf-8"))["enabled"] is False
+    assert json.loads((workspace / "metrics" / "pretrain.json").read_text(encoding="utf-8")) == {"enabled": False}
     assert "Running stage 'train'" in first_run.stdout
     assert (workspace / "models" / "minigpt" / "model.safetensors").is_file()
     train = json.loads((workspace / "metrics" / "train.json").read_text(encoding="utf-8"))
@@ -116,6 +120,7 @@ def test_the_headline_is_the_one_dvc_metrics_file_and_the_report_is_written(work
     architectures = json.loads((workspace / "metrics" / "architectures.json").read_text(encoding="utf-8"))
     assert [len(runs) for runs in architectures["runs"].values()] == [3, 3]
     assert "## Encoder vs decoder" in report and "seed-to-seed spread" in report
+    assert "## Pretraining\n\nOff: `corpus.sources` is empty" in report
     assert (workspace / "plots" / "architectures.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -224,6 +229,7 @@ def test_a_tokenizer_param_reruns_the_tokenizer_and_what_depends_on_it(built):
     rerun = dvc("repro", cwd=built)
     assert stages_run(rerun.stdout) == {
         "tokenizer",
+        "corpus",
         "pretrain",
         "train",
         "evaluate",

@@ -95,7 +95,10 @@ def test_every_stage_runs_at_the_seed_shape(smoke_run):
     assert (config["n_layer"], config["n_head"], config["n_embd"], config["n_positions"]) == (12, 12, 768, 512)
     assert metrics(workspace, "lora_train")["steps"] == 2
     assert metrics(workspace, "architectures")["shape"]["n_embd"] == 768
-    assert "## Encoder vs decoder" in (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
+    report = (workspace / "metrics" / "report.md").read_text(encoding="utf-8")
+    assert "## Encoder vs decoder" in report
+    assert f"## Pretraining\n\nThe corpus: {sum(corpus['tokens'].values()):,} tokens in " in report
+    assert "| corpus (held out) | minigpt |" in report  # the tokenizer scored on text it never saw
 
 
 def test_the_experiment_is_in_dvc_exp_show(smoke_run):

@@ -17,7 +17,7 @@ from minigpt.config import CorpusParams
 from minigpt.corpus import ShardBuilder, normalize, validation_share
 from minigpt.errors import MiniGPTError
 from minigpt.model import GPT, IGNORE_INDEX, GPTConfig
-from minigpt.packing import PackedRows, ShardWindows
+from minigpt.packing import ShardWindows
 from minigpt.shards import INDEX, ShardWriter, check_tokenizer, file_sha256, read_index
 from minigpt.tokenizer import save_pretrained, train_bpe
 from minigpt.training import train_loop
@@ -222,14 +222,7 @@ def test_masked_windows_start_each_document_afresh(shards):
 def test_training_from_windows_is_training_from_the_same_rows_in_memory(shards, tmp_path):
     directory, index = shards
     windows = ShardWindows(directory, index, "train", 33, "masked")
-    everything = torch.arange(len(windows))
-    batch = windows.batch(everything, torch.device("cpu"))
-    tokens = torch.from_numpy(windows.rows(everything))
-    targets = torch.zeros_like(tokens, dtype=torch.bool)
-    targets[:, 1:] = batch["targets"] != IGNORE_INDEX
-    documents = torch.zeros_like(tokens, dtype=torch.int16)
-    documents[:, :-1] = batch["documents"]
-    in_memory = PackedRows(tokens, targets, {}, documents)
+    in_memory = windows.in_memory(torch.arange(len(windows)))
     config = GPTConfig(vocab_size=500, block_size=32, n_layer=1, n_head=2, n_embd=16)
     params = loop_params(batch_tokens=256, micro_batch_size=4, epochs=0.2)
     results = []
