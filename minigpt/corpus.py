@@ -280,12 +280,15 @@ class CorpusSample:
         self.params, self.chars = params, chars
         self.documents = self.taken = 0
         self.held_out: list[str] = []
+        self.commits: dict[int, str | None] = {}
 
     def __iter__(self) -> Iterator[str]:
         if not self.params.sources or not self.chars:
             return
         held = 0
-        for record in CorpusReader(self.params).interleaved():
+        reader = CorpusReader(self.params)
+        self.commits = reader.commits  # filled as hub sources are opened
+        for record in reader.interleaved():
             if record.text is None:
                 continue
             if record.validation:
@@ -299,13 +302,16 @@ class CorpusSample:
             if self.taken >= self.chars:
                 return
 
-    def summary(self) -> dict[str, int]:
-        return {
+    def summary(self) -> dict[str, Any]:
+        summary = {
             "documents": self.documents,
             "chars": self.taken,
             "held_out_documents": len(self.held_out),
             "held_out_chars": sum(map(len, self.held_out)),
         }
+        if any(source.hub for source in self.params.sources):  # which commits of the hub it learned from
+            summary["sources"] = source_summary(self.params.sources, self.commits)
+        return summary
 
 
 # --------------------------------------------------------------------------- tokenizing into shards
@@ -335,7 +341,7 @@ class Progress:
     run: str
     sources: list[dict[str, Any]]  # per source: records, documents, tokens, skipped (by reason), budget_reached
     consumed: dict[int, int] = field(default_factory=dict)  # source -> records consumed
-    finished: list[int] = field(default_factory=list)  # sources read to their end or their budget
+    finished: list[int] = field(default_factory=list)  # sources stopped by a budget or followed by the next
     commits: dict[int, str | None] = field(default_factory=dict)
     shards: dict[str, list[dict]] = field(default_factory=lambda: {split: [] for split in SPLITS})
     budget_reached: bool = False
@@ -353,6 +359,7 @@ class Progress:
             saved = json.loads((partial / PROGRESS).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             saved = None
+        why = "holds shards of other params, inputs or tokenizer"
         if saved is not None and saved.get("run") == run:
             progress = cls(**saved)
             progress.consumed = {int(key): value for key, value in progress.consumed.items()}
@@ -365,9 +372,10 @@ class Progress:
                 tokens = sum(count["tokens"] for count in progress.sources)
                 print(f"corpus: resuming after {len(closed)} closed shards ({tokens:,} tokens) in {partial}")
                 return progress
+            why = "misses shards its progress lists"
         if partial.exists():
             if saved is not None:
-                print(f"corpus: {partial} holds shards of other params or another tokenizer: starting afresh")
+                print(f"corpus: {partial} {why}: starting afresh")
             shutil.rmtree(partial)
         partial.mkdir(parents=True)
         return cls.fresh(run, sources)
@@ -391,7 +399,8 @@ class ShardBuilder:
         tokenizer_file = Path(tokenizer_dir) / "tokenizer.json"
         self.params, self.partial = params, Path(partial)
         self.tokenizer_sha256 = file_sha256(tokenizer_file)
-        run = hashlib.sha256(json.dumps([params.model_dump(), self.tokenizer_sha256, FORMAT]).encode()).hexdigest()
+        inputs = [params.model_dump(), local_files(params.sources), self.tokenizer_sha256, FORMAT]
+        run = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
         self.progress = Progress.load(self.partial, run, len(params.sources))
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.encode_special_tokens = True  # "<|endoftext|>" inside a document is text, not its end
@@ -454,7 +463,9 @@ class ShardBuilder:
         if self.params.max_tokens and self.tokens >= self.params.max_tokens:
             self.progress.budget_reached = True
             reader.finish()
-        if self.writers["train"].full:
+        if self.writers["validation"].full:  # (it is listed in the next progress point)
+            self.writers["validation"].close()
+        if self.writers["train"].full:  # the validation shard closes beside it: one consistent progress point
             for writer in self.writers.values():
                 writer.close()
             self._save_progress()
@@ -494,7 +505,7 @@ class ShardBuilder:
         if params.max_tokens and not progress.budget_reached:
             print(f"corpus: corpus.max_tokens asks for {params.max_tokens:,} tokens; the sources hold {self.tokens:,}")
         for source, entry in zip(params.sources, sources):
-            if source.max_tokens and not entry["budget_reached"]:
+            if source.max_tokens and not entry["budget_reached"] and not progress.budget_reached:
                 print(f"corpus: {entry['label']!r} holds {entry['tokens']:,} tokens of the {source.max_tokens:,} asked")
         index = {
             "format": FORMAT,
@@ -512,6 +523,18 @@ class ShardBuilder:
         (self.partial / PROGRESS).unlink(missing_ok=True)
         replace_directory(self.partial, directory)
         return index
+
+
+def local_files(sources: Sequence[CorpusSource]) -> list[tuple[str, int, int]]:
+    """(path, size, modification time) of every local file the sources read: a resumed run
+    must read the same files as the one it resumes."""
+    paths = []
+    for source in sources:
+        if source.path is not None:
+            paths += expand_files([source.path])
+        elif source.local_hub:
+            paths += sorted(path for path in Path(source.hub).expanduser().rglob("*") if path.is_file())
+    return [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in paths]
 
 
 def local_inputs(sources: Sequence[CorpusSource]) -> list[str]:

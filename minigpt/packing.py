@@ -256,6 +256,8 @@ class ShardWindows:
                 f"the {split} split of {directory} holds {tokens} tokens, fewer than one row of {row_length}: "
                 "give the corpus more text (or raise corpus.validation_fraction for the validation split)"
             )
+        # Masked rows: where documents end, so a step's targets are counted without reading its rows.
+        self.ends = self._document_ends() if layout == "masked" else None
         self.identity = hashlib.sha256(
             json.dumps([[shard["sha256"] for shard in shards], layout, row_length]).encode()
         ).hexdigest()
@@ -272,6 +274,15 @@ class ShardWindows:
 
     def fingerprint(self) -> str:
         return self.identity
+
+    def _document_ends(self, chunk: int = 1 << 24) -> np.ndarray:
+        """Positions of every <|endoftext|> in the split's stream, scanned a chunk at a time."""
+        found = [
+            np.flatnonzero(tokens[offset : offset + chunk] == self.eos) + start + offset
+            for tokens, start in zip(self.maps, self.starts)
+            for offset in range(0, len(tokens), chunk)
+        ]
+        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
     def to(self, device: torch.device) -> ShardWindows:
         return self  # batches move to the device as they are read
@@ -297,16 +308,20 @@ class ShardWindows:
         targets = torch.zeros_like(tokens, dtype=torch.bool)
         targets[:, 1:] = batch["targets"] != IGNORE_INDEX
         documents = None
-        if batch["documents"] is not None:
+        if batch["documents"] is not None:  # numbered from 1, as packing does (0 is padding there)
             documents = torch.zeros_like(tokens, dtype=torch.int16)
-            documents[:, :-1] = batch["documents"]
+            documents[:, :-1] = batch["documents"] + 1
         return PackedRows(tokens, targets, dict(self.stats), documents)
 
     def count_targets(self, indices: torch.Tensor) -> int:
-        """The target tokens of the given rows, counted on the host (nothing to wait for)."""
+        """The target tokens of the given rows, counted on the host without reading them (a
+        process reads only its own rows of a step, though every process counts the whole step)."""
         targets = len(indices) * self.stride
-        if self.layout == "masked":
-            targets -= int((self.rows(indices)[:, :-1] == self.eos).sum())
+        if self.ends is not None:  # masked: the token after a document's end is no target
+            starts = indices.numpy() * self.stride
+            targets -= int(
+                (np.searchsorted(self.ends, starts + self.stride) - np.searchsorted(self.ends, starts)).sum()
+            )
         return targets
 
     def batch(self, indices: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor | None]:

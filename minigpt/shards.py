@@ -7,9 +7,10 @@ by `<|endoftext|>`, so document boundaries are recoverable; and `index.json`, wh
 the files hold: dtype, tokens and documents per shard and split, each shard's SHA-256, the
 sources (with the commits of hub datasets) and the SHA-256 of the tokenizer that wrote them.
 
-A shard closes at the first document end past `corpus.shard_tokens`. The splits read as one
-stream each: training windows may run from one shard into the next, so results do not depend
-on where shards close.
+A shard closes at the first document end past `corpus.shard_tokens`, and the validation shard
+also whenever a training shard closes (the points a killed run resumes from). The splits read
+as one stream each: training windows may run from one shard into the next, so results do not
+depend on where shards close.
 """
 
 from __future__ import annotations

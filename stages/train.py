@@ -32,7 +32,7 @@ def main() -> None:
         if not (paths.PRETRAINED / "config.json").is_file():
             raise MiniGPTError(
                 f"train.init_from is 'pretrained' but {paths.PRETRAINED} holds no model: "
-                "list text files in pretrain.files and run 'dvc repro pretrain'"
+                "list corpora in corpus.sources and run 'dvc repro pretrain'"
             )
         model = from_hf(paths.PRETRAINED)
         if model.config != config:

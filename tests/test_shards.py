@@ -73,6 +73,19 @@ def test_shards_hold_every_document_and_its_end_and_the_index_says_what_they_hol
     assert not (tmp_path / "shards.partial").exists()
 
 
+def test_each_split_closes_its_shards_past_their_size(tmp_path, text_corpus, corpus_tokenizer):
+    index = build(
+        tmp_path, corpus({"path": str(text_corpus)}, shard_tokens=500, validation_fraction=0.5), corpus_tokenizer
+    )
+    longest = max(
+        shard["tokens"] / shard["documents"] for split in index["splits"].values() for shard in split["shards"]
+    )
+    for split in ("train", "validation"):
+        shards = index["splits"][split]["shards"]
+        assert len(shards) > 5 and all(shard["tokens"] < 500 + 4 * longest for shard in shards), split
+    assert all(shard["tokens"] >= 500 for shard in index["splits"]["train"]["shards"][:-1])
+
+
 def test_a_document_that_spells_the_end_marker_is_still_one_document(tmp_path, corpus_tokenizer):
     path = write_documents(tmp_path / "raro.txt", [f"Texto con {template.EOS_TOKEN} dentro.", *DOCUMENTS[:50]])
     index = build(tmp_path, corpus({"path": str(path)}, validation_fraction=0.05), corpus_tokenizer)
@@ -149,11 +162,14 @@ def test_an_interrupted_run_resumes_after_its_last_closed_shard_and_ends_the_sam
         assert (tmp_path / "shards" / shard["file"]).read_bytes() == (
             tmp_path / "reference" / shard["file"]
         ).read_bytes()
-    other = corpus({"path": str(text_corpus)}, shard_tokens=1600)
-    (tmp_path / "shards.partial").mkdir()
-    (tmp_path / "shards.partial" / "progress.json").write_text(json.dumps({"run": "another"}))
-    build(tmp_path, other, corpus_tokenizer)
-    assert "starting afresh" in capsys.readouterr().out
+    monkeypatch.setattr(ShardWriter, "close", close_then_die)
+    closed.clear()
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, params, corpus_tokenizer, name="again")
+    monkeypatch.setattr(ShardWriter, "close", real_close)
+    write_documents(text_corpus, DOCUMENTS + ["Un documento más, añadido después."])  # other inputs: no resuming
+    build(tmp_path, params, corpus_tokenizer, name="again")
+    assert "holds shards of other params, inputs or tokenizer: starting afresh" in capsys.readouterr().out
 
 
 def test_shards_of_another_tokenizer_or_damaged_ones_are_refused(tmp_path, text_corpus, corpus_tokenizer):
