@@ -150,8 +150,7 @@ def render_report(
         ),
         "## Tokenizer",
         f"Vocabulary {tokenizer['vocab_size']:,}, learned from the train split"
-        + (f" and {learned:,} characters of the corpus" if learned else "")
-        + "; the corpus's held-out documents were never learned from.",
+        + (f" and {learned:,} characters of the corpus (not from its held-out documents)." if learned else "."),
         _table(
             ("text", "tokenizer", "chars/token", "tokens/word"),
             [

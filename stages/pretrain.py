@@ -11,7 +11,7 @@ import os
 
 from minigpt import paths
 from minigpt.config import load_params
-from minigpt.errors import run_main
+from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import atomic_directory, write_json
 from minigpt.model import build_config, init_model, save_hf
 from minigpt.packing import ShardWindows
@@ -31,6 +31,11 @@ OUTPUTS = RunOutputs(
 def main() -> None:
     params = load_params()
     index = read_index(paths.SHARDS)
+    if index["enabled"] != bool(params.corpus.sources):
+        raise MiniGPTError(
+            f"{paths.SHARDS} {'holds' if index['enabled'] else 'has no'} shards but corpus.sources is "
+            f"{'empty' if index['enabled'] else 'not'}: run 'dvc repro corpus' first"
+        )
     if not index["enabled"]:
         if int(os.environ.get("RANK", "0")) != 0:  # under a multi-process launcher, one process writes
             return

@@ -171,6 +171,8 @@ def test_pretraining_on_the_corpus_shards_initialises_instruction_tuning(workspa
     stage("tokenizer", workspace)  # it learns from the corpus too, and scores itself on held-out corpus text
     scores = json.loads((workspace / "metrics" / "tokenizer.json").read_text())
     assert scores["corpus_sample"]["documents"] > 300 and "corpus (held out)" in scores["eval"]
+    stale = stage("pretrain", workspace, check=False)  # the shards are still those of no corpus
+    assert stale.returncode == 1 and "has no shards but corpus.sources is not" in stale.stderr
     stage("corpus", workspace)
     corpus = json.loads((workspace / "metrics" / "corpus.json").read_text())
     assert corpus["documents"]["train"] + corpus["documents"]["validation"] == 400 and corpus["tokens_per_second"] > 0
