@@ -28,7 +28,7 @@ import numpy as np
 
 from minigpt import template
 from minigpt.config import CorpusParams, CorpusSource
-from minigpt.data import load_hub_dataset, resolve_revision
+from minigpt.data import RecordError, jsonl_lines, load_hub_dataset, resolve_revision
 from minigpt.errors import MiniGPTError
 from minigpt.files import expand_files, replace_directory, text_blocks, write_json
 from minigpt.shards import FORMAT, INDEX, SPLITS, ShardWriter, file_sha256, split_summary, token_dtype
@@ -45,13 +45,6 @@ class Record:
     # Why it was skipped: not text, invalid UTF-8, malformed JSON, empty, too short, low language score.
     skipped: str | None = None
     validation: bool = False  # held out, by a hash of the text
-
-
-@dataclass(frozen=True)
-class _Unreadable:
-    """A record that is not even a value: a JSON line that does not parse, bytes that are not UTF-8."""
-
-    reason: str
 
 
 def validation_share(text: str) -> float:
@@ -137,8 +130,8 @@ class CorpusReader:
             yield self._record(index, number, *value)
 
     def _record(self, index: int, number: int, value: Any, score: Any) -> Record:
-        if isinstance(value, _Unreadable):
-            return Record(index, number, None, value.reason)
+        if isinstance(value, RecordError):  # not even a value: bytes that are not UTF-8, a line that is not JSON
+            return Record(index, number, None, value.kind)
         if not isinstance(value, str):
             return Record(index, number, None, "not text")
         try:
@@ -174,35 +167,20 @@ class CorpusReader:
             self.bytes_done = done_before + size
 
     def _txt_values(self, path: Path, _column: str, done_before: int) -> Iterator[tuple[Any, Any]]:
-        for _, block, offset in text_blocks(path):
+        for line, block, offset in text_blocks(path):
             self.bytes_done = done_before + offset
             try:
                 yield block.decode("utf-8"), None
-            except UnicodeDecodeError:
-                yield _Unreadable("invalid UTF-8"), None
+            except UnicodeDecodeError as error:
+                yield RecordError("invalid UTF-8", f"byte {error.start} of the block at line {line}"), None
 
     def _jsonl_values(self, path: Path, column: str, done_before: int) -> Iterator[tuple[Any, Any]]:
-        offset = 0
-        with open(path, "rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                offset += len(line)
-                self.bytes_done = done_before + offset
-                try:
-                    text = line.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    yield _Unreadable("invalid UTF-8"), None
-                    continue
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except (ValueError, RecursionError):  # bad syntax, absurd numbers or nesting
-                    yield _Unreadable("malformed JSON"), None
-                    continue
-                if not isinstance(row, dict):
-                    yield None, None
-                    continue
-                yield row.get(column), row.get(LANGUAGE_SCORE)
+        for _, offset, value in jsonl_lines(path):
+            self.bytes_done = done_before + offset
+            if isinstance(value, dict):
+                yield value.get(column), value.get(LANGUAGE_SCORE)
+            else:  # a line that is not JSON or not UTF-8 (its RecordError), or JSON that is not an object
+                yield (value if isinstance(value, RecordError) else None), None
 
     def _parquet_values(self, path: Path, column: str, done_before: int) -> Iterator[tuple[Any, Any]]:
         import pyarrow.parquet

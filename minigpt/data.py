@@ -83,26 +83,34 @@ def _json_error(error: Exception) -> str:
     return f"{type(error).__name__}: {str(error)[:120]}"
 
 
-def _read_jsonl(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
-    records = 0
+def jsonl_lines(path: Path) -> Iterator[tuple[int, int, Any]]:
+    """(line number, file offset after the line, its value or the RecordError it is) for every
+    line of a JSONL file that is not blank; read line by line."""
+    offset = 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            location = f"{path}:{number}"
+            offset += len(raw)
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a leading BOM is not data
             except UnicodeDecodeError as error:
-                records += 1
-                policy.handle(location, RecordError("invalid UTF-8", f"byte {error.start} of the line"))
+                yield number, offset, RecordError("invalid UTF-8", f"byte {error.start} of the line")
                 continue
             if not line.strip():
                 continue
-            records += 1
             try:
-                record = json.loads(line)
+                yield number, offset, json.loads(line)
             except _JSON_ERRORS as error:
-                policy.handle(location, RecordError("malformed JSON", _json_error(error)))
-                continue
-            yield location, record
+                yield number, offset, RecordError("malformed JSON", _json_error(error))
+
+
+def _read_jsonl(path: Path, policy: ErrorPolicy) -> Iterator[tuple[str, Record]]:
+    records = 0
+    for number, _, value in jsonl_lines(path):
+        records += 1
+        if isinstance(value, RecordError):
+            policy.handle(f"{path}:{number}", value)
+        else:
+            yield f"{path}:{number}", value
     if records == 0:
         raise MiniGPTError(f"{path}: file is empty (no records)")
 
