@@ -39,7 +39,7 @@ from minigpt import template
 from minigpt.config import PACKING_LAYOUTS, PackingLayout
 from minigpt.errors import MiniGPTError
 from minigpt.model import IGNORE_INDEX
-from minigpt.shards import verify_shards
+from minigpt.shards import scan_shards
 
 TokenSequence = tuple[list[int], list[bool]]  # token ids, and whether each is a training target
 
@@ -244,9 +244,11 @@ class ShardWindows:
     def __init__(self, directory: Path, index: dict[str, Any], split: str, row_length: int, layout: str):
         shards = index["splits"][split]["shards"]
         dtype = np.dtype(index["dtype"])
-        verify_shards(directory, shards, dtype)
         self.layout, self.row_length, self.stride = layout, row_length, row_length - 1
         self.eos = index["eos_token_id"]
+        # Masked rows: where documents end, found while the shards are checked, so that a step's
+        # targets are counted without reading its rows.
+        self.ends = scan_shards(directory, shards, dtype, self.eos if layout == "masked" else None)
         self.maps = [np.memmap(Path(directory) / shard["file"], dtype=dtype, mode="r") for shard in shards]
         self.starts = np.cumsum([0] + [shard["tokens"] for shard in shards]).tolist()
         tokens = self.starts[-1]
@@ -256,8 +258,6 @@ class ShardWindows:
                 f"the {split} split of {directory} holds {tokens} tokens, fewer than one row of {row_length}: "
                 "give the corpus more text (or raise corpus.validation_fraction for the validation split)"
             )
-        # Masked rows: where documents end, so a step's targets are counted without reading its rows.
-        self.ends = self._document_ends() if layout == "masked" else None
         self.identity = hashlib.sha256(
             json.dumps([[shard["sha256"] for shard in shards], layout, row_length]).encode()
         ).hexdigest()
@@ -274,15 +274,6 @@ class ShardWindows:
 
     def fingerprint(self) -> str:
         return self.identity
-
-    def _document_ends(self, chunk: int = 1 << 24) -> np.ndarray:
-        """Positions of every <|endoftext|> in the split's stream, scanned a chunk at a time."""
-        found = [
-            np.flatnonzero(tokens[offset : offset + chunk] == self.eos) + start + offset
-            for tokens, start in zip(self.maps, self.starts)
-            for offset in range(0, len(tokens), chunk)
-        ]
-        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
     def to(self, device: torch.device) -> ShardWindows:
         return self  # batches move to the device as they are read
@@ -304,7 +295,7 @@ class ShardWindows:
     def in_memory(self, indices: torch.Tensor) -> PackedRows:
         """The given rows as PackedRows, held in memory: the same training, to compare with."""
         tokens = torch.from_numpy(self.rows(indices))
-        batch = self.batch(indices, torch.device("cpu"))
+        batch = self._arguments(tokens)
         targets = torch.zeros_like(tokens, dtype=torch.bool)
         targets[:, 1:] = batch["targets"] != IGNORE_INDEX
         documents = None
@@ -329,7 +320,10 @@ class ShardWindows:
         tokens = torch.from_numpy(self.rows(indices))
         if device.type == "cuda":
             tokens = tokens.pin_memory()
-        tokens = tokens.to(device, non_blocking=True)
+        return self._arguments(tokens.to(device, non_blocking=True))
+
+    def _arguments(self, tokens: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """Inputs, labels and (masked) document numbers of rows of token ids, where they are."""
         inputs, following = tokens[:, :-1], tokens[:, 1:]
         if self.layout == "open":
             return {"idx": inputs, "targets": following, "documents": None}

@@ -28,6 +28,7 @@ from minigpt.errors import MiniGPTError
 INDEX = "index.json"
 SPLITS = ("train", "validation")
 FORMAT = 1
+SCAN_TOKENS = 1 << 24  # tokens read at once when shards are checked: 32 MB of uint16
 
 
 def file_sha256(path: Path) -> str:
@@ -123,14 +124,29 @@ def check_tokenizer(index: dict[str, Any], tokenizer_dir: Path, directory: Path)
         )
 
 
-def verify_shards(directory: Path, shards: list[dict], dtype: np.dtype) -> None:
-    """Every shard of the list is there, whole and unchanged: damage stops the run here, before training."""
+def scan_shards(directory: Path, shards: list[dict], dtype: np.dtype, eos: int | None = None) -> np.ndarray | None:
+    """Check that every shard of a split is there, whole and unchanged (size and SHA-256), so
+    damage stops the run here, before training. Each shard is read once; with `eos`, that read
+    also finds where documents end: their positions in the split's stream."""
+    ends, start = [], 0
     for shard in shards:
         path = Path(directory) / shard["file"]
         if not path.is_file():
             raise MiniGPTError(f"{path} is missing: rerun 'dvc repro corpus' (or 'dvc pull' it)")
-        if path.stat().st_size != shard["tokens"] * dtype.itemsize or file_sha256(path) != shard["sha256"]:
+        digest = hashlib.sha256()
+        if path.stat().st_size == shard["tokens"] * dtype.itemsize:
+            tokens = np.memmap(path, dtype=dtype, mode="r") if shard["tokens"] else np.empty(0, dtype)
+            for offset in range(0, len(tokens), SCAN_TOKENS):
+                chunk = tokens[offset : offset + SCAN_TOKENS]
+                digest.update(memoryview(chunk))
+                if eos is not None:
+                    ends.append(np.flatnonzero(chunk == eos) + start + offset)
+        if digest.hexdigest() != shard["sha256"]:
             raise MiniGPTError(
                 f"{path} is damaged (its size or SHA-256 is not the one {INDEX} records): "
                 "rerun 'dvc repro corpus' (or 'dvc pull' it)"
             )
+        start += shard["tokens"]
+    if eos is None:
+        return None
+    return np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
