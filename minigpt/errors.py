@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# When set, every stage appends {stage, seconds, peak_rss_mib} to this JSONL file as it
-# finishes: the time and memory of each stage of a `dvc repro` or `dvc exp run`.
+# When set, every stage appends {stage, seconds, peak_rss_mib, peak_gpu_mib} to this JSONL file
+# as it finishes: the time and memory of each stage of a `dvc repro` or `dvc exp run`
+# (peak_gpu_mib: what torch allocated on the GPU, null where the stage used none).
 STAGE_LOG = "MINIGPT_STAGE_LOG"
 
 
@@ -38,6 +39,14 @@ def run_main(main: Callable[[], None]) -> None:
             "stage": Path(sys.argv[0]).stem,
             "seconds": round(time.perf_counter() - started, 1),
             "peak_rss_mib": round(peak),
+            "peak_gpu_mib": _peak_gpu_mib(),
         }
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
+
+
+def _peak_gpu_mib() -> int | None:
+    torch = sys.modules.get("torch")  # a stage that never imported torch used no GPU
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20)

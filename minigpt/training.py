@@ -205,6 +205,49 @@ class Telemetry:
             self.live.end()
 
 
+class CompileWatch:
+    """What torch.compile did during one run, from dynamo's process-wide counters (deltas from
+    the run's start). A frame dynamo gives up on (an error it was told to suppress, the
+    recompile limit) runs eagerly without a word: counted here, it makes `compiled` false
+    instead of letting eager speed pass for compiled speed."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.start = self._read()
+        self.after_first_step: dict[str, int] | None = None
+
+    @staticmethod
+    def _read() -> dict[str, int]:
+        from torch._dynamo.utils import counters
+
+        return {
+            "frames": counters["frames"]["total"],
+            "compiled_frames": counters["frames"]["ok"],
+            "graphs": counters["stats"]["unique_graphs"],
+            "graph_breaks": sum(counters["graph_break"].values()),
+        }
+
+    def first_step_done(self) -> None:
+        if self.after_first_step is None:
+            self.after_first_step = self._read()
+
+    def summary(self) -> dict[str, Any]:
+        """`compiled`: every frame dynamo saw was compiled; `recompiles`: graphs compiled after the
+        first step (evaluation's, a changed shape); `eager_frames`: frames left to run eagerly."""
+        if not self.enabled:
+            return {"compiled": False, "recompiles": 0, "eager_frames": 0, "graph_breaks": 0}
+        now = self._read()
+        delta = {key: now[key] - self.start[key] for key in now}
+        eager = delta["frames"] - delta["compiled_frames"]
+        first = self.after_first_step or now
+        return {
+            "compiled": delta["compiled_frames"] > 0 and eager == 0,
+            "recompiles": now["graphs"] - first["graphs"],
+            "eager_frames": eager,
+            "graph_breaks": delta["graph_breaks"],
+        }
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -325,6 +368,7 @@ def train_loop(
     # `stepped`: the model as the steps call it, stepped (runtime.compile) and wrapped for the
     # processes by accelerate; `model` stays the plain module whose weights are saved.
     stepped = torch.compile(model, dynamic=False) if runtime.compile else model
+    compile_watch = CompileWatch(runtime.compile)
     stepped, optimizer = accelerator.prepare(stepped, optimizer)
     if state is not None and state.get("scaler") and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
@@ -376,6 +420,7 @@ def train_loop(
             gradients_finite &= torch.isfinite(grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        compile_watch.first_step_done()
         done = step + 1
         tokens_seen += rows_per_step * block
         interval_tokens += rows_per_step * block
@@ -442,7 +487,14 @@ def train_loop(
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "processes": world,
         "precision": accelerator.mixed_precision,
+        **compile_watch.summary(),
     }
+    if runtime.compile and not summary["compiled"] and accelerator.is_main_process:
+        print(
+            f"warning: torch.compile left {summary['eager_frames']} frame(s) to run eagerly "
+            "(an error or the recompile limit; TORCH_LOGS=recompiles says which): this run's speed is not compiled speed",
+            flush=True,
+        )
     return RunResult(
         model=model,
         steps=total_steps,

@@ -13,7 +13,7 @@ from minigpt import template
 from minigpt.errors import MiniGPTError
 from minigpt.model import GPT
 from minigpt.packing import encode_documents, encode_instructions, pack
-from minigpt.training import CheckpointStore, RowOrder, learning_rate, train_loop
+from minigpt.training import CheckpointStore, CompileWatch, RowOrder, learning_rate, train_loop
 from tests.helpers import RUNTIME, TINY, loop_params, random_rows, run_two_ranks, spanish_examples
 
 
@@ -173,6 +173,25 @@ def test_a_compiled_run_saves_plain_weights_and_resumes(tmp_path):
     torch.manual_seed(0)
     again = train_loop(GPT(TINY), train, val, loop_params(), compiled, tmp_path, None)
     assert again.history == first.history
+    # Compiled throughout; evaluation (eval mode, its own batch) is a graph of its own, counted.
+    assert first.summary["compiled"] is True and first.summary["eager_frames"] == 0
+    assert first.summary["recompiles"] >= 1
+
+
+def test_frames_dynamo_leaves_to_run_eagerly_make_a_run_not_compiled():
+    plain = CompileWatch(enabled=False)
+    assert plain.summary() == {"compiled": False, "recompiles": 0, "eager_frames": 0, "graph_breaks": 0}
+    torch._dynamo.reset()
+    watch = CompileWatch(enabled=True)
+    double = torch.compile(lambda x: x * 2, backend="eager", dynamic=False)
+    double(torch.ones(1))
+    watch.first_step_done()
+    assert watch.summary() == {"compiled": True, "recompiles": 0, "eager_frames": 0, "graph_breaks": 0}
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for size in (2, 3, 4):  # the third new shape is past the limit: dynamo runs it eagerly, silently
+            double(torch.ones(size))
+    summary = watch.summary()
+    assert summary["compiled"] is False and summary["eager_frames"] == 1 and summary["recompiles"] == 1
 
 
 def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
