@@ -240,6 +240,7 @@ class RuntimeParams(Section):
     launcher: str = Field(default="python", min_length=1)  # how dvc.yaml starts pretrain, train and lora
     device: Device = "auto"  # evaluate, evaluate_lora, compare_architectures (training: where accelerate puts it)
     compile: bool = False  # torch.compile the training steps of every loop and of the study
+    attention: Literal["sdpa", "flex"] = "sdpa"  # how training attends over document-masked rows (minigpt.model)
     inference_batch_size: int = Field(default=16, ge=1)  # sequences per forward pass when scoring and generating
     log_every: int = Field(default=10, ge=1)  # steps between logged training losses
     checkpoint_every: int = Field(default=50, ge=0)  # steps; 0: never (a killed run restarts from scratch)

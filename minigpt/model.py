@@ -7,11 +7,19 @@ tied to the token embedding. Training rows packed with document masking (see
 0 and attends only to itself. It has exactly GPT-2's parameters and arithmetic, so it
 exports to `GPT2LMHeadModel` weight for weight (a test checks the logits match), and users
 get a plain Hugging Face model while training runs on the lean module.
+
+Document-masked rows attend through one of two paths, chosen per model (`GPT.use_attention`,
+not `GPTConfig`: the path changes rounding, not the model or its export). `sdpa`, the default
+and the reference, gives SDPA a dense boolean mask, which rules out flash attention and
+computes every block, empty or not. `flex` gives FlexAttention a block mask, which skips the
+empty blocks; it is for CUDA (FlexAttention has no backward pass on the CPU) and has no
+attention dropout. Rows without documents take SDPA's causal (flash) path either way.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +27,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 IGNORE_INDEX = -100  # target positions that carry no loss
 VOCAB_MULTIPLE = 128  # embedding rows are padded to this: tensor-core matmuls want aligned sizes
+ATTENTION_KINDS = ("sdpa", "flex")  # how document-masked rows attend: see the module's docstring
 
 
 @dataclass(frozen=True)
@@ -54,16 +64,20 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`mask` [batch, 1, time, time] bool (True: may attend); None: plain causal attention."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | BlockMask | None = None) -> torch.Tensor:
+        """`mask`: [batch, 1, time, time] bool (True: may attend) for SDPA, a BlockMask for
+        FlexAttention, or None: plain causal attention."""
         batch, time, channels = x.shape
         q, k, v = (
             part.view(batch, time, self.n_head, channels // self.n_head).transpose(1, 2)
             for part in self.c_attn(x).split(channels, dim=2)
         )
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0
-        )
+        if isinstance(mask, BlockMask):
+            y = _flex_attention(q, k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(batch, time, channels)))
 
 
@@ -102,6 +116,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight
+        self.attention = "sdpa"  # one of ATTENTION_KINDS; set by use_attention
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled down by the depth they accumulate over.
         for name, parameter in self.named_parameters():
@@ -114,6 +129,13 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+
+    def use_attention(self, kind: str) -> GPT:
+        """Attend over document-masked rows with `kind` (ATTENTION_KINDS) from now on."""
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"unknown attention {kind!r}: use one of {', '.join(ATTENTION_KINDS)}")
+        self.attention = kind
+        return self
 
     def num_parameters(self) -> int:
         """Parameters in use: the tied head counts once, the embedding's padding rows not at all."""
@@ -128,7 +150,14 @@ class GPT(nn.Module):
         if documents is None:
             positions, mask = torch.arange(idx.shape[1], device=idx.device), None
         else:
-            positions, mask = document_positions(documents), document_mask(documents)
+            flex = self.attention == "flex"
+            if flex and self.training and self.config.dropout > 0:  # rather than train silently without it
+                raise ValueError(
+                    f"attention 'flex' needs dropout 0 (FlexAttention has no attention dropout; "
+                    f"model dropout is {self.config.dropout}): use sdpa"
+                )
+            positions = document_positions(documents)
+            mask = document_block_mask(documents) if flex else document_mask(documents)
         x = self.drop(self.wte(idx) + self.wpe(positions))
         for block in self.h:
             x = block(x, mask)
@@ -173,6 +202,30 @@ def document_mask(documents: torch.Tensor) -> torch.Tensor:
     time = documents.shape[1]
     causal = torch.ones((time, time), dtype=torch.bool, device=documents.device).tril()
     return ((documents[:, :, None] == documents[:, None, :]) & causal)[:, None]
+
+
+def document_block_mask(documents: torch.Tensor) -> BlockMask:
+    """`document_mask` as FlexAttention's block mask, shared by every head and layer: blocks
+    where no query sees a key (other documents, the future) are skipped, not computed."""
+
+    def same_document_causal(batch, head, query, key):
+        return (documents[batch, query] == documents[batch, key]) & (query >= key)
+
+    time = documents.shape[1]
+    return create_block_mask(same_document_causal, documents.shape[0], None, time, time, device=documents.device)
+
+
+@functools.cache
+def _compiled_flex_attention():
+    # Created on first use: compiling costs seconds, and eager FlexAttention is a slow reference loop.
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def _flex_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMask) -> torch.Tensor:
+    """FlexAttention, always compiled: inside a compiled model it is traced as is; in an eager
+    one it goes through one module-wide compiled function."""
+    attend = flex_attention if torch.compiler.is_compiling() else _compiled_flex_attention()
+    return attend(q, k, v, block_mask=block_mask)
 
 
 def flops_per_token(config: GPTConfig, num_parameters: int) -> float:

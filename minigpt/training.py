@@ -363,6 +363,13 @@ def train_loop(
         if accelerator.is_main_process:
             print(f"resuming from step {start_step} of {total_steps}")
 
+    if runtime.attention == "flex" and (device.type != "cuda" or model.config.dropout > 0):
+        raise MiniGPTError(
+            f"attention: flex (runtime.yaml) needs a CUDA device and model dropout 0 (FlexAttention has no "
+            f"backward pass on a CPU and no attention dropout); here: {device.type}, dropout "
+            f"{model.config.dropout}. Use attention: sdpa"
+        )
+    model.use_attention(runtime.attention)  # before compiling: the graph traces the chosen path
     # Static shapes: training batches never change size, and a shape seen earlier in the process
     # (another model, a warm-up) must not turn these graphs dynamic and slower.
     # `stepped`: the model as the steps call it, stepped (runtime.compile) and wrapped for the
@@ -491,8 +498,8 @@ def train_loop(
     }
     if runtime.compile and not summary["compiled"] and accelerator.is_main_process:
         print(
-            f"warning: torch.compile left {summary['eager_frames']} frame(s) to run eagerly "
-            "(an error or the recompile limit; TORCH_LOGS=recompiles says which): this run's speed is not compiled speed",
+            f"warning: torch.compile left {summary['eager_frames']} frame(s) to run eagerly (an error or "
+            "the recompile limit; TORCH_LOGS=recompiles says which): this run's speed is not compiled speed",
             flush=True,
         )
     return RunResult(

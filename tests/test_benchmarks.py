@@ -211,13 +211,16 @@ def test_the_gpu_benchmark_runs_the_stages_with_only_what_the_gpu_image_holds(tm
     assert list(stages) == list(STAGES) and all(stage["status"] == "done" for stage in stages.values())
     assert all(stage["peak_rss_mib"] > 0 and stage["peak_gpu_mib"] is None for stage in stages.values())
     for name in ("pretrain", "train", "lora"):
-        assert stages[name]["steps"] == 2 and stages[name]["compiled"] is False and stages[name]["tokens_per_second"] > 0
+        assert stages[name]["steps"] == 2 and stages[name]["tokens_per_second"] > 0
+        assert stages[name]["compiled"] is False and stages[name]["recompiles"] == 0
     evaluation = stages["evaluate"]["metrics"]["metrics/eval.json"]
     assert set(evaluation["multiple_choice"]) == {"hechos", "okapi"} and evaluation["generation"]["bleu"] >= 0
     assert stages["evaluate"]["metrics"]["metrics/samples.jsonl"]
     assert "domain" in stages["evaluate_lora"]["metrics"]["metrics/lora.json"]
     assert results["attention"]["ok"]
-    assert results["step"]["results"] and all(row["tokens_per_second"] > 0 for row in results["step"]["results"].values())
+    rows = results["step"]["results"]
+    assert list(rows) == ["minigpt open", "minigpt masked sdpa", "minigpt open dropout 0.1", "hf-reference"]
+    assert all(row["tokens_per_second"] > 0 for row in rows.values())
     # What comes back from a GPU machine: a few files, no folders.
     assert sorted(path.name for path in out.iterdir()) == ["results.json", "results.md", "stages.log"]
     assert "===== stage evaluate_lora" in (out / "stages.log").read_text(encoding="utf-8")
@@ -259,3 +262,20 @@ def test_a_failing_stage_ends_the_gpu_benchmarks_chain_and_says_why(tmp_path):
     assert list(results["stages"]) == ["prepare"] and results["stages"]["prepare"]["status"] == "failed (exit 1)"
     assert results["phases"]["stages"]["status"] == "failed" and "stage prepare" in results["phases"]["stages"]["error"]
     assert "traduccion-[123].jsonl" in (out / "stages.log").read_text(encoding="utf-8")
+
+
+def test_the_train_step_benchmark_measures_masked_rows_beside_open_ones(tmp_path):
+    out = tmp_path / "step.json"
+    printed = run_command(
+        [
+            sys.executable,
+            "benchmarks/train_step.py",
+            *("--documents", "40", "--attention", "sdpa", "flex", "--dropout-row", "0.1"),
+            *("--rows", "2", "--steps", "3", "--skip", "hf-reference", "--out", str(out)),
+        ],
+        cwd=REPO,
+    ).stdout
+    results = json.loads(out.read_text())["results"]
+    assert list(results) == ["minigpt open", "minigpt masked sdpa", "minigpt open dropout 0.1"]
+    assert all(row["tokens_per_second"] > 0 and row["compiled"] is False for row in results.values())
+    assert "minigpt masked flex: skipped, FlexAttention has no backward pass on a CPU" in printed

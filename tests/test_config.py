@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import yaml
 
 from minigpt.config import RuntimeParams, load_params
 from minigpt.errors import MiniGPTError
+from minigpt.model import ATTENTION_KINDS
 from tests.helpers import REPO
 
 
@@ -147,9 +150,12 @@ def test_processes_of_the_launcher_count_in_every_loop_step(tmp_path, default_pa
 def test_runtime_settings_come_from_runtime_yaml_with_defaults(tmp_path, default_params, repo_params):
     assert repo_params.runtime == RuntimeParams()  # the committed file shows the defaults
     assert load_params(write_params(tmp_path, default_params)).runtime == RuntimeParams()  # no file: defaults
-    (tmp_path / "runtime.yaml").write_text("compile: true\nlog_every: 3\n")
+    (tmp_path / "runtime.yaml").write_text("compile: true\nlog_every: 3\nattention: flex\n")
     runtime = load_params(write_params(tmp_path, default_params)).runtime
     assert runtime.compile and runtime.log_every == 3 and runtime.checkpoint_every == RuntimeParams().checkpoint_every
+    assert runtime.attention == "flex" and RuntimeParams().attention == "sdpa"
+    # The schema offers exactly the model's attention paths (config.py does not import torch).
+    assert get_args(RuntimeParams.model_fields["attention"].annotation) == ATTENTION_KINDS
 
 
 @pytest.mark.parametrize(
@@ -158,6 +164,7 @@ def test_runtime_settings_come_from_runtime_yaml_with_defaults(tmp_path, default
         ("compile: 'yes'\nlog_every: 0\n", "runtime.yaml has 2 invalid value(s):\n  compile: "),
         ("learning_rate: 0.1\n", "learning_rate: Extra inputs are not permitted"),
         ("- compile\n", "runtime.yaml must be a mapping"),
+        ("attention: flash\n", "attention: Input should be 'sdpa' or 'flex'"),
     ],
 )
 def test_a_bad_runtime_file_is_named(tmp_path, default_params, runtime, named):

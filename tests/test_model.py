@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from benchmarks.attention_check import SHAPE, compare_attention, packed_rows
 from minigpt.config import ModelParams
 from minigpt.model import GPT, GPTConfig, flops_per_token, from_hf, save_hf, save_tokenizer, to_hf
 
@@ -91,3 +93,42 @@ def test_a_saved_tokenizer_does_not_record_how_it_was_loaded(tiny_model_dir, tmp
         saved[offline] = (tmp_path / str(offline) / "tokenizer_config.json").read_bytes()
     assert saved[True] == saved[False]
     assert not {"local_files_only", "is_local"} & set(json.loads(saved[True]))
+
+
+def test_flex_attention_gives_sdpa_s_logits_on_packed_rows():
+    """Several documents a row and trailing padding: the block mask means what the dense one does."""
+    result = compare_attention("cpu")
+    assert result["ok"] and result["fp32"]["logits"] > 0, result  # > 0: two kernels, not one path twice
+
+
+@pytest.mark.slow  # torch.compile takes a while on a CPU
+def test_a_compiled_model_traces_flex_attention_in_one_graph():
+    torch.manual_seed(0)
+    model = GPT(SHAPE).eval()
+    batches = [packed_rows(SHAPE, rows=2, seed=seed) for seed in (0, 1)]  # other documents, same shapes
+    with torch.no_grad():
+        references = [model(batch["idx"], documents=batch["documents"])[0] for batch in batches]
+        # fullgraph: the block mask and FlexAttention are traced, not left to eager code
+        compiled = torch.compile(model.use_attention("flex"), dynamic=False, fullgraph=True)
+        for batch, reference in zip(batches, references):
+            logits, _ = compiled(batch["idx"], documents=batch["documents"])
+            torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_flex_attention_refuses_to_train_with_dropout():
+    model = GPT(replace(TINY, dropout=0.1)).use_attention("flex").train()
+    idx = torch.randint(0, TINY.vocab_size, (2, 16))
+    with pytest.raises(ValueError, match="attention 'flex' needs dropout 0 .*: use sdpa"):
+        model(idx, documents=torch.tensor([[1] * 10 + [2] * 6, [1] * 12 + [0] * 4]))
+    model(idx)  # rows without documents take SDPA, dropout and all
+
+
+def test_only_known_attention_paths_are_accepted():
+    with pytest.raises(ValueError, match="unknown attention 'flash': use one of sdpa, flex"):
+        GPT(TINY).use_attention("flash")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention's backward pass needs CUDA")
+def test_flex_attention_gives_sdpa_s_logits_and_gradients_on_a_gpu():
+    result = compare_attention("cuda")
+    assert result["gradients_compared"] and result["ok"], result

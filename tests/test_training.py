@@ -267,3 +267,9 @@ def test_two_ranks_agree_and_only_rank_zero_writes(tmp_path):
         "step-00000004.pt",
         f"step-{total:08d}.pt",
     ]
+
+
+def test_flex_attention_is_refused_where_it_cannot_train(tmp_path):
+    flex = RUNTIME.model_copy(update={"attention": "flex"})
+    with pytest.raises(MiniGPTError, match="needs a CUDA device and model dropout 0.*Use attention: sdpa"):
+        train_loop(GPT(TINY), random_rows(8), random_rows(4, seed=1), loop_params(), flex, tmp_path, None)
