@@ -55,6 +55,7 @@ from minigpt.presets import combine  # noqa: E402
 from minigpt.training import device_peak_flops  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+PHASES = ("stages", "attention", "step")  # after the environment, which always runs
 STAGES = ("prepare", "tokenizer", "corpus", "pretrain", "train", "evaluate", "lora", "evaluate_lora")
 # What a stage needs from the repository (copied into the working copy) besides the kit.
 PIPELINE = ("stages", "minigpt", "presets", "data/raw", "data/eval", "data/tokenizers", "data/corpus")
@@ -88,11 +89,13 @@ SCALES: dict[str, dict[str, Any]] = {
         layer={},
         budget=570.0,
         stage_budget=480.0,
-        # Open, masked with each attention path, dropout 0.1, micro-batch 64, in that order: a run
-        # cut by the budget keeps the first rows. (The HF rows were measured at df14fec.)
+        # Open; masked with each attention path; all speedups; dropout 0.1; micro-batch 64; each
+        # speedup alone: in that order, so a run cut by the budget keeps the first rows. (The HF
+        # rows were measured at df14fec.)
         step=[
             *("--shape", "seed", "--rows", "32", "--steps", "30", "--measure-peak", "--compile"),
             *("--documents", "200", "--attention", "sdpa", "flex", "--dropout-row", "0.1", "--micro-row", "64"),
+            *("--speedups", "chunked_loss", "bf16_residual", "compiled_optimizer"),
             *("--skip", "hf-reference", "hf-tuned"),
         ],
     ),
@@ -106,7 +109,10 @@ SCALES: dict[str, dict[str, Any]] = {
         },
         budget=900.0,
         stage_budget=600.0,
-        step=["--rows", "2", "--steps", "3", "--documents", "20", "--attention", "sdpa", "--dropout-row", "0.1"],
+        step=[
+            *("--rows", "2", "--steps", "3", "--documents", "20", "--attention", "sdpa", "--dropout-row", "0.1"),
+            *("--speedups", "chunked_loss", "bf16_residual"),
+        ],
     ),
 }
 
@@ -453,6 +459,9 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="seed")
     parser.add_argument("--commit", default="unknown", help="the commit measured (written into the results)")
     parser.add_argument("--budget", type=float, help="seconds for the whole run (default: the scale's)")
+    parser.add_argument(
+        "--phases", nargs="+", choices=PHASES, default=list(PHASES), help="run only these (default: all, in order)"
+    )
     args = parser.parse_args()
     scale = SCALES[args.scale]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -461,16 +470,18 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="minigpt-benchmark-"))  # not `out`: few files may come back
 
     env = report.phase("environment", 0, environment) or {"compile": False}
-    prepared = report.phase("params", 0, lambda: working_copy(args.data, scale, env["compile"]))
-    if prepared is None:
-        return
-    work = Path(prepared["work"])
-    stage_budget = min(scale["stage_budget"], report.left())
-    report.phase("stages", 60, lambda: run_stages(work, args.out, report, stage_budget))
-    shutil.rmtree(work, ignore_errors=True)  # the weights stay on the machine, not in the next phases' way
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    report.phase("attention", 30, lambda: helper_script("attention_check.py", ["--device", device], scratch, 120))
-    report.phase("step", 60, lambda: step_variants(scale["step"], scratch, timeout=max(1.0, report.left())))
+    if "stages" in args.phases:
+        prepared = report.phase("params", 0, lambda: working_copy(args.data, scale, env["compile"]))
+        if prepared is not None:
+            work = Path(prepared["work"])
+            stage_budget = min(scale["stage_budget"], report.left())
+            report.phase("stages", 60, lambda: run_stages(work, args.out, report, stage_budget))
+            shutil.rmtree(work, ignore_errors=True)  # the weights stay on the machine, out of the next phases' way
+    if "attention" in args.phases:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        report.phase("attention", 30, lambda: helper_script("attention_check.py", ["--device", device], scratch, 120))
+    if "step" in args.phases:
+        report.phase("step", 60, lambda: step_variants(scale["step"], scratch, timeout=max(1.0, report.left())))
     print(markdown(report.results), flush=True)
 
 

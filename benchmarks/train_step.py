@@ -13,12 +13,13 @@ rows of one causal sequence are named `minigpt open`, and beside them `minigpt m
 `minigpt masked flex` (per `--attention`, runtime.yaml's setting) train on document-masked rows,
 documents of about N tokens, as `packing: masked` gives them; a CPU skips the flex row
 (FlexAttention has no backward pass there). `--dropout-row P` and `--micro-row M` add the open
-step at dropout P and at M rows per forward pass. `hf-reference` is the reference project's
-style: HF GPT-2 with eager attention, unfused AdamW and fp16 autocast with a gradient scaler
-(fp32 on a CPU). `hf-tuned` is HF GPT-2 with SDPA, fused AdamW, bf16 and torch.compile (GPU
-only). MFU uses the same FLOP count for all rows (masked rows included: it counts full causal
-attention) and the device's bf16 peak (measured with --measure-peak, else from
-minigpt.training.PEAK_FLOPS).
+step at dropout P and at M rows per forward pass; `--speedups` the open step with each of
+runtime.yaml's `speedups` (compiled_optimizer needs `--compile`), then with all of them.
+`hf-reference` is the reference project's style: HF GPT-2 with eager attention, unfused AdamW
+and fp16 autocast with a gradient scaler (fp32 on a CPU). `hf-tuned` is HF GPT-2 with SDPA,
+fused AdamW, bf16 and torch.compile (GPU only). MFU uses the same FLOP count for all rows
+(masked rows included: it counts full causal attention) and the device's bf16 peak (measured
+with --measure-peak, else from minigpt.training.PEAK_FLOPS).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minigpt.config import LoopParams, RuntimeParams  # noqa: E402
+from minigpt.config import SPEEDUPS, LoopParams, RuntimeParams  # noqa: E402
 from minigpt.model import ATTENTION_KINDS, GPT, GPTConfig, flops_per_token, hf_config  # noqa: E402
 from minigpt.packing import PackedRows  # noqa: E402
 from minigpt.training import device_peak_flops, train_loop  # noqa: E402
@@ -90,6 +91,7 @@ def project_step(
     compile_model: bool,
     mean_document: int = 0,
     attention: str = "sdpa",
+    speedups: tuple[str, ...] = (),
 ) -> tuple[float, bool]:
     """Tokens/s of the project's training loop, from its own telemetry (first interval dropped),
     and whether the run stayed compiled; `mean_document` and `attention` as in `synthetic_rows`
@@ -111,7 +113,11 @@ def project_step(
         seed=0,
     )
     runtime = RuntimeParams(
-        compile=compile_model, attention=attention, log_every=max(1, steps // 5), checkpoint_every=0
+        compile=compile_model,
+        attention=attention,
+        speedups=list(speedups),
+        log_every=max(1, steps // 5),
+        checkpoint_every=0,
     )
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
@@ -125,7 +131,9 @@ def project_step(
             None,
         )
     speeds = [entry["tokens_per_second"] for entry in result.history if "tokens_per_second" in entry]
-    return statistics.median(speeds[1:] if len(speeds) > 1 else speeds), result.summary["compiled"]
+    return statistics.median(speeds[1:] if len(speeds) > 1 else speeds), (
+        result.summary["compiled"] if compile_model else None
+    )
 
 
 def hf_step(config: GPTConfig, rows_per_step: int, micro: int, steps: int, tuned: bool, device: torch.device) -> float:
@@ -203,6 +211,13 @@ def main() -> None:
         metavar="M",
         help="also the open step at M rows per forward pass (and per step, where --rows is fewer)",
     )
+    parser.add_argument(
+        "--speedups",
+        nargs="*",
+        choices=SPEEDUPS,
+        default=[],
+        help="also the open step with each of these runtime.yaml speedups, and with all of them",
+    )
     parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out by name, e.g. hf-reference hf-tuned")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
@@ -225,6 +240,12 @@ def main() -> None:
         runners[f"minigpt masked {kind}"] = functools.partial(
             step, config, args.rows, micros[0], mean_document=args.documents, attention=kind
         )
+    # All the speedups together first, then the dropout and micro-batch rows, then each speedup
+    # alone: a run cut short keeps the rows that answer the most.
+    if len(args.speedups) > 1:
+        runners[f"{open_name} + {' + '.join(args.speedups)}"] = functools.partial(
+            step, config, args.rows, micros[0], speedups=tuple(args.speedups)
+        )
     if args.dropout_row:
         runners[f"{open_name} dropout {args.dropout_row:g}"] = functools.partial(
             step, replace(config, dropout=args.dropout_row), args.rows, micros[0]
@@ -233,6 +254,8 @@ def main() -> None:
         runners[f"{open_name} (micro {args.micro_row})"] = functools.partial(
             step, config, max(args.rows, args.micro_row), args.micro_row
         )
+    for speedup in args.speedups:
+        runners[f"{open_name} + {speedup}"] = functools.partial(step, config, args.rows, micros[0], speedups=(speedup,))
     hf = functools.partial(hf_step, config, args.rows, micros[0], args.steps, device=device)
     runners["hf-reference"] = lambda: (hf(tuned=False), None)
     runners["hf-tuned"] = lambda: (hf(tuned=True), None)

@@ -28,6 +28,10 @@ DEVICES = get_args(Device)
 # Weight formats for answering (python -m minigpt ... --weights): see minigpt/quantize.py.
 WeightFormat = Literal["fp32", "bf16", "int8"]
 WEIGHT_FORMATS = get_args(WeightFormat)
+# Ways to run a training step that compute the same thing (to rounding), each measured on and off
+# by benchmarks/train_step.py: see docs/training.md.
+Speedup = Literal["chunked_loss", "bf16_residual", "compiled_optimizer"]
+SPEEDUPS = get_args(Speedup)
 # How training rows hold examples: see minigpt/packing.py.
 PackingLayout = Literal["masked", "open", "padded"]
 PACKING_LAYOUTS = get_args(PackingLayout)
@@ -241,10 +245,17 @@ class RuntimeParams(Section):
     device: Device = "auto"  # evaluate, evaluate_lora, compare_architectures (training: where accelerate puts it)
     compile: bool = False  # torch.compile the training steps of every loop and of the study
     attention: Literal["sdpa", "flex"] = "sdpa"  # how training attends over document-masked rows (minigpt.model)
+    speedups: list[Speedup] = []  # training-step options under measurement: see docs/training.md
     inference_batch_size: int = Field(default=16, ge=1)  # sequences per forward pass when scoring and generating
     log_every: int = Field(default=10, ge=1)  # steps between logged training losses
     checkpoint_every: int = Field(default=50, ge=0)  # steps; 0: never (a killed run restarts from scratch)
     keep_checkpoints: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _compiled_optimizer_with_compile(self) -> RuntimeParams:
+        if "compiled_optimizer" in self.speedups and not self.compile:
+            raise ValueError("speedups: compiled_optimizer needs compile: true")
+        return self
 
     def processes(self) -> int:
         """The processes `launcher` starts (`--num_processes N` of accelerate launch), else 1."""

@@ -14,6 +14,11 @@ and the reference, gives SDPA a dense boolean mask, which rules out flash attent
 computes every block, empty or not. `flex` gives FlexAttention a block mask, which skips the
 empty blocks; it is for CUDA (FlexAttention has no backward pass on the CPU) and has no
 attention dropout. Rows without documents take SDPA's causal (flash) path either way.
+
+Two more options change how a training step runs, not what it computes (`GPT.use_speedups`):
+`chunked_loss` runs the head and the loss over chunks of tokens, each recomputed in the
+backward pass, so the [tokens, vocab] logits never exist whole; `bf16_residual` keeps the
+residual stream in the autocast dtype instead of fp32.
 """
 
 from __future__ import annotations
@@ -28,10 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+from torch.utils.checkpoint import checkpoint
 
 IGNORE_INDEX = -100  # target positions that carry no loss
 VOCAB_MULTIPLE = 128  # embedding rows are padded to this: tensor-core matmuls want aligned sizes
 ATTENTION_KINDS = ("sdpa", "flex")  # how document-masked rows attend: see the module's docstring
+# Tokens per chunk of the chunked loss: the logits of one chunk at the seed's 32k vocabulary
+# are 256 MB in fp32, an eighth of a 32 × 512 micro-batch's.
+LOSS_CHUNK_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight
         self.attention = "sdpa"  # one of ATTENTION_KINDS; set by use_attention
+        self.chunked_loss = self.bf16_residual = False  # set by use_speedups
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled down by the depth they accumulate over.
         for name, parameter in self.named_parameters():
@@ -135,6 +145,11 @@ class GPT(nn.Module):
         if kind not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention {kind!r}: use one of {', '.join(ATTENTION_KINDS)}")
         self.attention = kind
+        return self
+
+    def use_speedups(self, chunked_loss: bool = False, bf16_residual: bool = False) -> GPT:
+        """Run training steps with the chunked loss and/or the residual stream in the autocast dtype."""
+        self.chunked_loss, self.bf16_residual = chunked_loss, bf16_residual
         return self
 
     def num_parameters(self) -> int:
@@ -159,6 +174,10 @@ class GPT(nn.Module):
             positions = document_positions(documents)
             mask = document_block_mask(documents) if flex else document_mask(documents)
         x = self.drop(self.wte(idx) + self.wpe(positions))
+        if self.bf16_residual and torch.is_autocast_enabled(x.device.type):
+            # Blocks add bf16 outputs to a bf16 stream: half the bytes of every residual add,
+            # LayerNorm read and saved activation. (LayerNorm still computes in fp32 under autocast.)
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         for block in self.h:
             x = block(x, mask)
         return self.ln_f(x)
@@ -174,17 +193,24 @@ class GPT(nn.Module):
         target is IGNORE_INDEX carry no loss). Training never gets the logits back: returning
         them would keep a [batch, time, vocab] tensor alive (and accelerate casts outputs to
         fp32), and keeping them inside the graph lets torch.compile fuse head and loss."""
-        logits = self.lm_head(self.hidden_states(idx, documents))[..., : self.config.vocab_size]
+        hidden = self.hidden_states(idx, documents)
         if targets is None:
-            return logits, None
+            return self._logits(hidden), None
+        hidden, targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+        if not self.chunked_loss:
+            return None, self._loss(hidden, targets, loss_reduction)
+        # Each chunk's logits are recomputed in the backward pass instead of kept: one more head
+        # matmul per token, and no [tokens, vocab] tensor at all.
+        chunks = zip(hidden.split(LOSS_CHUNK_TOKENS), targets.split(LOSS_CHUNK_TOKENS))
+        total = sum(checkpoint(self._loss, *chunk, "sum", use_reentrant=False) for chunk in chunks)
+        return None, total if loss_reduction == "sum" else total / (targets != IGNORE_INDEX).sum()
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)[..., : self.config.vocab_size]
+
+    def _loss(self, hidden: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
         # Under autocast cross_entropy runs in fp32 (it is on autocast's fp32 list).
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            targets.reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction=loss_reduction,
-        )
-        return None, loss
+        return F.cross_entropy(self._logits(hidden), targets, ignore_index=IGNORE_INDEX, reduction=reduction)
 
 
 def document_positions(documents: torch.Tensor) -> torch.Tensor:

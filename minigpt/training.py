@@ -53,6 +53,28 @@ def make_optimizer(model: torch.nn.Module, params: OptimizerParams, fused: bool)
     return torch.optim.AdamW(groups, lr=params.learning_rate, betas=(params.beta1, params.beta2), fused=fused)
 
 
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):  # a compiled step's: changed in place, never a new graph
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value
+
+
+def compiled_step(optimizer, device: torch.device) -> Callable[[], None]:
+    """accelerate's `optimizer.step`, compiled into fused kernels. The learning rate becomes a
+    tensor on the device first: as a Python float, every new value would compile a new graph.
+    Under fp16's gradient scaler the step stays uncompiled: the scaler must see it, to skip
+    the steps whose gradients overflowed."""
+    if getattr(optimizer, "scaler", None) is not None:
+        print("compiled_optimizer: off under fp16's gradient scaler", flush=True)
+        return optimizer.step
+    inner = optimizer.optimizer  # the torch optimizer accelerate wraps
+    for group in inner.param_groups:
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
+    return torch.compile(inner.step)
+
+
 # --------------------------------------------------------------------------- hardware
 
 # Dense bf16 (fp16 where the chip has no bf16) tensor-core peaks in FLOP/s, for MFU.
@@ -354,7 +376,9 @@ def train_loop(
         store.clear()
     accelerator.wait_for_everyone()
     model.to(device)
-    optimizer = make_optimizer(model, params, fused=device.type == "cuda")
+    # A compiled optimizer step is its own fused kernel: the unfused AdamW is what it compiles.
+    compiled_optimizer = "compiled_optimizer" in runtime.speedups
+    optimizer = make_optimizer(model, params, fused=device.type == "cuda" and not compiled_optimizer)
     start_step, history, tokens_seen, elapsed = 0, [], 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -369,7 +393,10 @@ def train_loop(
             f"backward pass on a CPU and no attention dropout); here: {device.type}, dropout "
             f"{model.config.dropout}. Use attention: sdpa"
         )
-    model.use_attention(runtime.attention)  # before compiling: the graph traces the chosen path
+    # Before compiling: the graph traces the chosen paths.
+    model.use_attention(runtime.attention).use_speedups(
+        chunked_loss="chunked_loss" in runtime.speedups, bf16_residual="bf16_residual" in runtime.speedups
+    )
     # Static shapes: training batches never change size, and a shape seen earlier in the process
     # (another model, a warm-up) must not turn these graphs dynamic and slower.
     # `stepped`: the model as the steps call it, stepped (runtime.compile) and wrapped for the
@@ -377,6 +404,7 @@ def train_loop(
     stepped = torch.compile(model, dynamic=False) if runtime.compile else model
     compile_watch = CompileWatch(runtime.compile)
     stepped, optimizer = accelerator.prepare(stepped, optimizer)
+    step_optimizer = compiled_step(optimizer, device) if compiled_optimizer else optimizer.step
     if state is not None and state.get("scaler") and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     telemetry = Telemetry(live_dir, history, enabled=accelerator.is_main_process)
@@ -408,8 +436,7 @@ def train_loop(
     interval_started, interval_tokens = time.perf_counter(), 0
     stepped.train()
     for step in range(start_step, total_steps):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, total_steps, params)
+        set_learning_rate(optimizer, learning_rate(step, total_steps, params))
         torch.manual_seed(params.seed * 1_000_003 + step * world + rank)
         indices = order.step(step)
         step_targets = on_device.count_targets(indices)  # of the whole step, all ranks: every target weighs the same
@@ -425,7 +452,7 @@ def train_loop(
         grad_norm = accelerator.clip_grad_norm_(stepped.parameters(), params.grad_clip) if params.grad_clip else None
         if grad_norm is not None and accelerator.scaler is None:  # (with fp16 the scaler skips overflowing steps)
             gradients_finite &= torch.isfinite(grad_norm)
-        optimizer.step()
+        step_optimizer()
         optimizer.zero_grad(set_to_none=True)
         compile_watch.first_step_done()
         done = step + 1
@@ -451,7 +478,7 @@ def train_loop(
         tokens_per_second = interval_tokens / (now - interval_started)
         metrics = {
             "train/loss": train_loss,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": float(optimizer.param_groups[0]["lr"]),
             "tokens_per_second": tokens_per_second,
         }
         if grad_norm is not None:

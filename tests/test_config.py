@@ -165,6 +165,8 @@ def test_runtime_settings_come_from_runtime_yaml_with_defaults(tmp_path, default
         ("learning_rate: 0.1\n", "learning_rate: Extra inputs are not permitted"),
         ("- compile\n", "runtime.yaml must be a mapping"),
         ("attention: flash\n", "attention: Input should be 'sdpa' or 'flex'"),
+        ("speedups: [fused_loss]\n", "speedups[0]: Input should be 'chunked_loss', 'bf16_residual'"),
+        ("speedups: [compiled_optimizer]\n", "speedups: compiled_optimizer needs compile: true"),
     ],
 )
 def test_a_bad_runtime_file_is_named(tmp_path, default_params, runtime, named):

@@ -132,3 +132,43 @@ def test_only_known_attention_paths_are_accepted():
 def test_flex_attention_gives_sdpa_s_logits_and_gradients_on_a_gpu():
     result = compare_attention("cuda")
     assert result["gradients_compared"] and result["ok"], result
+
+
+def gradients(model: GPT) -> dict[str, torch.Tensor]:
+    return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_the_chunked_loss_gives_the_whole_loss_and_its_gradients(monkeypatch, reduction):
+    monkeypatch.setattr("minigpt.model.LOSS_CHUNK_TOKENS", 7)  # uneven chunks of 2 × 32 tokens
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    idx = torch.randint(0, TINY.vocab_size, (2, TINY.block_size))
+    targets = idx.roll(-1, dims=1)
+    targets[:, -5:] = -100
+    losses, grads = [], []
+    for chunked in (False, True):
+        model.zero_grad()
+        _, loss = model.use_speedups(chunked_loss=chunked)(idx, targets, loss_reduction=reduction)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(gradients(model))
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-6, atol=1e-5)
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-6)
+
+
+def test_the_bf16_residual_stream_carries_the_autocast_dtype():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    idx = torch.randint(0, TINY.vocab_size, (2, TINY.block_size))
+    seen = []
+    model.h[-1].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    losses = []
+    for bf16_residual in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses.append(model.use_speedups(bf16_residual=bf16_residual)(idx, idx)[1].float())
+    assert seen == [torch.float32, torch.bfloat16]
+    torch.testing.assert_close(losses[1], losses[0], rtol=2e-2, atol=0)  # bf16 rounding, not another model
+    model.use_speedups(bf16_residual=True)(idx)  # outside autocast it is a no-op: fp32 stays fp32
+    assert seen[-1] == torch.float32

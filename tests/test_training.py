@@ -273,3 +273,19 @@ def test_flex_attention_is_refused_where_it_cannot_train(tmp_path):
     flex = RUNTIME.model_copy(update={"attention": "flex"})
     with pytest.raises(MiniGPTError, match="needs a CUDA device and model dropout 0.*Use attention: sdpa"):
         train_loop(GPT(TINY), random_rows(8), random_rows(4, seed=1), loop_params(), flex, tmp_path, None)
+
+
+@pytest.mark.slow  # torch.compile takes a while on a CPU
+def test_the_step_speedups_train_the_same_model(tmp_path):
+    """chunked_loss and compiled_optimizer change how a step runs, not what it computes: the same
+    losses to rounding, and the run says it stayed compiled."""
+    train, val = random_rows(32), random_rows(8, seed=1)
+    runs = {}
+    for speedups in ([], ["chunked_loss", "compiled_optimizer"]):
+        torch.manual_seed(0)
+        runtime = RUNTIME.model_copy(update={"compile": True, "speedups": speedups})
+        result = train_loop(GPT(TINY), train, val, loop_params(), runtime, tmp_path / str(len(speedups)), None)
+        runs[len(speedups)] = result
+    losses = [[entry["train/loss"] for entry in run.history if "train/loss" in entry] for run in runs.values()]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert all(run.summary["compiled"] and run.summary["eager_frames"] == 0 for run in runs.values())
