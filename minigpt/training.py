@@ -231,7 +231,8 @@ class CompileWatch:
     """What torch.compile did during one run, from dynamo's process-wide counters (deltas from
     the run's start). A frame dynamo gives up on (an error it was told to suppress, the
     recompile limit) runs eagerly without a word: counted here, it makes `compiled` false
-    instead of letting eager speed pass for compiled speed."""
+    instead of letting eager speed pass for compiled speed. (A graph compiled earlier in the
+    process for another model of the same shape is reused, and counts as compiled.)"""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -254,7 +255,7 @@ class CompileWatch:
             self.after_first_step = self._read()
 
     def summary(self) -> dict[str, Any]:
-        """`compiled`: every frame dynamo saw was compiled; `recompiles`: graphs compiled after the
+        """`compiled`: no frame was left to run eagerly; `recompiles`: graphs compiled after the
         first step (evaluation's, a changed shape); `eager_frames`: frames left to run eagerly."""
         if not self.enabled:
             return {"compiled": False, "recompiles": 0, "eager_frames": 0, "graph_breaks": 0}
@@ -263,7 +264,7 @@ class CompileWatch:
         eager = delta["frames"] - delta["compiled_frames"]
         first = self.after_first_step or now
         return {
-            "compiled": delta["compiled_frames"] > 0 and eager == 0,
+            "compiled": eager == 0,
             "recompiles": now["graphs"] - first["graphs"],
             "eager_frames": eager,
             "graph_breaks": delta["graph_breaks"],
