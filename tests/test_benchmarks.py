@@ -15,27 +15,28 @@ from tests.helpers import REPO, example, run_command, spanish_documents, write_d
 
 def test_the_generation_benchmark_reports_every_variant(tiny_model_dir, tmp_path):
     out = tmp_path / "generation.json"
-    run_command(
-        [
-            sys.executable,
-            "benchmarks/generation.py",
-            "--model",
-            str(tiny_model_dir),
-            "--shapes",
-            "default",
-            "--new-tokens",
-            "8",
-            "--repeats",
-            "1",
-            "--no-cache-row",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
+    benchmark(
+        "generation.py",
+        "--model",
+        str(tiny_model_dir),
+        "--shapes",
+        "default",
+        "--new-tokens",
+        "8",
+        "--repeats",
+        "1",
+        "--no-cache-row",
+        "--out",
+        str(out),
     )
     (rows,) = json.loads(out.read_text())["results"].values()
     assert [row["variant"] for row in rows] == ["dynamic cache", "static cache", "no cache"]
     assert all(row["new_tokens"] == 8 and row["tokens_per_second"] > 0 for row in rows)
+
+
+def benchmark(script: str, *arguments: str) -> str:
+    """Run benchmarks/`script` with `arguments` from the repository; its standard output."""
+    return run_command([sys.executable, f"benchmarks/{script}", *arguments], cwd=REPO).stdout
 
 
 def kit_folder(root: Path) -> Path:
@@ -70,23 +71,13 @@ def kit_folder(root: Path) -> Path:
 
 
 def test_the_packing_benchmark_runs():
-    printed = run_command([sys.executable, "benchmarks/packing.py", "--sequences", "300"], cwd=REPO).stdout
+    printed = benchmark("packing.py", "--sequences", "300")
     assert printed.startswith("pack: 300 sequences into ")
 
 
 def test_the_split_leak_benchmark_counts_reversed_pairs(tmp_path):
     kit = kit_folder(tmp_path)
-    printed = run_command(
-        [
-            sys.executable,
-            "benchmarks/split_leaks.py",
-            "--path",
-            str(kit / "instrucciones-es" / "*.jsonl"),
-            "--fraction",
-            "0.3",
-        ],
-        cwd=REPO,
-    ).stdout
+    printed = benchmark("split_leaks.py", "--path", str(kit / "instrucciones-es" / "*.jsonl"), "--fraction", "0.3")
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in printed.splitlines()[2:]}
     assert set(rows) == {"group", "prompt", "instruction", "pair"}
     assert int(rows["prompt"][5].replace(",", "")) > 0  # the reverse of a validation pair is trained on
@@ -96,21 +87,7 @@ def test_the_split_leak_benchmark_counts_reversed_pairs(tmp_path):
 def test_the_packing_layout_benchmark_runs(tmp_path):
     out = tmp_path / "layouts.json"
     kit = kit_folder(tmp_path)
-    run_command(
-        [
-            sys.executable,
-            "benchmarks/packing_layouts.py",
-            "--steps",
-            "2",
-            "--kit",
-            str(kit),
-            "--kit-examples",
-            "100",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-    )
+    benchmark("packing_layouts.py", "--steps", "2", "--kit", str(kit), "--kit-examples", "100", "--out", str(out))
     results = json.loads(out.read_text())
     assert len(results) == 2 and all(
         [row["layout"] for row in rows] == ["masked", "open", "padded"] for rows in results.values()
@@ -127,15 +104,11 @@ def kit_with_a_corpus(root: Path) -> Path:
 
 def test_the_corpus_shards_benchmark_measures_tokenizing_and_the_step(tmp_path):
     out = tmp_path / "shards.json"
-    printed = run_command(
-        [
-            sys.executable,
-            "benchmarks/corpus_shards.py",
-            *("--kit", str(kit_with_a_corpus(tmp_path)), "--sizes-mb", "0.2", "0.4", "--vocab-size", "400"),
-            *("--steps", "3", "--repeats", "1", "--out", str(out)),
-        ],
-        cwd=REPO,
-    ).stdout
+    printed = benchmark(
+        "corpus_shards.py",
+        *("--kit", str(kit_with_a_corpus(tmp_path)), "--sizes-mb", "0.2", "0.4", "--vocab-size", "400"),
+        *("--steps", "3", "--repeats", "1", "--out", str(out)),
+    )
     results = json.loads(out.read_text())
     paths = [row["path"] for row in results["tokenizing"]]
     assert paths == ["in-memory packing (before shards)"] + ["corpus stage (shards)"] * 3
@@ -147,16 +120,12 @@ def test_the_corpus_shards_benchmark_measures_tokenizing_and_the_step(tmp_path):
 
 def test_the_pretraining_benchmark_compares_arms_at_equal_steps(tmp_path):
     out = tmp_path / "pays.json"
-    printed = run_command(
-        [
-            sys.executable,
-            "benchmarks/pretraining_pays.py",
-            *("--kit", str(kit_with_a_corpus(tmp_path)), "--steps", "4", "--shares", "0", "0.5"),
-            *("--examples", "200", "--choice-items", "5", "--vocab-size", "400", "--corpus-chars", "20000"),
-            *("--out", str(out)),
-        ],
-        cwd=REPO,
-    ).stdout
+    printed = benchmark(
+        "pretraining_pays.py",
+        *("--kit", str(kit_with_a_corpus(tmp_path)), "--steps", "4", "--shares", "0", "0.5"),
+        *("--examples", "200", "--choice-items", "5", "--vocab-size", "400", "--corpus-chars", "20000"),
+        *("--out", str(out)),
+    )
     arms = json.loads(out.read_text())
     assert [arm["share"] for arm in arms] == [0.0, 0.5]
     assert list(arms[0]["final_loss"]) == ["train"] and list(arms[1]["final_loss"]) == ["pretrain", "train"]
@@ -237,20 +206,8 @@ def test_the_gpu_benchmark_runs_the_stages_with_only_what_the_gpu_image_holds(tm
 
 def test_a_gpu_benchmark_out_of_time_still_writes_what_it_has(tmp_path):
     out = tmp_path / "out"
-    run_command(
-        [
-            sys.executable,
-            "benchmarks/gpu_seed_scale.py",
-            "--data",
-            str(kit_folder(tmp_path)),
-            "--out",
-            str(out),
-            "--scale",
-            "tiny",
-            "--budget",
-            "20",
-        ],
-        cwd=REPO,
+    benchmark(
+        "gpu_seed_scale.py", "--data", str(kit_folder(tmp_path)), "--out", str(out), "--scale", "tiny", "--budget", "20"
     )
     phases = json.loads((out / "results.json").read_text(encoding="utf-8"))["phases"]
     assert phases["environment"]["status"] == phases["params"]["status"] == "done"
@@ -262,10 +219,7 @@ def test_a_failing_stage_ends_the_gpu_benchmarks_chain_and_says_why(tmp_path):
     kit = kit_folder(tmp_path)
     (kit / "instrucciones-es" / "traduccion-1.jsonl").unlink()  # prepare has no translations to read
     out = tmp_path / "out"
-    run_command(
-        [sys.executable, "benchmarks/gpu_seed_scale.py", "--data", str(kit), "--out", str(out), "--scale", "tiny"],
-        cwd=REPO,
-    )
+    benchmark("gpu_seed_scale.py", "--data", str(kit), "--out", str(out), "--scale", "tiny")
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert list(results["stages"]) == ["prepare"] and results["stages"]["prepare"]["status"] == "failed (exit 1)"
     assert results["phases"]["stages"]["status"] == "failed" and "stage prepare" in results["phases"]["stages"]["error"]
@@ -274,15 +228,11 @@ def test_a_failing_stage_ends_the_gpu_benchmarks_chain_and_says_why(tmp_path):
 
 def test_the_train_step_benchmark_measures_masked_rows_beside_open_ones(tmp_path):
     out = tmp_path / "step.json"
-    printed = run_command(
-        [
-            sys.executable,
-            "benchmarks/train_step.py",
-            *("--documents", "40", "--attention", "sdpa", "flex", "--dropout-row", "0.1"),
-            *("--rows", "2", "--steps", "3", "--skip", "hf-reference", "--out", str(out)),
-        ],
-        cwd=REPO,
-    ).stdout
+    printed = benchmark(
+        "train_step.py",
+        *("--documents", "40", "--attention", "sdpa", "flex", "--dropout-row", "0.1"),
+        *("--rows", "2", "--steps", "3", "--skip", "hf-reference", "--out", str(out)),
+    )
     results = json.loads(out.read_text())["results"]
     assert list(results) == ["minigpt open", "minigpt masked sdpa", "minigpt open dropout 0.1"]
     assert all(row["tokens_per_second"] > 0 and row["compiled"] is None for row in results.values())  # no --compile
