@@ -85,6 +85,15 @@ class Source(Location):
     """One input dataset of instructions for `prepare`."""
 
     kind: Literal["alpaca", "oasst", "jsonl"]
+    # oasst only: "best", the best-ranked reply of each turn, following the best branch; "all",
+    # every Spanish assistant reply of every Spanish thread, each with its prompt and history.
+    replies: Literal["best", "all"] = "best"
+
+    @model_validator(mode="after")
+    def _replies_for_oasst(self) -> Source:
+        if self.replies != "best" and self.kind != "oasst":
+            raise ValueError(f"'replies' applies to oasst sources, not to kind {self.kind!r}")
+        return self
 
 
 class CorpusSource(Location):

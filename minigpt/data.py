@@ -296,36 +296,43 @@ def _oasst_message(record: Any) -> _Message:
     )
 
 
-def _oasst_examples(messages: list[_Message], source: str) -> Iterator[Example]:
-    """Every assistant turn on the best-ranked branch of each Spanish conversation, with the
-    turns before it as history.
+def _oasst_examples(messages: list[_Message], source: str, replies: str) -> Iterator[Example]:
+    """Assistant turns of the Spanish conversations, each with the turns before it as history.
 
-    From each Spanish root prompt the branch follows, turn after turn, the best usable Spanish
-    reply (rank 0 is best, unranked replies come after ranked ones, then source order) until
-    a turn has none. Deleted or review-failed messages, and everything under them, are left out.
+    `replies: best`: from each Spanish root prompt, the branch follows turn after turn the best
+    usable Spanish reply (rank 0 is best, unranked replies come after ranked ones, then source
+    order) and the best follow-up prompt, until a turn has none: one example per turn.
+    `replies: all`: every usable Spanish assistant reply under a usable Spanish path from the
+    root, several per prompt where the tree has them. Either way, a message that is deleted,
+    failed review or is not in Spanish is left out with everything under it.
     """
     children: dict[str, list[_Message]] = {}
     for message in messages:
         if message.parent_id and message.usable and message.lang == "es":
             children.setdefault(message.parent_id, []).append(message)
 
-    def best(parent: _Message, role: str) -> _Message | None:
+    def ranked(parent: _Message, role: str) -> list[_Message]:
         candidates = [child for child in children.get(parent.message_id, []) if child.role == role]
-        return min(candidates, key=lambda reply: (reply.rank is None, reply.rank or 0)) if candidates else None
+        return sorted(candidates, key=lambda reply: (reply.rank is None, reply.rank or 0))  # stable: source order
+
+    def followed(parent: _Message, role: str) -> list[_Message]:
+        found = ranked(parent, role)
+        return found if replies == "all" else found[:1]
+
+    visited: set[str] = set()  # (repeated ids must not loop)
+
+    def turns(prompt: _Message, history: tuple[tuple[str, str], ...]) -> Iterator[Example]:
+        if prompt.message_id in visited:
+            return
+        visited.add(prompt.message_id)
+        for reply in followed(prompt, "assistant"):
+            yield Example(instruction=prompt.text, input="", output=reply.text, source=source, history=history)
+            for follow_up in followed(reply, "prompter"):
+                yield from turns(follow_up, (*history, ("user", prompt.text), ("assistant", reply.text)))
 
     for root in messages:
-        if root.role != "prompter" or root.parent_id is not None or not root.usable or root.lang != "es":
-            continue
-        history: list[tuple[str, str]] = []
-        prompt, visited = root, set()
-        while prompt is not None and prompt.message_id not in visited:  # (repeated ids must not loop)
-            visited.add(prompt.message_id)
-            reply = best(prompt, "assistant")
-            if reply is None:
-                break
-            yield Example(instruction=prompt.text, input="", output=reply.text, source=source, history=tuple(history))
-            history += [("user", prompt.text), ("assistant", reply.text)]
-            prompt = best(reply, "prompter")
+        if root.role == "prompter" and root.parent_id is None and root.usable and root.lang == "es":
+            yield from turns(root, ())
 
 
 def read_source(source: Source, policy: ErrorPolicy) -> tuple[list[Example], int]:
@@ -346,7 +353,7 @@ def read_source(source: Source, policy: ErrorPolicy) -> tuple[list[Example], int
             policy.handle(location, error)
             unconverted += 1
     unreadable = sum(policy.skipped.values()) - skipped_before - unconverted  # skipped by the file reader
-    examples = list(_oasst_examples(converted, source.label)) if source.kind == "oasst" else converted
+    examples = list(_oasst_examples(converted, source.label, source.replies)) if source.kind == "oasst" else converted
     return examples, parsed + unreadable
 
 
@@ -566,7 +573,16 @@ def prepare(params: PrepareParams) -> PreparedData:
     for source in params.sources:
         skipped_before = policy.skipped.copy()
         counts = per_source.setdefault(
-            source.label, {"records": 0, "skipped_records": 0, "examples": 0, "kept": 0, "kept_follow_ups": 0}
+            source.label,
+            {
+                "records": 0,
+                "skipped_records": 0,
+                "examples": 0,
+                "kept": 0,
+                "kept_follow_ups": 0,
+                "history_trimmed": 0,
+                "dropped": dict.fromkeys(DROP_REASONS, 0),
+            },
         )
         if source.hub:  # read at the commit the revision names now, and say which
             commit = resolve_revision(source)
@@ -578,17 +594,19 @@ def prepare(params: PrepareParams) -> PreparedData:
         counts["skipped_records"] = sum(skipped_kinds[source.label].values())
         counts["examples"] += len(examples)
         for raw in examples:
-            example = clean_example(raw, changes)
+            example = fit_history(clean_example(raw, changes), params.max_chars)
             reason = _drop_reason(example, params, seen_exact, seen_normalized)
             if reason:
                 dropped[reason] += 1
+                counts["dropped"][reason] += 1
                 continue
             category, origin = rules.assign(example)
             origins[origin] += 1
             kept_examples.append(example)
             rows.append(example_row(example, category))
             counts["kept"] += 1
-            counts["kept_follow_ups"] += bool(example.history)  # later turns of a conversation
+            counts["kept_follow_ups"] += bool(raw.history)  # later turns of a conversation
+            counts["history_trimmed"] += len(example.history) < len(raw.history)
     for split, row in zip(assign_splits(kept_examples, params), rows):
         splits[split].append(row)
     warnings = source_losses(per_source, skipped_kinds, params.max_skipped_share)
@@ -644,11 +662,25 @@ def source_losses(
 DROP_REASONS = ("empty", "too_long", "not_spanish", "exact_duplicate", "normalized_duplicate")
 
 
+def fit_history(example: Example, max_chars: int) -> Example:
+    """The example with its oldest exchanges (a user turn and its answer) left out until the
+    whole conversation fits in `max_chars`, as a context window would cut it. `max_chars` is
+    for the turn that is trained: its history never makes it too long."""
+    history = example.history
+    while history and sum(len(text) for _, text in history) + _turn_chars(example) > max_chars:
+        history = history[2:]
+    return replace(example, history=history) if history != example.history else example
+
+
+def _turn_chars(example: Example) -> int:
+    return len(example.instruction) + len(example.input) + len(example.output)
+
+
 def _drop_reason(example: Example, params: PrepareParams, seen_exact: set, seen_normalized: set) -> str | None:
     """Why the example is dropped, or None; remembers kept examples for de-duplication."""
     if not example.instruction or not example.output:
         return "empty"
-    if sum(map(len, example.texts())) > params.max_chars:
+    if _turn_chars(example) > params.max_chars:
         return "too_long"
     text = "\n".join((example.instruction, example.input, example.output))
     if not is_spanish(text, params.spanish_threshold, params.spanish_min_evidence):

@@ -398,3 +398,20 @@ def test_a_source_that_vanishes_is_named_on_the_console_and_can_stop_prepare(tmp
     failed = run_command(stage, tmp_path, check=False)
     assert failed.returncode == 1 and f"error: source '{lost}' kept no example" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_replies_is_an_oasst_setting():
+    assert Source(kind="oasst", path="x.jsonl", replies="all").replies == "all"
+    assert Source(kind="alpaca", path="x.jsonl").replies == "best"
+    with pytest.raises(ValueError, match="'replies' applies to oasst sources, not to kind 'alpaca'"):
+        Source(kind="alpaca", path="x.jsonl", replies="all")
+
+
+def test_a_long_history_is_cut_from_its_oldest_exchange_to_fit():
+    from minigpt.data import fit_history
+
+    history = (("user", "a" * 40), ("assistant", "b" * 40), ("user", "c" * 10), ("assistant", "d" * 10))
+    turn = Example(instruction="e" * 10, input="", output="f" * 10, source="s", history=history)
+    assert fit_history(turn, 200) is turn  # it fits whole
+    assert fit_history(turn, 60).history == history[2:]  # the last exchange fits, the first does not
+    assert fit_history(turn, 25).history == ()  # the turn alone; max_chars then judges it

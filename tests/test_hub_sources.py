@@ -107,6 +107,13 @@ def oasst_row(message_id, parent_id, role, text, lang="es", rank=None, deleted=F
     }
 
 
+LONG_ANSWER = (
+    "Las algas tienen clorofila en sus cloroplastos: con la luz del sol convierten el agua y el dióxido "
+    "de carbono en azúcares, y liberan oxígeno al agua."
+)
+MAX_CHARS = 300  # the last turn of the algae conversation fits with one earlier exchange, not with two
+
+
 @pytest.fixture
 def oasst1(tmp_path):
     """OpenAssistant/oasst1: data/{train,validation}-00000-of-00001-<hash>.parquet, one message per row."""
@@ -119,8 +126,17 @@ def oasst1(tmp_path):
             "a2", "p1", "assistant", "La fotosíntesis convierte la luz del sol en la energía de las plantas.", rank=0
         ),
         oasst_row("a3", "p1", "assistant", "Una respuesta borrada que tenía el mejor rango.", rank=0, deleted=True),
+        oasst_row("a1en", "p1", "assistant", "Photosynthesis turns light into energy.", lang="en", rank=2),
+        oasst_row("p1en", "a1en", "prompter", "¿Puedes decirlo en español?"),  # under an English reply
+        oasst_row("a1es", "p1en", "assistant", "Claro: la planta convierte la luz en energía."),
         oasst_row("p2", "a2", "prompter", "¿Y en las algas?"),  # a follow-up turn: an example with a history
         oasst_row("a4", "p2", "assistant", "También la hacen las algas."),
+        oasst_row("p8", "a4", "prompter", "Cuéntamelo con todo detalle, por favor."),  # fits, its whole history not
+        oasst_row("a8", "p8", "assistant", LONG_ANSWER),
+        oasst_row("p7", "a1", "prompter", "¿Qué necesitan las plantas para hacerla?"),  # under the second reply
+        oasst_row("a7b", "p7", "assistant", "Luz, agua y dióxido de carbono."),
+        oasst_row("p9", "a1", "prompter", "¿Y por qué las hojas son verdes?"),
+        oasst_row("a9", "p9", "assistant", LONG_ANSWER + " " + LONG_ANSWER),  # longer than max_chars by itself
         oasst_row("p3", None, "prompter", "What is photosynthesis?", lang="en", tree="t2"),
         oasst_row("a5", "p3", "assistant", "It is how plants make food.", lang="en", rank=0, tree="t2"),
         oasst_row("p4", None, "prompter", "Un mensaje que no pasó la revisión.", review_result=False, tree="t3"),
@@ -150,24 +166,53 @@ def test_alpaca_spanish_from_a_folder_like_its_hub_repository(alpaca_spanish, pr
     assert stats["dropped"]["exact_duplicate"] == 1
 
 
-def test_oasst1_from_a_folder_like_its_hub_repository(oasst1, prepare_params):
-    source = {"kind": "oasst", "hub": str(oasst1), "split": "train+validation", "name": "oasst1-es"}
-    result = prepare(prepare_params([source], on_error="skip", validation_fraction=0.5))
-    counts = result.stats["sources"]["oasst1-es"]
-    # 13 messages: 2 usable openers, and the follow-up on the first one's best branch
-    assert (counts["records"], counts["examples"], counts["kept"], counts["kept_follow_ups"]) == (13, 3, 3, 1)
+def oasst1_rows(folder, prepare_params, replies: str) -> tuple[dict, dict]:
+    """(the source's counts, the kept rows by instruction) of oasst1 read with `replies`."""
+    source = {"kind": "oasst", "hub": str(folder), "split": "train+validation", "name": "oasst1-es", "replies": replies}
+    result = prepare(prepare_params([source], on_error="skip", validation_fraction=0.5, max_chars=MAX_CHARS))
     rows = {row["instruction"]: row for kept in result.splits.values() for row in kept}
+    return result.stats["sources"]["oasst1-es"], rows
+
+
+def test_oasst1_best_replies_follow_the_best_branch(oasst1, prepare_params):
+    counts, rows = oasst1_rows(oasst1, prepare_params, "best")
+    # 22 messages: 2 usable openers, the best reply of each, and the two follow-ups on the first
+    # one's best branch; the last of them keeps the one earlier exchange that fits in max_chars.
+    assert (counts["records"], counts["examples"], counts["kept"]) == (22, 4, 4)
+    assert (counts["kept_follow_ups"], counts["history_trimmed"], sum(counts["dropped"].values())) == (2, 1, 0)
     assert {instruction: row["output"] for instruction, row in rows.items()} == {
         "¿Qué es la fotosíntesis y por qué es importante?": (
             "La fotosíntesis convierte la luz del sol en la energía de las plantas."
         ),
         "¿Y en las algas?": "También la hacen las algas.",
+        "Cuéntamelo con todo detalle, por favor.": LONG_ANSWER,
         "¿Cuál es la capital de España?": "La capital de España es Madrid.",
     }
     assert [message["content"] for message in rows["¿Y en las algas?"]["history"]] == [
         "¿Qué es la fotosíntesis y por qué es importante?",
         "La fotosíntesis convierte la luz del sol en la energía de las plantas.",
     ]
+    assert [message["content"] for message in rows["Cuéntamelo con todo detalle, por favor."]["history"]] == [
+        "¿Y en las algas?",
+        "También la hacen las algas.",
+    ]
+
+
+def test_oasst1_all_replies_read_every_spanish_reply_with_its_prompt(oasst1, prepare_params):
+    counts, rows = oasst1_rows(oasst1, prepare_params, "all")
+    # Beside the best branch: the second reply to the opener and the follow-ups under it; not the
+    # deleted reply, the English one or the Spanish turn under it; one follow-up is too long.
+    assert (counts["records"], counts["examples"], counts["kept"]) == (22, 7, 6)
+    assert (counts["kept_follow_ups"], counts["history_trimmed"]) == (3, 1)
+    assert counts["dropped"] == {**dict.fromkeys(counts["dropped"], 0), "too_long": 1}
+    assert rows["¿Qué necesitan las plantas para hacerla?"]["output"] == "Luz, agua y dióxido de carbono."
+    assert [message["content"] for message in rows["¿Qué necesitan las plantas para hacerla?"]["history"]] == [
+        "¿Qué es la fotosíntesis y por qué es importante?",
+        "Es el proceso por el que las plantas convierten la luz en energía.",
+    ]
+    assert "¿Puedes decirlo en español?" not in rows and "¿Y por qué las hojas son verdes?" not in rows
+    # Two replies to one prompt: two examples with the same instruction (rows by instruction keep the last).
+    assert rows["¿Qué es la fotosíntesis y por qué es importante?"]["output"].startswith("Es el proceso")
 
 
 def test_a_branch_is_read_at_the_commit_it_names_and_the_commit_is_recorded(monkeypatch, prepare_params):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from minigpt.report import git_revision, headline, pipeline_outputs
+from minigpt.report import git_revision, headline, pipeline_outputs, render_report
 from tests.helpers import REPO, commit_all, exp_show_columns, short_head
 
 
@@ -94,3 +94,34 @@ def test_the_headline_leads_with_the_reference_projects_metrics():
     assert numbers["multiple_choice"] == {"hechos": metrics["eval"]["multiple_choice"]["hechos"]["accuracy"]}
     assert numbers["val_loss"] == metrics["train"]["val_loss"]
     assert len(exp_show_columns(numbers)) <= 25
+
+
+def test_the_reference_stands_beside_our_metric_of_the_same_definition():
+    metrics = {
+        name: json.loads((REPO / "metrics" / f"{name}.json").read_text(encoding="utf-8"))
+        for name in ("data", "tokenizer", "train", "eval", "lora", "architectures", "corpus", "pretrain")
+    }
+    text = render_report(
+        metrics["data"],
+        metrics["tokenizer"],
+        metrics["train"],
+        metrics["eval"],
+        [],
+        {},
+        "`abc1234`",
+        lora=metrics["lora"],
+        architectures=metrics["architectures"],
+        corpus=metrics["corpus"],
+        pretrain=metrics["pretrain"],
+    )
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():  # the first row of each name: the evaluation's, not LoRA's
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].lstrip("| "), line.split(" | "))
+    assert rows["perplexity (answers)"][-2:] == ["–", "ours only |"]
+    assert rows["perplexity (sequences)"][-2:] == [
+        "80.38",
+        "assumed the same: its loss covered every token of an example |",
+    ]
+    assert rows["ROUGE-L"][-2] == "0.1096" and rows["coherence"][-2] == "0.6931"  # as published
+    assert rows["reference project"][1:5] == ["–", "57,471", "54,597", "2,874"]
