@@ -1,7 +1,7 @@
 """Token shards on this machine: the `corpus` stage's tokenizing throughput and peak memory on
-corpora of growing size (the data kit's corpus-es, its documents shuffled and repeated), beside
-the in-memory packing the `pretrain` stage used before shards; then the pretraining step from
-shards against the same rows in memory, same shape and steps.
+corpora of growing size (the data kit's corpus-es, docs/data-kit.md; its documents shuffled and
+repeated), beside the in-memory packing the `pretrain` stage used before shards; then the
+pretraining step from shards against the same rows in memory, same shape and steps.
 
     python benchmarks/corpus_shards.py                               # 100 MB and 1 GB; 60 steps
     python benchmarks/corpus_shards.py --sizes-mb 10 --steps 10      # quicker
@@ -147,7 +147,9 @@ def step_speeds(shards: Path, tokenizer: Path, steps: int, repeats: int) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument(
+        "--kit", type=Path, default=REPO.parent / "shared" / "data", help="the data kit's folder (docs/data-kit.md)"
+    )
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[100, 1000])
     parser.add_argument("--vocab-size", type=int, default=32_000)
     parser.add_argument("--steps", type=int, default=60, help="steps of each step-speed run")
@@ -162,7 +164,7 @@ def main() -> None:
         pack_in_memory(Path(corpus), Path(tokenizer), int(row_length))
         return
     if not (args.kit / "corpus-es").is_dir():
-        sys.exit(f"data kit not found at {args.kit}: pass --kit DIR")
+        sys.exit(f"data kit not found at {args.kit}: pass --kit DIR (docs/data-kit.md)")
 
     from minigpt.config import load_params
     from minigpt.tokenizer import save_pretrained, train_bpe

@@ -1,4 +1,4 @@
-"""Time the `prepare` and `tokenizer` stages on the real Spanish data kit.
+"""Time the `prepare` and `tokenizer` stages on the real Spanish data kit (docs/data-kit.md).
 
 Runs the real stage scripts in a scratch directory on ../shared/data (or --kit DIR):
 `prepare` on --examples instruction examples, then a --vocab-size BPE trained on the train
@@ -34,13 +34,15 @@ def run_stage(name: str, workdir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument(
+        "--kit", type=Path, default=REPO.parent / "shared" / "data", help="the data kit's folder (docs/data-kit.md)"
+    )
     parser.add_argument("--examples", type=int, default=60_000, help="0 = the whole kit (226k)")
     parser.add_argument("--vocab-size", type=int, default=32_000)
     args = parser.parse_args()
     kit = args.kit.resolve()
     if not kit.is_dir():
-        sys.exit(f"data kit not found at {kit}: pass --kit DIR")
+        sys.exit(f"data kit not found at {kit}: pass --kit DIR (docs/data-kit.md)")
 
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as scratch:

@@ -4,9 +4,9 @@
     python benchmarks/gpu_seed_scale.py --data kit --out /tmp/r --scale tiny        # CPU, a few minutes
 
 `--data` holds the data kit's layout (`corpus-es/*.txt`, `instrucciones-es/traduccion-*.jsonl`,
-`instrucciones-es/opcion-multiple.jsonl`). Phases, each timed, and `results.json` and
-`results.md` rewritten in `--out` after every stage and phase, so a run cut short still returns
-what it measured:
+`instrucciones-es/opcion-multiple.jsonl`; docs/data-kit.md). Phases, each timed, and
+`results.json` and `results.md` rewritten in `--out` after every stage and phase, so a run cut
+short still returns what it measured:
 
 1. environment: versions, the device, and a torch.compile pre-flight (if it fails, the stages
    run eagerly and the results say so);
@@ -454,7 +454,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="a copy of the data kit's layout")
+    parser.add_argument("--data", type=Path, required=True, help="a copy of the data kit's layout (docs/data-kit.md)")
     parser.add_argument("--out", type=Path, required=True, help="results.json, results.md and stages.log go here")
     parser.add_argument("--scale", choices=sorted(SCALES), default="seed")
     parser.add_argument("--commit", default="unknown", help="the commit measured (written into the results)")

@@ -3,9 +3,10 @@
 # git; torch, transformers, tokenizers, accelerate, peft and sacrebleu installed, not dvc,
 # dvclive, pydantic, rouge-score or gradio).
 #
-#   bash benchmarks/gpu_seed_scale.sh prepare [KIT]        # here: the kit (default ../shared/data) packed
-#                                                          # into gpu_data/kit.tar.gz; pydantic, rouge-score
-#                                                          # and their imports unpacked into gpu_data/site/
+#   bash benchmarks/gpu_seed_scale.sh prepare [KIT]        # here: the data kit (docs/data-kit.md; default
+#                                                          # ../shared/data) packed into gpu_data/kit.tar.gz;
+#                                                          # pydantic, rouge-score and their imports
+#                                                          # unpacked into gpu_data/site/
 #                                                          # for the GPU's Python (< 50 MiB in all)
 #   bash benchmarks/gpu_seed_scale.sh run OUT [ARGS...]    # there: the kit unpacked to a temporary folder,
 #                                                          # gpu_data/site on PYTHONPATH, results in OUT/

@@ -1,5 +1,5 @@
-"""Packing speed: `minigpt.packing.pack` on the kit's train split size (208k translation
-pairs of 20–70 tokens, 513-token rows), on synthetic token ids.
+"""Packing speed: `minigpt.packing.pack` on the data kit's train split size
+(docs/data-kit.md: 208k translation pairs of 20–70 tokens, 513-token rows), on synthetic token ids.
 
     python benchmarks/packing.py
     python benchmarks/packing.py --sequences 20000

@@ -6,8 +6,8 @@ scored on the validation answers, one example at a time as at inference.
     python benchmarks/packing_layouts.py --steps 300 --kit ../shared/data --kit-examples 8000
 
 Data: the bundled sources through `prepare` (params.yaml), and a slice of the data kit's
-translation pairs (split by group: no pair or its reverse in both splits), each with a BPE
-tokenizer of `tokenizer.vocab_size` trained on its train split. Columns: answer bits per
+translation pairs (docs/data-kit.md; split by group: no pair or its reverse in both splits),
+each with a BPE tokenizer of `tokenizer.vocab_size` trained on its train split. Columns: answer bits per
 byte and perplexity on validation, the row tokens per second the loop reports (padding
 included), the share of them that is real (non-padding) tokens, and how many examples the
 steps went through.
@@ -102,7 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument(
-        "--kit", type=Path, default=REPO.parent / "shared" / "data", help="the data kit (skipped if absent)"
+        "--kit",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="the data kit's folder, docs/data-kit.md (skipped if absent)",
     )
     parser.add_argument("--kit-examples", type=int, default=8000)
     parser.add_argument("--layouts", nargs="+", default=list(PACKING_LAYOUTS), choices=PACKING_LAYOUTS)

@@ -1,7 +1,7 @@
 """Does pretraining pay at this scale? At equal total optimizer steps on this machine:
 instruction tuning only, against a share of the steps spent pretraining on the data kit's
-corpus-es first (then instruction tuning from those weights), each scored on held-out
-translation pairs (answer bits per byte and perplexity) and on multiple-choice items.
+corpus-es (docs/data-kit.md) first (then instruction tuning from those weights), each scored on
+held-out translation pairs (answer bits per byte and perplexity) and on multiple-choice items.
 
     python benchmarks/pretraining_pays.py                              # 600 steps; shares 0, 0.25, 0.5
     python benchmarks/pretraining_pays.py --steps 100 --shares 0 0.5   # quicker
@@ -74,7 +74,9 @@ def score(model, tokenizer, validation: list[dict], choice_sets: dict[str, list]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kit", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument(
+        "--kit", type=Path, default=REPO.parent / "shared" / "data", help="the data kit's folder (docs/data-kit.md)"
+    )
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps of every arm, both phases together")
     parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.25, 0.5], help="of the steps pretraining")
     parser.add_argument("--examples", type=int, default=20_000, help="translation examples to instruction-tune on")
@@ -85,7 +87,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON here")
     args = parser.parse_args()
     if not (args.kit / "corpus-es").is_dir():
-        sys.exit(f"data kit not found at {args.kit}: pass --kit DIR")
+        sys.exit(f"data kit not found at {args.kit}: pass --kit DIR (docs/data-kit.md)")
     params = load_params(REPO / "params.yaml")
     pairs = kit_translation_pairs(params, args.kit)
     train, validation = pairs["train"][: args.examples], pairs["validation"][: max(100, args.examples // 20)]

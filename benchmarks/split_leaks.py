@@ -1,7 +1,7 @@
 """Leaks between the splits, per `prepare.split_by`: the validation share and how many
 validation examples have their pair, its reverse or their prompt in train, on one source.
 
-    python benchmarks/split_leaks.py                                   # the data kit's translations
+    python benchmarks/split_leaks.py                                   # the data kit's translations (docs/data-kit.md)
     python benchmarks/split_leaks.py --path 'data/raw/*.jsonl' --kind jsonl --fraction 0.1
 
 Everything else is params.yaml's `prepare` section. Keys are normalised as for
@@ -41,7 +41,11 @@ def leaks(train: list[dict], validation: list[dict]) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", default=str(REPO.parent / "shared/data/instrucciones-es/traduccion-*.jsonl"))
+    parser.add_argument(
+        "--path",
+        default=str(REPO.parent / "shared/data/instrucciones-es/traduccion-*.jsonl"),
+        help="files of one source (default: the data kit's translations, docs/data-kit.md)",
+    )
     parser.add_argument("--kind", default="alpaca", choices=["alpaca", "jsonl"])
     parser.add_argument("--fraction", type=float, default=0.05, help="validation_fraction")
     parser.add_argument("--split-by", nargs="+", default=list(SPLITS), choices=SPLITS)

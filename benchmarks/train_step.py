@@ -15,8 +15,9 @@ documents of about N tokens, as `packing: masked` gives them; a CPU skips the fl
 (FlexAttention has no backward pass there). `--dropout-row P` and `--micro-row M` add the open
 step at dropout P and at M rows per forward pass; `--speedups` the open step with each of
 runtime.yaml's `speedups` (compiled_optimizer needs `--compile`), then with all of them.
-`hf-reference` is the reference project's style: HF GPT-2 with eager attention, unfused AdamW
-and fp16 autocast with a gradient scaler (fp32 on a CPU). `hf-tuned` is HF GPT-2 with SDPA,
+`hf-reference` is the reference project's style as we assume it (its paper does not say; see
+docs/design.md): HF GPT-2 with eager attention, unfused AdamW and fp16 autocast with a gradient
+scaler, as `Trainer(fp16=True)` runs it (fp32 on a CPU). `hf-tuned` is HF GPT-2 with SDPA,
 fused AdamW, bf16 and torch.compile (GPU only). MFU uses the same FLOP count for all rows
 (masked rows included: it counts full causal attention) and the device's bf16 peak (measured
 with --measure-peak, else from minigpt.training.PEAK_FLOPS).

@@ -12,7 +12,7 @@ token when the prompt loss is on); padding never is. Three layouts put sequences
   it would alone, as at inference.
 - `open`: the same rows without that record, so each row is one causal sequence: a sequence
   attends to the unrelated ones before it and its positions start wherever it landed.
-- `padded`: one sequence per row, then padding (the reference's batches): alone by
+- `padded`: one sequence per row, then padding (the batches we assume the reference had): alone by
   construction, and most of a row is padding.
 
 Pretraining reads `ShardWindows` instead: rows that tile a corpus's token shards (see

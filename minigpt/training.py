@@ -46,7 +46,7 @@ def learning_rate(step: int, total_steps: int, params: OptimizerParams) -> float
 
 
 def make_optimizer(model: torch.nn.Module, params: OptimizerParams, fused: bool) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on biases, LayerNorms or embeddings' scale)."""
+    """AdamW with weight decay on every 2-D tensor, embeddings included (as nanoGPT); none on biases or LayerNorms."""
     decayed = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     plain = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decayed, "weight_decay": params.weight_decay}, {"params": plain, "weight_decay": 0.0}]
