@@ -272,6 +272,24 @@ class RuntimeParams(Section):
         return int(found.group(1)) if found else 1
 
 
+def batch_split_problem(
+    batch_tokens: int,
+    micro_batch_size: int,
+    block_size: int,
+    processes: int,
+    names: tuple[str, str, str] = ("micro_batch_size", "block_size", "processes"),
+) -> str | None:
+    """Why a step of `batch_tokens` tokens does not split into micro-batches of `micro_batch_size`
+    rows of `block_size` tokens on each of `processes`, or None when it does (`names`: how the
+    message calls the three)."""
+    row_tokens = micro_batch_size * block_size * processes
+    if batch_tokens % row_tokens == 0:
+        return None
+    factors = f"{names[0]} × {names[1]}" + (f" × {processes} {names[2]}" if processes > 1 else "")
+    values = f"{micro_batch_size} × {block_size}" + (f" × {processes}" if processes > 1 else "")
+    return f"({batch_tokens}) must be a multiple of {factors} = {values} = {row_tokens}"
+
+
 class Params(Section):
     prepare: PrepareParams
     tokenizer: TokenizerParams
@@ -293,14 +311,15 @@ class Params(Section):
         processes = self.runtime.processes()
         for name in loops:
             loop: LoopParams = getattr(self, name)
-            row_tokens = loop.micro_batch_size * block * processes
-            if loop.batch_tokens % row_tokens:
-                launched = f" × {processes} processes (launcher, {RUNTIME_FILE})" if processes > 1 else ""
-                problems.append(
-                    f"{name}.batch_tokens ({loop.batch_tokens}) must be a multiple of {name}.micro_batch_size "
-                    f"× model.block_size{launched} = {loop.micro_batch_size} × {block}"
-                    f"{f' × {processes}' if processes > 1 else ''} = {row_tokens}"
-                )
+            problem = batch_split_problem(
+                loop.batch_tokens,
+                loop.micro_batch_size,
+                block,
+                processes,
+                names=(f"{name}.micro_batch_size", "model.block_size", f"processes (launcher, {RUNTIME_FILE})"),
+            )
+            if problem:
+                problems.append(f"{name}.batch_tokens {problem}")
         for name, length in (
             ("model.block_size", block),
             ("compare_architectures.block_size", self.compare_architectures.block_size),

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import torch
 
-from minigpt.config import LoopParams, OptimizerParams, RuntimeParams
+from minigpt.config import LoopParams, OptimizerParams, RuntimeParams, batch_split_problem
 from minigpt.errors import MiniGPTError
 from minigpt.files import atomic_file, write_json
 from minigpt.model import GPT, IGNORE_INDEX, flops_per_token
@@ -335,6 +335,29 @@ def planned_steps(params: LoopParams, rows: int, rows_per_step: int, block: int)
     return min(steps, params.max_steps) if params.max_steps else steps
 
 
+@dataclass(frozen=True)
+class Cadence:
+    """Which of a run's periodic jobs fall on a step (the number of steps done), each by its own
+    rule: evaluation at the multiples of eval_every and the last step, whatever the others are."""
+
+    total_steps: int
+    log_every: int
+    eval_every: int  # 0: never
+    checkpoint_every: int  # 0: never
+
+    def evaluate(self, done: int) -> bool:
+        return self.eval_every > 0 and (done % self.eval_every == 0 or done == self.total_steps)
+
+    def checkpoint(self, done: int) -> bool:
+        # Also before each evaluation while checkpoints are on: a crash in it loses nothing.
+        return self.checkpoint_every > 0 and (done % self.checkpoint_every == 0 or self.evaluate(done))
+
+    def log(self, done: int) -> bool:
+        # The first step's loss is the untrained model's, the start of the curve; the last steps
+        # count in the summary; a checkpoint saves the history up to its step.
+        return done == 1 or done % self.log_every == 0 or done == self.total_steps or self.checkpoint(done)
+
+
 def train_loop(
     model: GPT,
     train_rows: TrainingRows,
@@ -345,204 +368,243 @@ def train_loop(
     live_dir: Path | None,
 ) -> RunResult:
     """Train `model` on `train_rows`, resuming from `checkpoint_dir` when a matching checkpoint exists."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=resolve_precision(params.precision))
-    world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
-    block = model.config.block_size
-    rows_per_micro = params.micro_batch_size * world
-    if params.batch_tokens % (rows_per_micro * block):
-        raise MiniGPTError(
-            f"batch_tokens ({params.batch_tokens}) must be a multiple of micro_batch_size × block_size × processes "
-            f"= {params.micro_batch_size} × {block} × {world} = {rows_per_micro * block}"
-        )
-    rows_per_step = params.batch_tokens // block
-    accumulation = rows_per_step // rows_per_micro
-    total_steps = planned_steps(params, len(train_rows), rows_per_step, block)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    # A run is its params, data, starting weights and code: a checkpoint of anything else is stale.
-    run_id = fingerprint(
-        model.config,
-        {k: v for k, v in params.model_dump().items() if k not in RUN_NEUTRAL_PARAMS},
-        train_rows.fingerprint(),
-        weights_fingerprint(model),
-        code_fingerprint(),
-    )
-    store = CheckpointStore(checkpoint_dir, runtime.keep_checkpoints)
-    state, stale = store.load_latest(run_id)
-    if stale and accelerator.is_main_process:
-        store.clear()
-    accelerator.wait_for_everyone()
-    model.to(device)
-    # A compiled optimizer step is its own fused kernel: the unfused AdamW is what it compiles.
-    compiled_optimizer = "compiled_optimizer" in runtime.speedups
-    optimizer = make_optimizer(model, params, fused=device.type == "cuda" and not compiled_optimizer)
-    start_step, history, tokens_seen, elapsed = 0, [], 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_step, history, tokens_seen, elapsed = state["step"], state["history"], state["tokens"], state["seconds"]
-        if accelerator.is_main_process:
-            print(f"resuming from step {start_step} of {total_steps}")
-
-    if runtime.attention == "flex" and (device.type != "cuda" or model.config.dropout > 0):
-        raise MiniGPTError(
-            f"attention: flex (runtime.yaml) needs a CUDA device and model dropout 0 (FlexAttention has no "
-            f"backward pass on a CPU and no attention dropout); here: {device.type}, dropout "
-            f"{model.config.dropout}. Use attention: sdpa"
-        )
-    # Before compiling: the graph traces the chosen paths.
-    model.use_attention(runtime.attention).use_speedups(
-        chunked_loss="chunked_loss" in runtime.speedups, bf16_residual="bf16_residual" in runtime.speedups
-    )
-    # Static shapes: training batches never change size, and a shape seen earlier in the process
-    # (another model, a warm-up) must not turn these graphs dynamic and slower.
-    # `stepped`: the model as the steps call it, stepped (runtime.compile) and wrapped for the
-    # processes by accelerate; `model` stays the plain module whose weights are saved.
-    stepped = torch.compile(model, dynamic=False) if runtime.compile else model
-    compile_watch = CompileWatch(runtime.compile)
-    stepped, optimizer = accelerator.prepare(stepped, optimizer)
-    step_optimizer = compiled_step(optimizer, device) if compiled_optimizer else optimizer.step
-    if state is not None and state.get("scaler") and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(state["scaler"])
-    telemetry = Telemetry(live_dir, history, enabled=accelerator.is_main_process)
-    peak = device_peak_flops(device)
-    flops = flops_per_token(model.config, model.num_parameters())
-    if accelerator.is_main_process:
-        print(
-            f"training {model.num_parameters():,} parameters for {total_steps} steps of "
-            f"{rows_per_step} rows × {block} tokens ({accumulation} micro-batches × {world} processes) "
-            f"on {device} with precision {accelerator.mixed_precision}",
-            flush=True,
-        )
-
-    evaluated = {entry["step"] for entry in telemetry.history if "val/loss" in entry}
-    if (
-        state is not None
-        and start_step not in evaluated
-        and _due(start_step, params.eval_every, start_step == total_steps)
-    ):
-        telemetry.log(start_step, **{"val/loss": evaluate_loss(stepped, val_rows, params, accelerator)})
-        # (checkpoints are written before evaluating, so a resumed run owes the evaluation)
-
-    on_device = train_rows.to(device)  # packed rows: no copies per step
-    order = RowOrder(len(train_rows), rows_per_step, params.seed, on_device.index_device)
-    # Accumulated on the device and read only when logging: the host never waits inside a step.
-    loss_sum = torch.zeros((), device=device)
-    target_count = torch.zeros((), dtype=torch.long, device=device)
-    gradients_finite = torch.ones((), dtype=torch.bool, device=device)
-    interval_started, interval_tokens = time.perf_counter(), 0
-    stepped.train()
-    for step in range(start_step, total_steps):
-        set_learning_rate(optimizer, learning_rate(step, total_steps, params))
-        torch.manual_seed(params.seed * 1_000_003 + step * world + rank)
-        indices = order.step(step)
-        step_targets = on_device.count_targets(indices)  # of the whole step, all ranks: every target weighs the same
-        for micro in range(accumulation):
-            first = (micro * world + rank) * params.micro_batch_size
-            batch = on_device.batch(indices[first : first + params.micro_batch_size], device)
-            sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(stepped)
-            with sync:
-                _, loss = stepped(**batch, loss_reduction="sum")
-                accelerator.backward(loss * world / step_targets)
-            loss_sum += loss.detach()
-        target_count += step_targets
-        grad_norm = accelerator.clip_grad_norm_(stepped.parameters(), params.grad_clip) if params.grad_clip else None
-        if grad_norm is not None and accelerator.scaler is None:  # (with fp16 the scaler skips overflowing steps)
-            gradients_finite &= torch.isfinite(grad_norm)
-        step_optimizer()
-        optimizer.zero_grad(set_to_none=True)
-        compile_watch.first_step_done()
+    run = TrainingRun(model, train_rows, val_rows, params, runtime, checkpoint_dir, live_dir)
+    cadence = Cadence(run.total_steps, runtime.log_every, params.eval_every, runtime.checkpoint_every)
+    if run.resumed and cadence.evaluate(run.start_step) and not run.evaluated(run.start_step):
+        run.evaluate(run.start_step)  # checkpoints are written before evaluating: a resumed run may owe one
+    for step in range(run.start_step, run.total_steps):
+        run.step(step)
         done = step + 1
-        tokens_seen += rows_per_step * block
-        interval_tokens += rows_per_step * block
+        if cadence.log(done):
+            run.log(done)
+        if cadence.checkpoint(done):
+            run.save(done)
+        if cadence.evaluate(done):
+            run.evaluate(done)
+    return run.finish()
 
-        last = done == total_steps
-        evaluate = _due(done, params.eval_every, last)
-        save = _due(done, runtime.checkpoint_every, evaluate)  # save before evaluating: a crash there loses nothing
-        # The first step is logged too: its loss is the untrained model's, the start of the curve.
-        if not (save or last or done == 1 or done % runtime.log_every == 0):  # the last steps count in the summary
-            continue
-        train_loss = accelerator.reduce(loss_sum, "sum").item() / target_count.item()
-        if not math.isfinite(train_loss) or not bool(gradients_finite):
-            latest = store.paths()[-1].name if store.paths() else "none"
+
+class TrainingRun:
+    """One run of the loop: its setup and resume, one optimizer step, and the jobs the cadence
+    calls (log, save, evaluate), each a method `train_loop` calls in turn."""
+
+    def __init__(
+        self,
+        model: GPT,
+        train_rows: TrainingRows,
+        val_rows: TrainingRows,
+        params: LoopParams,
+        runtime: RuntimeParams,
+        checkpoint_dir: Path,
+        live_dir: Path | None,
+    ):
+        from accelerate import Accelerator
+
+        self.model, self.val_rows, self.params, self.runtime = model, val_rows, params, runtime
+        self.accelerator = accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(), mixed_precision=resolve_precision(params.precision)
+        )
+        self.world, self.rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
+        self.device = device
+        self.block = block = model.config.block_size
+        problem = batch_split_problem(params.batch_tokens, params.micro_batch_size, block, self.world)
+        if problem:
+            raise MiniGPTError(f"batch_tokens {problem}")
+        self.rows_per_step = params.batch_tokens // block
+        self.accumulation = self.rows_per_step // (params.micro_batch_size * self.world)
+        self.total_steps = planned_steps(params, len(train_rows), self.rows_per_step, block)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+        # A run is its params, data, starting weights and code: a checkpoint of anything else is stale.
+        self.run_id = fingerprint(
+            model.config,
+            {k: v for k, v in params.model_dump().items() if k not in RUN_NEUTRAL_PARAMS},
+            train_rows.fingerprint(),
+            weights_fingerprint(model),
+            code_fingerprint(),
+        )
+        self.checkpoint_dir = checkpoint_dir
+        self.store = CheckpointStore(checkpoint_dir, runtime.keep_checkpoints)
+        state, stale = self.store.load_latest(self.run_id)
+        if stale and accelerator.is_main_process:
+            self.store.clear()
+        accelerator.wait_for_everyone()
+        model.to(device)
+        # A compiled optimizer step is its own fused kernel: the unfused AdamW is what it compiles.
+        compiled_optimizer = "compiled_optimizer" in runtime.speedups
+        optimizer = make_optimizer(model, params, fused=device.type == "cuda" and not compiled_optimizer)
+        self.resumed = state is not None
+        self.start_step, history, self.tokens_seen, self.elapsed = 0, [], 0, 0.0
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            self.start_step, history = state["step"], state["history"]
+            self.tokens_seen, self.elapsed = state["tokens"], state["seconds"]
+            if accelerator.is_main_process:
+                print(f"resuming from step {self.start_step} of {self.total_steps}")
+
+        if runtime.attention == "flex" and (device.type != "cuda" or model.config.dropout > 0):
+            raise MiniGPTError(
+                f"attention: flex (runtime.yaml) needs a CUDA device and model dropout 0 (FlexAttention has no "
+                f"backward pass on a CPU and no attention dropout); here: {device.type}, dropout "
+                f"{model.config.dropout}. Use attention: sdpa"
+            )
+        # Before compiling: the graph traces the chosen paths.
+        model.use_attention(runtime.attention).use_speedups(
+            chunked_loss="chunked_loss" in runtime.speedups, bf16_residual="bf16_residual" in runtime.speedups
+        )
+        # Static shapes: training batches never change size, and a shape seen earlier in the process
+        # (another model, a warm-up) must not turn these graphs dynamic and slower.
+        # `stepped`: the model as the steps call it, stepped (runtime.compile) and wrapped for the
+        # processes by accelerate; `model` stays the plain module whose weights are saved.
+        stepped = torch.compile(model, dynamic=False) if runtime.compile else model
+        self.compile_watch = CompileWatch(runtime.compile)
+        self.stepped, self.optimizer = accelerator.prepare(stepped, optimizer)
+        self.step_optimizer = compiled_step(self.optimizer, device) if compiled_optimizer else self.optimizer.step
+        if state is not None and state.get("scaler") and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(state["scaler"])
+        self.telemetry = Telemetry(live_dir, history, enabled=accelerator.is_main_process)
+        self.peak = device_peak_flops(device)
+        self.flops = flops_per_token(model.config, model.num_parameters())
+        if accelerator.is_main_process:
+            print(
+                f"training {model.num_parameters():,} parameters for {self.total_steps} steps of "
+                f"{self.rows_per_step} rows × {block} tokens ({self.accumulation} micro-batches × {self.world} "
+                f"processes) on {device} with precision {accelerator.mixed_precision}",
+                flush=True,
+            )
+
+        self.rows = train_rows.to(device)  # packed rows: no copies per step
+        self.order = RowOrder(len(train_rows), self.rows_per_step, params.seed, self.rows.index_device)
+        # Accumulated on the device and read only when logging: the host never waits inside a step.
+        self.loss_sum = torch.zeros((), device=device)
+        self.target_count = torch.zeros((), dtype=torch.long, device=device)
+        self.gradients_finite = torch.ones((), dtype=torch.bool, device=device)
+        self.grad_norm: torch.Tensor | None = None
+        # Training time since the last log: evaluating and saving are not training.
+        self.interval_seconds, self.interval_tokens = 0.0, 0
+        self.interval_started = time.perf_counter()
+        self.stepped.train()
+
+    def step(self, step: int) -> None:
+        """One optimizer step: `rows_per_step` rows in micro-batches over the processes."""
+        params, world, rank = self.params, self.world, self.rank
+        set_learning_rate(self.optimizer, learning_rate(step, self.total_steps, params))
+        torch.manual_seed(params.seed * 1_000_003 + step * world + rank)
+        indices = self.order.step(step)
+        step_targets = self.rows.count_targets(indices)  # of the whole step, all ranks: every target weighs the same
+        for micro in range(self.accumulation):
+            first = (micro * world + rank) * params.micro_batch_size
+            batch = self.rows.batch(indices[first : first + params.micro_batch_size], self.device)
+            last_micro = micro == self.accumulation - 1
+            with contextlib.nullcontext() if last_micro else self.accelerator.no_sync(self.stepped):
+                _, loss = self.stepped(**batch, loss_reduction="sum")
+                self.accelerator.backward(loss * world / step_targets)
+            self.loss_sum += loss.detach()
+        self.target_count += step_targets
+        clip = params.grad_clip
+        self.grad_norm = self.accelerator.clip_grad_norm_(self.stepped.parameters(), clip) if clip else None
+        if self.grad_norm is not None and self.accelerator.scaler is None:  # (fp16's scaler skips overflows)
+            self.gradients_finite &= torch.isfinite(self.grad_norm)
+        self.step_optimizer()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.compile_watch.first_step_done()
+        self.tokens_seen += self.rows_per_step * self.block
+        self.interval_tokens += self.rows_per_step * self.block
+
+    def log(self, done: int) -> None:
+        """The training loss since the last log, speed and learning rate; stops a diverged run."""
+        train_loss = self.accelerator.reduce(self.loss_sum, "sum").item() / self.target_count.item()
+        if not math.isfinite(train_loss) or not bool(self.gradients_finite):
+            latest = self.store.paths()[-1].name if self.store.paths() else "none"
             what = f"the loss is {train_loss}" if not math.isfinite(train_loss) else "a gradient is not finite"
             raise MiniGPTError(
                 f"training diverged: {what} at step {done}. The last good checkpoint "
-                f"({latest}) is kept in {checkpoint_dir}; lower the learning rate or raise warmup_steps"
+                f"({latest}) is kept in {self.checkpoint_dir}; lower the learning rate or raise warmup_steps"
             )
-        now = time.perf_counter()
-        elapsed += now - interval_started
-        tokens_per_second = interval_tokens / (now - interval_started)
+        seconds = self._pause()
+        self.elapsed += seconds
+        tokens_per_second = self.interval_tokens / seconds
         metrics = {
             "train/loss": train_loss,
-            "lr": float(optimizer.param_groups[0]["lr"]),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
             "tokens_per_second": tokens_per_second,
         }
-        if grad_norm is not None:
-            metrics["grad_norm"] = float(grad_norm)
-        if peak:
-            metrics["mfu"] = flops * tokens_per_second / (peak * world)
-        telemetry.log(done, **metrics)
-        loss_sum.zero_()
-        target_count.zero_()
+        if self.grad_norm is not None:
+            metrics["grad_norm"] = float(self.grad_norm)
+        if self.peak:
+            metrics["mfu"] = self.flops * tokens_per_second / (self.peak * self.world)
+        self.telemetry.log(done, **metrics)
+        self.loss_sum.zero_()
+        self.target_count.zero_()
+        self.interval_seconds, self.interval_tokens = 0.0, 0
+        self.interval_started = time.perf_counter()
 
-        if save:
-            if accelerator.is_main_process:
-                store.save(
-                    {
-                        "step": done,
-                        "model": model.state_dict(),
-                        "fingerprint": run_id,
-                        "optimizer": optimizer.state_dict(),
-                        "history": telemetry.history,
-                        "tokens": tokens_seen,
-                        "seconds": elapsed,
-                        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                    }
-                )
-            accelerator.wait_for_everyone()
-        if evaluate:
-            telemetry.log(done, **{"val/loss": evaluate_loss(stepped, val_rows, params, accelerator)})
-            stepped.train()
-        interval_started, interval_tokens = time.perf_counter(), 0
+    def save(self, done: int) -> None:
+        self.interval_seconds = self._pause()
+        if self.accelerator.is_main_process:
+            self.store.save(
+                {
+                    "step": done,
+                    "model": self.model.state_dict(),
+                    "fingerprint": self.run_id,
+                    "optimizer": self.optimizer.state_dict(),
+                    "history": self.telemetry.history,
+                    "tokens": self.tokens_seen,
+                    "seconds": self.elapsed,
+                    "scaler": self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None,
+                }
+            )
+        self.accelerator.wait_for_everyone()
+        self.interval_started = time.perf_counter()
 
-    telemetry.close()
-    tokens_per_second = tokens_seen / elapsed if elapsed else 0.0
-    summary = {
-        "parameters": model.num_parameters(),
-        "steps": total_steps,
-        "tokens": tokens_seen,
-        "train_seconds": round(elapsed, 2),
-        "tokens_per_second": round(tokens_per_second, 1),
-        "mfu": round(flops * tokens_per_second / (peak * world), 4) if peak else None,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "processes": world,
-        "precision": accelerator.mixed_precision,
-        **compile_watch.summary(),
-    }
-    if runtime.compile and not summary["compiled"] and accelerator.is_main_process:
-        print(
-            f"warning: torch.compile left {summary['eager_frames']} frame(s) to run eagerly (an error or "
-            "the recompile limit; TORCH_LOGS=recompiles says which): this run's speed is not compiled speed",
-            flush=True,
+    def evaluate(self, done: int) -> None:
+        self.interval_seconds = self._pause()
+        loss = evaluate_loss(self.stepped, self.val_rows, self.params, self.accelerator)
+        self.telemetry.log(done, **{"val/loss": loss})
+        self.stepped.train()
+        self.interval_started = time.perf_counter()
+
+    def evaluated(self, done: int) -> bool:
+        return any(entry["step"] == done and "val/loss" in entry for entry in self.telemetry.history)
+
+    def _pause(self) -> float:
+        """Training seconds since the last log, up to now."""
+        return self.interval_seconds + time.perf_counter() - self.interval_started
+
+    def finish(self) -> RunResult:
+        """The run's summary: totals, speed, and what torch.compile did."""
+        self.telemetry.close()
+        model, accelerator = self.model, self.accelerator
+        tokens_per_second = self.tokens_seen / self.elapsed if self.elapsed else 0.0
+        peak, world = self.peak, self.world
+        summary = {
+            "parameters": model.num_parameters(),
+            "steps": self.total_steps,
+            "tokens": self.tokens_seen,
+            "train_seconds": round(self.elapsed, 2),
+            "tokens_per_second": round(tokens_per_second, 1),
+            "mfu": round(self.flops * tokens_per_second / (peak * world), 4) if peak else None,
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "processes": world,
+            "precision": accelerator.mixed_precision,
+            **self.compile_watch.summary(),
+        }
+        if self.runtime.compile and not summary["compiled"] and accelerator.is_main_process:
+            print(
+                f"warning: torch.compile left {summary['eager_frames']} frame(s) to run eagerly (an error or "
+                "the recompile limit; TORCH_LOGS=recompiles says which): this run's speed is not compiled speed",
+                flush=True,
+            )
+        return RunResult(
+            model=model,
+            steps=self.total_steps,
+            history=self.telemetry.history,
+            summary=summary,
+            is_main_process=accelerator.is_main_process,
         )
-    return RunResult(
-        model=model,
-        steps=total_steps,
-        history=telemetry.history,
-        summary=summary,
-        is_main_process=accelerator.is_main_process,
-    )
-
-
-def _due(step: int, every: int, also: bool) -> bool:
-    """Whether a cadence of `every` steps (0: never) falls on `step`; `also` adds the run's last
-    step (evaluation) or an evaluation (checkpoint) while the cadence is on."""
-    return every > 0 and (step % every == 0 or also)
 
 
 @torch.no_grad()

@@ -19,6 +19,20 @@ from tests.helpers import REPO, spanish_documents, spanish_examples
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="minigpt-tests-datasets-"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the slow end-to-end tests (CI does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests run only with --slow: `python -m pytest` alone is the fast suite."""
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def write_jsonl(tmp_path: Path) -> Callable[..., Path]:
     """Write rows (dicts, or raw strings written as-is) to a JSONL file under tmp_path."""

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from minigpt.errors import STAGE_LOG
-from tests.helpers import SHARED_DATA, commit_all, copy_repository, free_port, run_command
+from tests.helpers import HAS_DATA_KIT, SHARED_DATA, commit_all, copy_repository, free_port, run_command, uses_data_kit
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, uses_data_kit]
 
 STAGES = [
     "prepare",
@@ -39,7 +39,7 @@ def smoke_run(tmp_path_factory):
     """A fresh clone's workspace after the smoke experiment, and each stage's time and memory."""
     workspace = copy_repository(tmp_path_factory.mktemp("smoke") / "minigpt-es", results=False)
     flags = ["-n", "smoke"]
-    if SHARED_DATA.is_dir():  # enough Spanish text for all 32,000 tokens, hence the exact 110M model
+    if HAS_DATA_KIT:  # enough Spanish text for all 32,000 tokens, hence the exact 110M model
         for corpus in (SHARED_DATA / "corpus-es").glob("*.txt"):
             shutil.copy(corpus, workspace / "data" / "corpus" / corpus.name)
         flags += ["-S", "corpus.sources=[{path:data/corpus/*.txt}]"]
@@ -88,7 +88,7 @@ def test_every_stage_runs_at_the_seed_shape(smoke_run):
     assert train["steps"] == 2 and train["initial_train_loss"] > 0
     # rank 16 on every projection of 12 blocks, whatever the vocabulary
     assert metrics(workspace, "lora_train")["trainable_parameters"] == 2_359_296
-    if SHARED_DATA.is_dir():
+    if HAS_DATA_KIT:
         assert train["parameters"] == 110_025_216
         assert 0.02 < metrics(workspace, "lora")["trainable_share"] < 0.025  # the reference's 2.1 %
     config = json.loads((workspace / "models" / "minigpt" / "config.json").read_text(encoding="utf-8"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from minigpt.data import prepare
 from minigpt.tokenizer import plain_text, read_documents
-from tests.helpers import SHARED_DATA, needs_shared_data
+from tests.helpers import SHARED_DATA, needs_shared_data, uses_data_kit
 
-pytestmark = needs_shared_data
+pytestmark = [needs_shared_data, uses_data_kit]
 
 
 def test_the_kit_instructions_prepare_cleanly(prepare_params):

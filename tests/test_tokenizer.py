@@ -20,7 +20,7 @@ from minigpt.tokenizer import (
     save_pretrained,
     train_bpe,
 )
-from tests.helpers import CONVERSATIONS, REPO, SHARED_DATA, needs_shared_data, spanish_examples
+from tests.helpers import CONVERSATIONS, REPO, SHARED_DATA, needs_shared_data, spanish_examples, uses_data_kit
 
 ROUND_TRIP = [
     "¿Qué tal, niño? ¡Año nuevo en España! Pingüino, cigüeña, ÁRBOL, «comillas» y ñandú.",
@@ -124,6 +124,7 @@ def test_gpt2_is_bundled_and_compared_by_default(repo_params):
     assert all(digest in readme for digest in digests.values()) and "MIT" in readme
 
 
+@uses_data_kit
 @needs_shared_data
 def test_the_bundled_gpt2_files_are_the_data_kits():
     kit = SHARED_DATA / "tokenizers" / "gpt2"

@@ -13,7 +13,7 @@ from minigpt import template
 from minigpt.errors import MiniGPTError
 from minigpt.model import GPT
 from minigpt.packing import encode_documents, encode_instructions, pack
-from minigpt.training import CheckpointStore, CompileWatch, RowOrder, learning_rate, train_loop
+from minigpt.training import Cadence, CheckpointStore, CompileWatch, RowOrder, learning_rate, train_loop
 from tests.helpers import RUNTIME, TINY, loop_params, random_rows, run_two_ranks, spanish_examples
 
 
@@ -289,3 +289,20 @@ def test_the_step_speedups_train_the_same_model(tmp_path):
     losses = [[entry["train/loss"] for entry in run.history if "train/loss" in entry] for run in runs.values()]
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert all(run.summary["compiled"] and run.summary["eager_frames"] == 0 for run in runs.values())
+
+
+@pytest.mark.parametrize("log_every, checkpoint_every", [(2, 0), (4, 5), (1, 7), (10, 0)])
+def test_evaluation_falls_on_the_multiples_of_eval_every_and_the_last_step(tmp_path, log_every, checkpoint_every):
+    """Whatever the log and checkpoint cadences: each job has its own rule."""
+    assert [done for done in range(1, 9) if Cadence(8, log_every, 3, checkpoint_every).evaluate(done)] == [3, 6, 8]
+    runtime = RUNTIME.model_copy(update={"log_every": log_every, "checkpoint_every": checkpoint_every})
+    params = loop_params(eval_every=3, max_steps=8, epochs=100.0)
+    result = train_loop(GPT(TINY), random_rows(32), random_rows(4, seed=1), params, runtime, tmp_path, None)
+    assert [entry["step"] for entry in result.history if "val/loss" in entry] == [3, 6, 8]
+    logged = [entry["step"] for entry in result.history if "train/loss" in entry]
+    saved = (
+        []
+        if not checkpoint_every
+        else [done for done in range(1, 9) if done % checkpoint_every == 0 or done in (3, 6, 8)]
+    )
+    assert logged == sorted({1, 8, *range(log_every, 9, log_every), *saved})  # a checkpoint holds the history up to it
