@@ -16,6 +16,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from minigpt.evaluation import evaluate_model
     from minigpt.files import write_json
     from minigpt.generation import SCORING_DTYPE, GenerationSettings, load_model
+    from minigpt.metrics import SCORES
 
     examples, _ = read_source(Source(kind="jsonl", path=str(args.data)), ErrorPolicy("fail"))
     if not examples:
@@ -30,18 +31,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     metrics, samples = evaluate_model(model, tokenizer, rows, choices, greedy, args.generate, args.batch_size)
     if args.out:
         write_json(args.out, {"metrics": metrics, "samples": samples})
-    generation = metrics["generation"]
-    lines = [
-        ("examples", metrics["examples"]),
-        ("perplexity (answers)", metrics["perplexity"]),
-        ("bits per byte (answers)", metrics["bits_per_byte"]),
-        ("BLEU", generation["bleu"]),
-        ("chrF", generation["chrf"]),
-        ("ROUGE-1", generation["rouge1"]),
-        ("ROUGE-2", generation["rouge2"]),
-        ("ROUGE-L", generation["rougeL"]),
-        ("coherence", generation["coherence"]),
-    ]
+    lines = [("examples", metrics["examples"]), *((score.label, score.of(metrics)) for score in SCORES)]
     lines += [
         (f"multiple choice: {name} (chance {score['chance']})", score["accuracy"])
         for name, score in metrics["multiple_choice"].items()

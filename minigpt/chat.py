@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +19,14 @@ from pathlib import Path
 
 from minigpt.errors import MiniGPTError
 from minigpt.generation import CHAT_SAMPLING, GenerationSettings, context_length, load_model, stream
+from minigpt.gradio_glue import (
+    chat_interface_keeping_placeholder,
+    reopen_after_failure,
+    share_concurrency,
+    show_user_text_literally,
+    spanish_page_head,
+    stop_then_clear,
+)
 from minigpt.lora import adapter_categories
 from minigpt.template import render_conversation, strip_request
 
@@ -288,85 +295,8 @@ def _warn(message: str) -> None:
     gr.Warning(message, title="Aviso")
 
 
-# Stops a streaming answer (Gradio's stop button) before the conversation is cleared, or the
-# answer's next update would bring it back.
-STOP_THEN_CLEAR = "() => { document.querySelector('#mensaje .stop-button')?.click(); }"
-
-
-def _chat_interface_class():
-    import gradio as gr
-
-    class ChatInterface(gr.ChatInterface):
-        """Gradio's chat, but the message box keeps its placeholder after the first message
-        (Gradio clears it while an answer streams and never puts it back)."""
-
-        def _clear_and_save_textbox(self, message):
-            return type(self.textbox)("", interactive=False, placeholder=MESSAGE_PLACEHOLDER), message
-
-    return ChatInterface
-
-
 MESSAGE_PLACEHOLDER = "Escribe una instrucción…"
-
-# ASCII punctuation: what a Markdown backslash escape covers, and all that Markdown or HTML
-# needs to turn typed text into markup (`<b>`, `**`, `$$`, `[link](…)`).
-_MARKUP = re.compile(r"([!-/:-@\[-`{-~])")
-_ESCAPED_MARKUP = re.compile(r"\\([!-/:-@\[-`{-~])")
-
-
-def escape_markup(text: str) -> str:
-    return _MARKUP.sub(r"\\\1", text)
-
-
-def unescape_markup(text: str) -> str:
-    return _ESCAPED_MARKUP.sub(r"\1", text)
-
-
-def show_user_text_literally(chatbot):
-    """The user's messages shown exactly as typed, the model's answers as Markdown: the page gets
-    the user's text with its punctuation escaped, and what the page sends back is unescaped, so
-    the conversation the model sees keeps the raw text. Gradio has no per-message option for
-    this; the methods are wrapped on the instance because a Component subclass makes Gradio
-    write a type stub beside this module."""
-    to_page, from_page = chatbot.postprocess, chatbot.preprocess
-
-    def user_text_parts(messages, get):
-        return (part for message in messages if get(message, "role") == "user" for part in get(message, "content"))
-
-    def postprocess(value):
-        shown = to_page(value)
-        for part in user_text_parts(shown.root, getattr):
-            if part.type == "text":
-                part.text = escape_markup(part.text)
-        return shown
-
-    def preprocess(payload):
-        messages = from_page(payload)
-        for part in user_text_parts(messages, dict.get):
-            if part.get("type") == "text":
-                part["text"] = unescape_markup(part["text"])
-        return messages
-
-    chatbot.postprocess, chatbot.preprocess = postprocess, preprocess
-    return chatbot
-
-
-def _reopen_after_failure(submit_event, textbox) -> None:
-    """Make the message box usable again after the page's request fails: Gradio runs only
-    failure follow-ups then, so ChatInterface's own re-enabling never comes and the box stays
-    disabled until a reload. A full queue is such a failure, and so is the stop button, so
-    only the box is touched."""
-    import gradio as gr
-    from gradio.events import EventListener
-
-    EventListener("failure", trigger_after=submit_event._id, trigger_only_on_failure=True, has_trigger=False).listener(
-        textbox,
-        lambda: gr.Textbox(interactive=True, placeholder=MESSAGE_PLACEHOLDER, submit_btn="Enviar", stop_btn=False),
-        None,
-        [textbox],
-        queue=False,
-        api_visibility="private",
-    )
+MESSAGE_BOX = "mensaje"  # the message box's element id
 
 
 def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
@@ -399,7 +329,7 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
                 for c in controls_for(models.context).values()
             ]
         responder = Responder(models, limits)
-        chat = _chat_interface_class()(
+        chat = chat_interface_keeping_placeholder(MESSAGE_PLACEHOLDER)(
             responder.respond,  # a generator method: Gradio streams what it yields
             chatbot=show_user_text_literally(
                 gr.Chatbot(
@@ -409,7 +339,7 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
             textbox=gr.Textbox(
                 placeholder=MESSAGE_PLACEHOLDER,
                 max_length=limits.max_input_chars,
-                elem_id="mensaje",
+                elem_id=MESSAGE_BOX,
                 submit_btn="Enviar",
                 stop_btn="Detener",
             ),
@@ -424,35 +354,20 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
         gr.Button("Borrar conversación", variant="secondary").click(
             lambda: ([], [], ""),
             outputs=[chat.chatbot, chat.chatbot_state, entrada],
-            js=STOP_THEN_CLEAR,
+            js=stop_then_clear(MESSAGE_BOX),
             queue=False,
             api_visibility="private",
         )
-        # The page and the API are separate events to Gradio, each with its own concurrency slots:
-        # one id makes --concurrency a limit on answers being generated, whoever asks.
-        generating = [fn for fn in app.fns.values() if fn.name in ("_submit_fn", responder.respond.__name__)]
-        if {fn.name for fn in generating} != {"_submit_fn", responder.respond.__name__}:
-            raise RuntimeError("cannot find the chat's events in this Gradio version: check build_app")
-        for fn in generating:
-            fn.concurrency_id = GENERATION_QUEUE
+        # --concurrency limits the answers being generated, from the page or the API alike.
+        for fn in share_concurrency(app, {"_submit_fn", responder.respond.__name__}, GENERATION_QUEUE):
             if fn.name == "_submit_fn":  # a message sent, retried, or an example clicked
-                _reopen_after_failure(fn, chat.textbox)
+                reopen_after_failure(fn, chat.textbox, MESSAGE_PLACEHOLDER)
     return app
 
 
 # Gradio's own texts (its toasts, buttons and connection messages; it ships Spanish for them)
-# follow the browser's language. The interface is Spanish whatever the browser says: the page
-# reports Spanish before Gradio's scripts ask. A full queue is the exception: Gradio's page
-# shows a fixed English sentence for it, outside its translations, so the page swaps it.
-QUEUE_FULL_ENGLISH = "This application is currently busy. Please try again."
+# follow the browser's language: the page says Spanish whatever the browser does.
 QUEUE_FULL = "Hay demasiadas personas esperando respuesta. Inténtalo de nuevo en unos minutos."
-SPANISH_PAGE = (
-    "<script>Object.defineProperty(navigator, 'language', {get: () => 'es'});"
-    "Object.defineProperty(navigator, 'languages', {get: () => ['es']});"
-    "new MutationObserver(() => document.querySelectorAll('[data-testid=\"toast-text\"]').forEach(toast => {"
-    f"if (toast.textContent.trim() === '{QUEUE_FULL_ENGLISH}') toast.textContent = '{QUEUE_FULL}';"
-    "})).observe(document.documentElement, {subtree: true, childList: true});</script>"
-)
 
 
 def launch(
@@ -475,7 +390,7 @@ def launch(
             prevent_thread_lock=True,
             quiet=True,
             footer_links=[],
-            head=SPANISH_PAGE,
+            head=spanish_page_head(QUEUE_FULL),
             max_file_size="1kb",
         )  # the chat takes no files: refuse uploads
     except OSError as error:

@@ -208,3 +208,52 @@ def parse_choice_item(row: dict) -> ChoiceItem:
             "not a multiple-choice item: expected options 'A. …' in input and 'La respuesta correcta es X' in output"
         )
     return ChoiceItem(row["instruction"], options, letters.index(gold.group(1)))
+
+
+# --------------------------------------------------------------------------- the compared scores
+
+
+@dataclass(frozen=True)
+class Score:
+    """One metric runs are compared on: its key, its name in tables, which way is better, and
+    whether it scores generated answers (found under `generation` in an evaluation's metrics)."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    generated: bool
+
+    def of(self, metrics: dict) -> float | None:
+        return (metrics["generation"] if self.generated else metrics)[self.key]
+
+    def improved(self, change: float) -> bool:
+        return change > 0 if self.higher_is_better else change < 0
+
+
+# What `dvc exp show`, the report, evaluate_lora and `python -m minigpt evaluate` compare, in
+# this order: adding a metric here (and to the evaluation) is all it takes.
+SCORES = (
+    Score("perplexity", "perplexity (answers)", higher_is_better=False, generated=False),
+    Score("bits_per_byte", "bits per byte (answers)", higher_is_better=False, generated=False),
+    Score("bleu", "BLEU", higher_is_better=True, generated=True),
+    Score("chrf", "chrF", higher_is_better=True, generated=True),
+    Score("rouge1", "ROUGE-1", higher_is_better=True, generated=True),
+    Score("rouge2", "ROUGE-2", higher_is_better=True, generated=True),
+    Score("rougeL", "ROUGE-L", higher_is_better=True, generated=True),
+    Score("coherence", "coherence", higher_is_better=True, generated=True),
+)
+
+
+def compared_scores(metrics: dict) -> dict[str, float | None]:
+    """An evaluation's SCORES, by key."""
+    return {score.key: score.of(metrics) for score in SCORES}
+
+
+def relative_changes(base: dict[str, float | None], other: dict[str, float | None]) -> dict[str, float | None]:
+    """(other − base) / base for each of SCORES (None where a side is missing or base is 0)."""
+    return {
+        score.key: round((other[score.key] - base[score.key]) / base[score.key], 4)
+        if base[score.key] and other[score.key] is not None
+        else None
+        for score in SCORES
+    }

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from minigpt.findings import DECODER, ENCODER, conclusions, format_stats
+from minigpt.metrics import SCORES, Score, compared_scores
 
 # What the doctoral project publishes, as published, beside the metric of ours it is closest to,
 # with how the two definitions relate (its evaluation code is not published). Its data and
@@ -68,25 +69,12 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
-GENERATION_ROWS = (
-    ("BLEU", "bleu"),
-    ("chrF", "chrf"),
-    ("ROUGE-1", "rouge1"),
-    ("ROUGE-2", "rouge2"),
-    ("ROUGE-L", "rougeL"),
-    ("coherence", "coherence"),
-    ("mean new tokens", "mean_new_tokens"),
-)
-
-
 def headline(train: dict, evaluation: dict, lora: dict, architectures: dict) -> dict[str, Any]:
     """The numbers runs are compared on, the reference project's first: what `dvc exp show`
     lists. Breakdowns stay in each stage's own file, which the report reads."""
-    generation, study = evaluation["generation"], architectures["summary"]
+    study = architectures["summary"]
     return {
-        "perplexity": evaluation["perplexity"],
-        "bits_per_byte": evaluation["bits_per_byte"],
-        **{metric: generation[metric] for metric in ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence")},
+        **compared_scores(evaluation),
         "multiple_choice": {name: score["accuracy"] for name, score in evaluation.get("multiple_choice", {}).items()},
         "train_loss": train["train_loss"],
         "val_loss": train["val_loss"],
@@ -135,15 +123,26 @@ def render_report(
     pretrain: dict,
     sample_count: int = 5,
 ) -> str:
-    generation, sampled = evaluation["generation"], evaluation.get("sampled")
-    same = ("(same)",) if sampled else ()  # likelihoods do not depend on the decoding
-    # Each decoding's failure kinds and answer languages: greedy's, then sampled's if scored.
-    scored = [("greedy", evaluation["errors"], generation["language"])]
-    scored += [("sampled", sampled["errors"], sampled["language"])] if sampled else []
-    learned = tokenizer.get("corpus_sample", {}).get("chars")
     parts = [
         "# MiniGPT-ES report card",
         f"Made from {revision}. Every number below is produced by `dvc repro` from the params at the end.",
+        *_data_section(data),
+        *_tokenizer_section(tokenizer),
+        *_pretraining_section(corpus, pretrain),
+        *_training_section(train),
+        *_evaluation_section(evaluation),
+        "### Sample answers",
+        *_samples(samples[:sample_count]),
+        *_lora_section(lora),
+        *_architectures_section(architectures),
+        "## Params",
+        "```yaml\n" + yaml.safe_dump(params, allow_unicode=True, sort_keys=False).rstrip() + "\n```",
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _data_section(data: dict) -> list[str]:
+    return [
         "## Data",
         _table(
             ("", "read", "kept", "train", "validation", "dropped"),
@@ -187,6 +186,12 @@ def render_report(
                 for name, counts in data["sources"].items()
             ],
         ),
+    ]
+
+
+def _tokenizer_section(tokenizer: dict) -> list[str]:
+    learned = tokenizer.get("corpus_sample", {}).get("chars")
+    return [
         "## Tokenizer",
         f"Vocabulary {tokenizer['vocab_size']:,}, learned from the train split"
         + (f" and {learned:,} characters of the corpus (not from its held-out documents)." if learned else "."),
@@ -198,7 +203,12 @@ def render_report(
                 for name, score in by_tokenizer.items()
             ],
         ),
-        *_pretraining_section(corpus, pretrain),
+    ]
+
+
+def _training_section(train: dict) -> list[str]:
+    packing = train["packing"]["train"]
+    return [
         "## Model and training",
         _table(
             ("parameters", "steps", "tokens", "train time", "tokens/s", "MFU", "device", "padding", "too long"),
@@ -211,9 +221,8 @@ def render_report(
                     train["tokens_per_second"],
                     f"{train['mfu']:.1%}" if train.get("mfu") else None,
                     f"{train['device']} × {train['processes']}",
-                    f"{train['packing']['train']['padding_fraction']:.1%}",
-                    f"{train['packing']['train']['truncated']} cut, "
-                    f"{train['packing']['train']['dropped_too_long']} dropped",
+                    f"{packing['padding_fraction']:.1%}",
+                    f"{packing['truncated']} cut, {packing['dropped_too_long']} dropped",
                 )
             ],
         ),
@@ -230,6 +239,16 @@ def render_report(
                 )
             ],
         ),
+    ]
+
+
+def _evaluation_section(evaluation: dict) -> list[str]:
+    generation, sampled = evaluation["generation"], evaluation.get("sampled")
+    same = ("(same)",) if sampled else ()  # likelihoods do not depend on the decoding
+    # Each decoding's failure kinds and answer languages: greedy's, then sampled's if scored.
+    scored = [("greedy", evaluation["errors"], generation["language"])]
+    scored += [("sampled", sampled["errors"], sampled["language"])] if sampled else []
+    parts = [
         "## Evaluation (validation split)",
         "Perplexity and bits per byte score the reference answers (the model's job); the sequence "
         f"columns score whole examples ({evaluation['too_long']} longer than the context left out); scored on "
@@ -239,8 +258,11 @@ def render_report(
         _table(
             ("metric", "MiniGPT-ES", *(("sampled",) if sampled else ()), "reference project", "definitions"),
             [
-                ("perplexity (answers)", evaluation["perplexity"], *same, *_reference("perplexity")),
-                ("bits per byte (answers)", evaluation["bits_per_byte"], *same, *_reference("bits_per_byte")),
+                *(
+                    (score.label, score.of(evaluation), *same, *_reference(score.key))
+                    for score in SCORES
+                    if not score.generated
+                ),
                 (
                     "perplexity (sequences)",
                     evaluation["sequence_perplexity"],
@@ -248,9 +270,17 @@ def render_report(
                     *_reference("sequence_perplexity"),
                 ),
                 *(
-                    (label, generation[key], *((sampled[key],) if sampled else ()), *_reference(key))
-                    for label, key in GENERATION_ROWS
+                    (
+                        score.label,
+                        score.of(evaluation),
+                        *((sampled[score.key],) if sampled else ()),
+                        *_reference(score.key),
+                    )
+                    for score in SCORES
+                    if score.generated
                 ),
+                ("mean new tokens", generation["mean_new_tokens"], *((sampled["mean_new_tokens"],) if sampled else ()))
+                + _reference("mean_new_tokens"),
             ],
         ),
         "The reference project's numbers are as it published them; they come from other data and another "
@@ -267,7 +297,7 @@ def render_report(
                 ],
             ),
         ]
-    parts += [
+    return parts + [
         "### Per category",
         _table(
             ("category", "examples", "perplexity", "bits/byte", "answers", "ROUGE-L", "coherence"),
@@ -287,13 +317,7 @@ def render_report(
             for name, _, languages in scored
         )
         + ".",
-        "### Sample answers",
     ]
-    parts += _samples(samples[:sample_count])
-    parts += _lora_section(lora)
-    parts += _architectures_section(architectures)
-    parts += ["## Params", "```yaml\n" + yaml.safe_dump(params, allow_unicode=True, sort_keys=False).rstrip() + "\n```"]
-    return "\n\n".join(parts) + "\n"
 
 
 def _samples(samples: list[dict]) -> list[str]:
@@ -357,16 +381,11 @@ def _lora_section(lora: dict) -> list[str]:
     subsets = [name for name in ("domain", "other", "general") if name in lora]
     rows = [
         (
-            metric,
-            *(lora[subset][side][metric] for subset in subsets for side in ("base", "lora")),
-            *(
-                f"{lora[subset]['relative_change'][metric]:+.1%}"
-                if lora[subset]["relative_change"][metric] is not None
-                else None
-                for subset in subsets
-            ),
+            score.label,
+            *(lora[subset][side][score.key] for subset in subsets for side in ("base", "lora")),
+            *(_change(score, lora[subset]["relative_change"][score.key]) for subset in subsets),
         )
-        for metric in lora["domain"]["base"]
+        for score in SCORES
     ]
     header = (
         "metric",
@@ -379,10 +398,17 @@ def _lora_section(lora: dict) -> list[str]:
         f"Adapters for {', '.join(lora['categories'])}: {lora['trainable_share']:.2%} of the base's parameters "
         f"trainable, {lora['adapter_mb']} MB, trained in {lora['train_seconds']:.0f} s. Validation examples: "
         f"{sizes}. Domain: those categories (what the adapter should improve); other: the rest (what it may "
-        "forget); general: all. Relative change = (LoRA − base) / base: lower is better for perplexity and "
-        "bits per byte, higher for the rest.",
+        "forget); general: all. Change = (LoRA − base) / base, and whether that is better or worse for the "
+        "metric (lower perplexity and bits per byte, higher everything else).",
         _table(header, rows),
     ]
+
+
+def _change(score: Score, change: float | None) -> str | None:
+    if change is None:
+        return None
+    verdict = "same" if change == 0 else "better" if score.improved(change) else "worse"
+    return f"{change:+.1%} ({verdict})"
 
 
 def _architectures_section(metrics: dict) -> list[str]:

@@ -13,22 +13,7 @@ from minigpt.evaluation import decodings, evaluate_rows, validation_rows
 from minigpt.files import write_json
 from minigpt.generation import SCORING_DTYPE, describe_device, load_model
 from minigpt.lora import ADAPTER_WEIGHTS, adapter_categories, category_rows
-
-COMPARED = ("perplexity", "bits_per_byte", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "coherence")
-
-
-def headline(metrics: dict) -> dict[str, float | None]:
-    flat = {**metrics, **metrics["generation"]}
-    return {name: flat[name] for name in COMPARED}
-
-
-def relative_change(base: dict, adapted: dict) -> dict[str, float | None]:
-    """(adapted − base) / base for each metric: negative is better for perplexity and bits per
-    byte, positive for the rest."""
-    return {
-        name: round((adapted[name] - base[name]) / base[name], 4) if base[name] and adapted[name] is not None else None
-        for name in COMPARED
-    }
+from minigpt.metrics import compared_scores, relative_changes
 
 
 def main() -> None:
@@ -49,7 +34,7 @@ def main() -> None:
     result: dict = {}
     for subset, subset_rows in subsets.items():
         scores = {
-            name: headline(
+            name: compared_scores(
                 evaluate_rows(
                     model,
                     tokenizer,
@@ -64,7 +49,7 @@ def main() -> None:
         result[subset] = {
             "examples": len(subset_rows),
             **scores,
-            "relative_change": relative_change(scores["base"], scores["lora"]),
+            "relative_change": relative_changes(scores["base"], scores["lora"]),
         }
     training = json.loads(paths.LORA_TRAIN_METRICS.read_text(encoding="utf-8"))
     write_json(

@@ -29,15 +29,14 @@ from minigpt.chat import (
     build_app,  # noqa: E402
     clamp,
     controls_for,
-    escape_markup,
     fit_prompt,
     history_turns,
     launch,
     settings_from_controls,
-    show_user_text_literally,
     spanish_list,
 )
 from minigpt.generation import GenerationSettings, generate, stream  # noqa: E402
+from minigpt.gradio_glue import escape_markup, show_user_text_literally  # noqa: E402
 from minigpt.template import EOS_TOKEN, RESPONSE_HEADER, render_conversation, render_prompt  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 

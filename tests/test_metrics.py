@@ -3,20 +3,26 @@ summaries and multiple-choice items."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from minigpt.metrics import (
+    SCORES,
     UnicodeWordTokenizer,
     bits_per_byte,
     bleu_chrf,
     check_answer,
+    compared_scores,
     parse_choice_item,
     perplexity,
+    relative_changes,
     repetition,
     rouge_scores,
 )
+from minigpt.report import headline
+from tests.helpers import REPO
 
 
 def test_rouge_keeps_accented_words_whole():
@@ -135,3 +141,20 @@ def test_multiple_choice_items_in_both_formats():
     assert plain.options == ["3", "4"] and plain.answer == 1
     with pytest.raises(ValueError, match="not a multiple-choice item"):
         parse_choice_item(kit | {"output": "No lo sé."})
+
+
+def test_one_table_of_compared_scores_feeds_the_headline_the_lora_comparison_and_the_report():
+    metrics = {
+        name: json.loads((REPO / "metrics" / f"{name}.json").read_text())
+        for name in ("train", "eval", "lora", "architectures")
+    }
+    scores = compared_scores(metrics["eval"])
+    assert list(scores) == [score.key for score in SCORES]
+    assert list(headline(metrics["train"], metrics["eval"], metrics["lora"], metrics["architectures"]))[
+        : len(SCORES)
+    ] == list(scores)
+    assert list(metrics["lora"]["domain"]["relative_change"]) == list(scores)  # written by evaluate_lora from the table
+    halved = {key: value / 2 for key, value in scores.items()}
+    assert set(relative_changes(scores, halved).values()) == {-0.5}
+    by_key = {score.key: score for score in SCORES}
+    assert by_key["perplexity"].improved(-0.5) and not by_key["coherence"].improved(-0.5)
