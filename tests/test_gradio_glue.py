@@ -21,6 +21,18 @@ from minigpt.gradio_glue import (  # noqa: E402
 )
 
 
+def app_with_an_answer_event():
+    """Blocks with one event, named after its function `answer`."""
+    with gr.Blocks() as app:
+        box = gr.Textbox()
+
+        def answer(text):
+            return text
+
+        box.submit(answer, box, box)
+    return app
+
+
 def test_chat_interface_still_clears_its_textbox_through_the_method_we_override():
     original = gr.ChatInterface._clear_and_save_textbox
     assert list(inspect.signature(original).parameters) == ["self", "message"]
@@ -33,25 +45,13 @@ def test_event_listeners_still_take_failure_follow_ups_after_an_event_function_s
 
     accepted = inspect.signature(EventListener.__init__).parameters
     assert {"trigger_after", "trigger_only_on_failure", "has_trigger"} <= set(accepted)
-    with gr.Blocks() as app:
-        box = gr.Textbox()
-
-        def answer(text):
-            return text
-
-        box.submit(answer, box, box)
+    app = app_with_an_answer_event()
     (event,) = share_concurrency(app, {"answer"}, "one-queue")
     assert isinstance(event._id, int)
 
 
 def test_blocks_still_list_events_with_a_name_and_a_concurrency_id():
-    with gr.Blocks() as app:
-        box = gr.Textbox()
-
-        def answer(text):
-            return text
-
-        box.submit(answer, box, box)
+    app = app_with_an_answer_event()
     (event,) = share_concurrency(app, {"answer"}, "one-queue")
     assert event.concurrency_id == "one-queue"
     with pytest.raises(RuntimeError, match=r"cannot find the events \['missing'\]"):
