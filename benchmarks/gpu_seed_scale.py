@@ -48,10 +48,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minigpt.config import PARAMS_FILE, RUNTIME_FILE, load_params  # noqa: E402
+from minigpt.config import PARAMS_FILE, RUNTIME_FILE, load_params, raw_params  # noqa: E402
 from minigpt.errors import STAGE_LOG  # noqa: E402
+from minigpt.files import read_jsonl  # noqa: E402
 from minigpt.model import GPT, GPTConfig  # noqa: E402
-from minigpt.presets import combine  # noqa: E402
+from minigpt.presets import combine, layered  # noqa: E402
 from minigpt.training import device_peak_flops  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -210,18 +211,8 @@ def working_copy(data_dir: Path, scale: dict, compile_model: bool) -> dict:
         shutil.copy2(REPO / name, work / name)
     for part in ("corpus-es", "instrucciones-es"):
         shutil.copytree(data_dir / part, work / KIT / part)
-    layers = combine(scale["presets"])
-    for layer in (KIT_LAYER, scale["layer"]):
-        for section, values in layer.items():
-            layers[section] = layers.get(section, {}) | values
-    layers["runtime"] = layers.get("runtime", {}) | {"compile": compile_model}
-    for path, sections in ((PARAMS_FILE, [s for s in layers if s != "runtime"]), (RUNTIME_FILE, ["runtime"])):
-        raw = yaml.safe_load((work / path).read_text(encoding="utf-8")) or {}
-        for section in sections:
-            if section == "runtime":
-                raw |= layers[section]
-            else:
-                raw[section] = raw.get(section, {}) | layers[section]
+    layers = layered(combine(scale["presets"]), KIT_LAYER, scale["layer"], {"runtime": {"compile": compile_model}})
+    for path, raw in zip((PARAMS_FILE, RUNTIME_FILE), raw_params(work / PARAMS_FILE, work / RUNTIME_FILE, layers)):
         (work / path).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     load_params(work / PARAMS_FILE)  # a layer that breaks a rule fails here, before any stage
     return {"work": str(work), "layers": layers}
@@ -287,8 +278,7 @@ def run_stages(work: Path, out: Path, report: Report, budget: float) -> None:
 
 def _logged(stage_log: Path, name: str) -> dict:
     """The stage's own entry in MINIGPT_STAGE_LOG: its peak memory (and its time from inside)."""
-    lines = stage_log.read_text(encoding="utf-8").splitlines() if stage_log.is_file() else []
-    entries = [json.loads(line) for line in lines if json.loads(line)["stage"] == name]
+    entries = [entry for entry in read_jsonl(stage_log) if entry["stage"] == name] if stage_log.is_file() else []
     if not entries:
         return {}
     entry = entries[-1]
@@ -300,8 +290,7 @@ def _logged(stage_log: Path, name: str) -> dict:
 
 
 def _read_metrics(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines()] if path.suffix == ".jsonl" else json.loads(text)
+    return read_jsonl(path) if path.suffix == ".jsonl" else json.loads(path.read_text(encoding="utf-8"))
 
 
 # How a training stage ran: what the loop's summary says beside its metrics.

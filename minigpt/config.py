@@ -395,6 +395,14 @@ def load_params(
     preset; its `runtime` section for the runtime file) replace keys before validation."""
     path = Path(path)
     runtime_path = Path(runtime_path) if runtime_path is not None else path.with_name(RUNTIME_FILE)
+    raw, raw_runtime = raw_params(path, runtime_path, overrides)
+    runtime = _validated(RuntimeParams, raw_runtime, runtime_path)
+    return _validated(Params, {**raw, "runtime": runtime}, path)
+
+
+def raw_params(path: Path, runtime_path: Path, overrides: dict | None = None) -> tuple[dict, dict]:
+    """The params file and the runtime file as plain data, `overrides` applied: what
+    `load_params` validates."""
     raw = _read_mapping(path, missing_ok=False)
     if "runtime" in raw:
         raise MiniGPTError(f"{path} has a 'runtime' section: runtime settings live in {runtime_path.name}")
@@ -404,5 +412,4 @@ def load_params(
             raw_runtime = raw_runtime | values
         else:
             raw[section] = raw.get(section, {}) | values
-    runtime = _validated(RuntimeParams, raw_runtime, runtime_path)
-    return _validated(Params, {**raw, "runtime": runtime}, path)
+    return raw, raw_runtime

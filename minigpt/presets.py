@@ -38,9 +38,14 @@ def load_preset(name: str) -> dict[str, dict[str, Any]]:
 
 def combine(names: list[str]) -> dict[str, dict[str, Any]]:
     """Presets layered in order: a later preset's key replaces an earlier one's."""
+    return layered(*(load_preset(name) for name in names))
+
+
+def layered(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Overrides (section -> keys) layered in order: a later layer's key replaces an earlier one's."""
     combined: dict[str, dict[str, Any]] = {}
-    for name in names:
-        for section, values in load_preset(name).items():
+    for layer in layers:
+        for section, values in layer.items():
             combined[section] = combined.get(section, {}) | values
     return combined
 
