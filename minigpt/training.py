@@ -524,7 +524,7 @@ class TrainingRun:
                 f"training diverged: {what} at step {done}. The last good checkpoint "
                 f"({latest}) is kept in {self.checkpoint_dir}; lower the learning rate or raise warmup_steps"
             )
-        seconds = self._pause()
+        seconds = self._training_seconds()
         self.elapsed += seconds
         tokens_per_second = self.interval_tokens / seconds
         metrics = {
@@ -535,7 +535,7 @@ class TrainingRun:
         if self.grad_norm is not None:
             metrics["grad_norm"] = float(self.grad_norm)
         if self.peak:
-            metrics["mfu"] = self.flops * tokens_per_second / (self.peak * self.world)
+            metrics["mfu"] = self._mfu(tokens_per_second)
         self.telemetry.log(done, **metrics)
         self.loss_sum.zero_()
         self.target_count.zero_()
@@ -543,52 +543,60 @@ class TrainingRun:
         self.interval_started = time.perf_counter()
 
     def save(self, done: int) -> None:
-        self.interval_seconds = self._pause()
-        if self.accelerator.is_main_process:
-            self.store.save(
-                {
-                    "step": done,
-                    "model": self.model.state_dict(),
-                    "fingerprint": self.run_id,
-                    "optimizer": self.optimizer.state_dict(),
-                    "history": self.telemetry.history,
-                    "tokens": self.tokens_seen,
-                    "seconds": self.elapsed,
-                    "scaler": self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else None,
-                }
-            )
-        self.accelerator.wait_for_everyone()
-        self.interval_started = time.perf_counter()
+        with self._not_training():
+            if self.accelerator.is_main_process:
+                scaler = self.accelerator.scaler
+                self.store.save(
+                    {
+                        "step": done,
+                        "model": self.model.state_dict(),
+                        "fingerprint": self.run_id,
+                        "optimizer": self.optimizer.state_dict(),
+                        "history": self.telemetry.history,
+                        "tokens": self.tokens_seen,
+                        "seconds": self.elapsed,
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                    }
+                )
+            self.accelerator.wait_for_everyone()
 
     def evaluate(self, done: int) -> None:
-        self.interval_seconds = self._pause()
-        loss = evaluate_loss(self.stepped, self.val_rows, self.params, self.accelerator)
-        self.telemetry.log(done, **{"val/loss": loss})
-        self.stepped.train()
-        self.interval_started = time.perf_counter()
+        with self._not_training():
+            loss = evaluate_loss(self.stepped, self.val_rows, self.params, self.accelerator)
+            self.telemetry.log(done, **{"val/loss": loss})
+            self.stepped.train()
 
     def evaluated(self, done: int) -> bool:
         return any(entry["step"] == done and "val/loss" in entry for entry in self.telemetry.history)
 
-    def _pause(self) -> float:
+    def _training_seconds(self) -> float:
         """Training seconds since the last log, up to now."""
         return self.interval_seconds + time.perf_counter() - self.interval_started
+
+    @contextlib.contextmanager
+    def _not_training(self):
+        """Time inside is left out of the training seconds (and so of tokens/s)."""
+        self.interval_seconds = self._training_seconds()
+        yield
+        self.interval_started = time.perf_counter()
+
+    def _mfu(self, tokens_per_second: float) -> float:
+        return self.flops * tokens_per_second / (self.peak * self.world)
 
     def finish(self) -> RunResult:
         """The run's summary: totals, speed, and what torch.compile did."""
         self.telemetry.close()
         model, accelerator = self.model, self.accelerator
         tokens_per_second = self.tokens_seen / self.elapsed if self.elapsed else 0.0
-        peak, world = self.peak, self.world
         summary = {
             "parameters": model.num_parameters(),
             "steps": self.total_steps,
             "tokens": self.tokens_seen,
             "train_seconds": round(self.elapsed, 2),
             "tokens_per_second": round(tokens_per_second, 1),
-            "mfu": round(self.flops * tokens_per_second / (peak * world), 4) if peak else None,
+            "mfu": round(self._mfu(tokens_per_second), 4) if self.peak else None,
             "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-            "processes": world,
+            "processes": self.world,
             "precision": accelerator.mixed_precision,
             **self.compile_watch.summary(),
         }
