@@ -12,11 +12,11 @@ from minigpt.errors import MiniGPTError, run_main
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from minigpt.data import ErrorPolicy, read_source
     from minigpt.evaluation import evaluate_model
     from minigpt.files import write_json
     from minigpt.generation import SCORING_DTYPE, GenerationSettings, load_model
     from minigpt.metrics import SCORES
+    from minigpt.sources import ErrorPolicy, read_source
 
     examples, _ = read_source(Source(kind="jsonl", path=str(args.data)), ErrorPolicy("fail"))
     if not examples:

@@ -100,6 +100,7 @@ class CorpusSource(Location):
     """One plain-text corpus for `corpus`: .txt files (blank-line separated documents), .jsonl or
     .parquet files, or a hub dataset, streamed; each record's `text_column` is a document."""
 
+    kind: Literal["text"] = "text"  # the only kind of corpus source, read by minigpt/sources/text.py
     text_column: str = Field(default="text", min_length=1)
     max_tokens: int = Field(default=0, ge=0)  # stop reading this source after this many tokens; 0: no limit
 

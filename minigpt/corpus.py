@@ -1,10 +1,6 @@
-"""Plain-text corpora for pretraining: sources read as streams of documents, light filters, and
-the validation split by a hash of each document.
-
-A source is local files (`.txt`: documents separated by blank lines; `.jsonl`, `.parquet`:
-one document per record, in `text_column`) or a Hugging Face dataset read through `datasets`
-with `streaming=True`. Nothing is read before it is needed, so a token budget downloads only
-what it uses, and memory stays constant whatever the size of the corpus.
+"""Plain-text corpora for pretraining: sources read as streams of documents (by the reader of
+their kind, `minigpt/sources/text.py`), light filters, and the validation split by a hash of
+each document.
 
 Every record read becomes a `Record`: a document, or the reason it was skipped. Whoever
 consumes the records counts both, so the counts always describe exactly what was consumed,
@@ -28,13 +24,12 @@ import numpy as np
 
 from minigpt import template
 from minigpt.config import CorpusParams, CorpusSource
-from minigpt.data import RecordError, jsonl_lines, load_hub_dataset, resolve_revision
 from minigpt.errors import MiniGPTError
-from minigpt.files import expand_files, replace_directory, text_blocks, write_json
+from minigpt.files import expand_files, replace_directory, write_json
 from minigpt.shards import FORMAT, INDEX, SPLITS, ShardWriter, file_sha256, split_summary, token_dtype
-
-CORPUS_SUFFIXES = (".txt", ".jsonl", ".parquet")
-LANGUAGE_SCORE = "language_score"  # FineWeb-2's language identification score, where a source has one
+from minigpt.sources import reader_for
+from minigpt.sources.formats import RecordError
+from minigpt.sources.text import TextReader
 
 
 @dataclass(frozen=True)
@@ -78,20 +73,20 @@ class CorpusReader:
         self.params = params
         self.consumed = dict(consumed or {})
         self.finished = set(finished)
-        # Hub sources: the commit each revision resolved to (given when resuming: "main" may have moved since).
-        self.commits = dict(commits or {})
-        self.files = {
-            index: expand_files([source.path]) for index, source in enumerate(params.sources) if source.path is not None
-        }
-        for paths in self.files.values():
-            for path in paths:
-                if path.suffix.lower() not in CORPUS_SUFFIXES:
-                    raise MiniGPTError(f"{path}: unsupported corpus file (use {', '.join(CORPUS_SUFFIXES)})")
-        local = all(source.path is not None for source in params.sources)
-        self.bytes_total = (
-            sum(path.stat().st_size for paths in self.files.values() for path in paths) if local else None
-        )
-        self.bytes_done = 0
+        self.readers: list[TextReader] = [reader_for(source) for source in params.sources]
+        for index, commit in (commits or {}).items():  # resuming: "main" may have moved since
+            self.readers[index].pin(commit)
+        totals = [reader.bytes_total for reader in self.readers]
+        self.bytes_total = None if None in totals else sum(totals)
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(reader.bytes_done for reader in self.readers)
+
+    @property
+    def commits(self) -> dict[int, str | None]:
+        """Hub sources opened so far: the commit each revision resolved to."""
+        return {index: reader.commit for index, reader in enumerate(self.readers) if reader.pinned}
 
     def finish(self, source: int | None = None) -> None:
         """Read no more of `source`, or of any source when None."""
@@ -117,11 +112,8 @@ class CorpusReader:
     def _source_records(self, index: int) -> Iterator[Record]:
         if index in self.finished:
             return
-        source = self.params.sources[index]
         number = self.consumed.get(index, 0)
-        values = (
-            self._local_values(index, source, number) if source.path is not None else self._hub_values(index, number)
-        )
+        values = self.readers[index].values(skip=number)
         while index not in self.finished:  # checked before reading on: a finished source opens no other file
             value = next(values, None)
             if value is None:
@@ -149,85 +141,6 @@ class CorpusReader:
         if reason:
             return Record(index, number, None, reason)
         return Record(index, number, text, validation=validation_share(text) < self.params.validation_fraction)
-
-    # ------------------------------------------------------------------ values: (text or not, language score)
-
-    def _local_values(self, index: int, source: CorpusSource, skip: int) -> Iterator[tuple[Any, Any]]:
-        readers = {".txt": self._txt_values, ".jsonl": self._jsonl_values, ".parquet": self._parquet_values}
-        for path in self.files[index]:
-            size = path.stat().st_size
-            if size == 0:
-                raise MiniGPTError(f"{path}: file is empty")
-            done_before = self.bytes_done
-            for value in readers[path.suffix.lower()](path, source.text_column, done_before):
-                if skip:
-                    skip -= 1
-                    continue
-                yield value
-            self.bytes_done = done_before + size
-
-    def _txt_values(self, path: Path, _column: str, done_before: int) -> Iterator[tuple[Any, Any]]:
-        for line, block, offset in text_blocks(path):
-            self.bytes_done = done_before + offset
-            try:
-                yield block.decode("utf-8"), None
-            except UnicodeDecodeError as error:
-                yield RecordError("invalid UTF-8", f"byte {error.start} of the block at line {line}"), None
-
-    def _jsonl_values(self, path: Path, column: str, done_before: int) -> Iterator[tuple[Any, Any]]:
-        for _, offset, value in jsonl_lines(path):
-            self.bytes_done = done_before + offset
-            if isinstance(value, dict):
-                yield value.get(column), value.get(LANGUAGE_SCORE)
-            else:  # a line that is not JSON or not UTF-8 (its RecordError), or JSON that is not an object
-                yield (value if isinstance(value, RecordError) else None), None
-
-    def _parquet_values(self, path: Path, column: str, done_before: int) -> Iterator[tuple[Any, Any]]:
-        import pyarrow.parquet
-
-        try:
-            table = pyarrow.parquet.ParquetFile(path)
-            names = table.schema_arrow.names
-            if column not in names:
-                raise MiniGPTError(f"{path}: no column {column!r} (columns: {', '.join(names)}); set text_column")
-            columns = [column] + ([LANGUAGE_SCORE] if LANGUAGE_SCORE in names else [])
-            rows, size = max(1, table.metadata.num_rows), path.stat().st_size
-            seen = 0
-            for batch in table.iter_batches(batch_size=1024, columns=columns):
-                texts = batch.column(column).to_pylist()
-                scores = batch.column(LANGUAGE_SCORE).to_pylist() if len(columns) > 1 else [None] * len(texts)
-                seen += len(texts)
-                self.bytes_done = done_before + size * seen // rows
-                yield from zip(texts, scores)
-        except MiniGPTError:
-            raise
-        except Exception as error:  # pyarrow raises several unrelated types for bad files
-            raise MiniGPTError(f"{path}: not a readable Parquet file ({type(error).__name__}: {error})") from None
-
-    def _hub_values(self, index: int, skip: int) -> Iterator[tuple[Any, Any]]:
-        source = self.params.sources[index]
-        if index not in self.commits:  # read at the commit the revision names now, and say which
-            self.commits[index] = resolve_revision(source)
-        pinned = source.model_copy(update={"revision": self.commits[index] or source.revision})
-        dataset = load_hub_dataset(pinned, streaming=True)
-        if dataset.features is not None and source.text_column not in dataset.features:
-            raise MiniGPTError(
-                f"source {source.label!r}: no column {source.text_column!r} "
-                f"(columns: {', '.join(dataset.features)}); set text_column"
-            )
-        if skip:
-            dataset = dataset.skip(skip)
-        rows = iter(dataset)
-        while True:
-            try:
-                row = next(rows)
-            except StopIteration:
-                return
-            except Exception as error:  # a damaged file in the repository, a dropped connection
-                raise MiniGPTError(
-                    f"source {source.label!r}: reading {source.hub!r} failed: {type(error).__name__}: {error}"
-                ) from None
-            yield row.get(source.text_column), row.get(LANGUAGE_SCORE)
 
 
 def source_summary(sources: Sequence[CorpusSource], commits: dict[int, str | None]) -> list[dict[str, Any]]:
@@ -258,15 +171,14 @@ class CorpusSample:
         self.params, self.chars = params, chars
         self.documents = self.taken = 0
         self.held_out: list[str] = []
-        self.commits: dict[int, str | None] = {}
+        self.reader: CorpusReader | None = None  # opened on the first read
 
     def __iter__(self) -> Iterator[str]:
         if not self.params.sources or not self.chars:
             return
         held = 0
-        reader = CorpusReader(self.params)
-        self.commits = reader.commits  # filled as hub sources are opened
-        for record in reader.interleaved():
+        self.reader = CorpusReader(self.params)
+        for record in self.reader.interleaved():
             if record.text is None:
                 continue
             if record.validation:
@@ -288,7 +200,7 @@ class CorpusSample:
             "held_out_chars": sum(map(len, self.held_out)),
         }
         if any(source.hub for source in self.params.sources):  # which commits of the hub it learned from
-            summary["sources"] = source_summary(self.params.sources, self.commits)
+            summary["sources"] = source_summary(self.params.sources, self.reader.commits if self.reader else {})
         return summary
 
 

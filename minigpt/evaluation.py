@@ -16,7 +16,7 @@ import torch
 
 from minigpt import template
 from minigpt.config import EvaluateParams
-from minigpt.data import ErrorPolicy, read_records, read_split
+from minigpt.data import read_split
 from minigpt.errors import MiniGPTError
 from minigpt.generation import Generated, GenerationSettings, context_length, describe, generate
 from minigpt.metrics import (
@@ -32,6 +32,7 @@ from minigpt.metrics import (
     rouge_scores,
 )
 from minigpt.packing import encode_instructions, pad_batch
+from minigpt.sources.formats import ErrorPolicy, read_records
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from tokenizers import ByteLevelBPETokenizer, Tokenizer, decoders, models, pre_t
 
 from minigpt import template
 from minigpt.config import Source
-from minigpt.data import ErrorPolicy, read_source
 from minigpt.errors import MiniGPTError
 from minigpt.files import atomic_directory, text_blocks
+from minigpt.sources import ErrorPolicy, read_source
 
 Encoder = Callable[[list[str]], list[int]]  # texts -> token count of each
 

@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from minigpt.data import CategoryRules, Example, clean_example, clean_text, normalize_key, prepare
+from minigpt.data import CategoryRules, clean_example, clean_text, normalize_key, prepare
 from minigpt.language import function_word_counts, is_spanish
+from minigpt.sources import Example
 from tests.helpers import example, spanish_examples
 
 

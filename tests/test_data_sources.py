@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from minigpt.config import Source
-from minigpt.data import ErrorPolicy, Example, read_source
 from minigpt.errors import MiniGPTError
+from minigpt.sources import ErrorPolicy, Example, read_source
 from tests.helpers import REPO, example, spanish_examples
 
 ALPACA = [

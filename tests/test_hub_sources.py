@@ -12,8 +12,9 @@ import pytest
 
 from minigpt.config import CorpusParams, Source
 from minigpt.corpus import CorpusReader, ShardBuilder
-from minigpt.data import prepare, resolve_revision
+from minigpt.data import prepare
 from minigpt.errors import MiniGPTError
+from minigpt.sources.formats import resolve_revision
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 # The Detoxify scores OASST stores per message: one schema field and one row value each.
