@@ -32,8 +32,9 @@ from benchmarks.generation import random_model, time_answer  # noqa: E402
 from benchmarks.train_step import SHAPES  # noqa: E402
 from minigpt import paths, template  # noqa: E402
 from minigpt.config import WEIGHT_FORMATS  # noqa: E402
+from minigpt.decoding import GenerationSettings  # noqa: E402
 from minigpt.evaluation import LikelihoodTotals, likelihood, validation_rows  # noqa: E402
-from minigpt.generation import GenerationSettings, context_length, generate, load_model  # noqa: E402
+from minigpt.generation import context_length, generate, load_model  # noqa: E402
 from minigpt.quantize import compress  # noqa: E402
 from minigpt.tokenizer import load_tokenizer  # noqa: E402
 

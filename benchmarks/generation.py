@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.train_step import SHAPES  # noqa: E402
-from minigpt.generation import GenerationSettings, _generate_arguments, context_length, load_model  # noqa: E402
+from minigpt.decoding import GenerationSettings  # noqa: E402
+from minigpt.generation import _generate_arguments, context_length, load_model  # noqa: E402
 from minigpt.model import init_model, to_hf  # noqa: E402
 from minigpt.template import render_prompt  # noqa: E402
 

@@ -12,7 +12,7 @@ short still returns what it measured:
    run eagerly and the results say so);
 2. stages: a working copy of the pipeline (stages/, minigpt/, presets/, data/) whose params.yaml
    is params.yaml + the `seed` preset + the kit layer below, validated by `minigpt.config`;
-   then `python stages/NAME.py` for each stage in dvc.yaml's order: prepare, tokenizer, corpus,
+   then `python -m stages.NAME` for each stage in dvc.yaml's order: prepare, tokenizer, corpus,
    pretrain, train, evaluate, lora, evaluate_lora (not compare_architectures: its 2,000 steps
    per seed and architecture do not fit; not report: it reads git). Each stage's seconds, peak
    memory (RSS and GPU, from MINIGPT_STAGE_LOG), tokens/s, compile counts and metrics files go
@@ -238,9 +238,7 @@ def run_stages(work: Path, out: Path, report: Report, budget: float) -> None:
     stages: dict[str, Any] = {}
     report.results["stages"] = stages
     stage_log = work / "stages.jsonl"
-    site = os.environ.get("PYTHONPATH")
     env = os.environ | {
-        "PYTHONPATH": f"{work}{os.pathsep}{site}" if site else str(work),  # the copy's minigpt, not an install's
         STAGE_LOG: str(stage_log),
         "PYTHONUNBUFFERED": "1",
         "HF_HUB_OFFLINE": "1",
@@ -255,7 +253,7 @@ def run_stages(work: Path, out: Path, report: Report, budget: float) -> None:
             log.flush()
             try:
                 done = subprocess.run(
-                    [sys.executable, f"stages/{name}.py"],
+                    [sys.executable, "-m", f"stages.{name}"],  # as dvc.yaml: the copy's minigpt, not an install's
                     cwd=work,
                     env=env,
                     stdout=log,
@@ -401,7 +399,7 @@ def markdown(results: dict) -> str:
     if stages:
         lines += [
             "",
-            "## Stages (`python stages/NAME.py` in dvc.yaml's order)",
+            "## Stages (`python -m stages.NAME` in dvc.yaml's order)",
             "",
             "| stage | status | seconds | peak RSS MiB | peak GPU MiB | steps | tokens/s | MFU | compiled "
             "| recompiles |",

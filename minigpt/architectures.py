@@ -24,12 +24,13 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from minigpt.config import ArchitecturesParams, RuntimeParams
+from minigpt.decoding import GREEDY
 from minigpt.findings import (
     COMPARED,
     DECODER,
@@ -39,11 +40,11 @@ from minigpt.findings import (
     separated,
     summarize,
 )
-from minigpt.generation import GenerationSettings, generate, inference_dtype, pick_device
+from minigpt.generation import generate, inference_dtype, pick_device, prompt_length
 from minigpt.model import GPT, IGNORE_INDEX, GPTConfig, init_model, to_hf
 from minigpt.packing import PackedRows, pack_instructions, pad_batch
 from minigpt.template import render_row_prompt
-from minigpt.training import learning_rate, make_optimizer
+from minigpt.training import eta, learning_rate, make_optimizer
 
 TIMED_AFTER = 3  # steps left out of the speed: allocation and warm-up, not architecture
 
@@ -335,12 +336,23 @@ def _one_per_category(rows: Sequence[dict], count: int) -> list[dict]:
     return list(chosen.values())[:count]
 
 
+def _answer_tokens(block_size: int) -> int:
+    return min(48, block_size // 2)
+
+
+def _demo_rows(rows: Sequence[dict], tokenizer, params: ArchitecturesParams) -> list[dict]:
+    """One example per category whose prompt fits beside the decoder's answer (never cut)."""
+    room = params.block_size - _answer_tokens(params.block_size)
+    fitting = [row for row in rows if prompt_length(tokenizer, render_row_prompt(row)) <= room]
+    return _one_per_category(fitting, params.demo_examples)
+
+
 def _answers(task: Task, tokenizer, rows: Sequence[dict], block_size: int) -> list[dict]:
     """The decoder answers instructions, greedily, through the chat's generation code."""
     device = next(task.model.parameters()).device
     model = to_hf(task.model, tokenizer.eos_token_id, tokenizer.pad_token_id).to(device).eval()
     prompts = [render_row_prompt(row) for row in rows]
-    answers = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=min(48, block_size // 2)))
+    answers = generate(model, tokenizer, prompts, replace(GREEDY, max_new_tokens=_answer_tokens(block_size)))
     return [{"instruction": row["instruction"], "answer": answer.text} for row, answer in zip(rows, answers)]
 
 
@@ -412,6 +424,7 @@ def run_study(
     warm_up = params.model_copy(update={"steps": TIMED_AFTER})
     for build in builders.values():  # the process's first steps are slow whoever takes them: nobody's result
         train(build(params.seeds[0]), train_rows, warm_up, runtime, params.seeds[0])
+    started, total_runs = time.perf_counter(), len(params.seeds) * len(builders)
     for index, seed in enumerate(params.seeds):
         order = (DECODER, ENCODER) if index % 2 == 0 else (ENCODER, DECODER)
         for name in order:
@@ -426,13 +439,15 @@ def run_study(
             result |= token_scores(task, validation_rows, seed=params.seeds[0])
             result["probe_accuracy"] = _probe_accuracy(task, probe_data, pad_id)
             if index == 0:
-                demo_rows = _one_per_category(validation_split, params.demo_examples)
+                demo_rows = _demo_rows(validation_split, tokenizer, params)
                 demos[name] = (_answers if name == DECODER else _fills)(task, tokenizer, demo_rows, params.block_size)
             runs[name].append(result)
+            done = sum(map(len, runs.values()))
+            left = (time.perf_counter() - started) / done * (total_runs - done)
             log(
-                f"{name} seed {seed}: {result['tokens_per_second']:,.0f} tokens/s, token accuracy "
-                f"{result['token_accuracy']:.3f}, probe {result['probe_accuracy']:.3f} "
-                f"(untrained {result['untrained_probe_accuracy']:.3f})"
+                f"run {done}/{total_runs}, {name} seed {seed}: {result['tokens_per_second']:,.0f} tokens/s, token "
+                f"accuracy {result['token_accuracy']:.3f}, probe {result['probe_accuracy']:.3f} "
+                f"(untrained {result['untrained_probe_accuracy']:.3f}), eta {eta(left)}"
             )
     metrics = ("parameters", *COMPARED, *PER_TASK, "untrained_probe_accuracy")
     summary = {

@@ -17,10 +17,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from minigpt.decoding import CHAT_SAMPLING, GREEDY, GenerationSettings
 from minigpt.errors import MiniGPTError
-from minigpt.generation import CHAT_SAMPLING, GenerationSettings, context_length, load_model, stream
+from minigpt.generation import context_length, load_model, stream
 from minigpt.gradio_glue import (
     chat_interface_keeping_placeholder,
+    let_unknown_choices_through,
     reopen_after_failure,
     share_concurrency,
     show_user_text_literally,
@@ -28,7 +30,7 @@ from minigpt.gradio_glue import (
     stop_then_clear,
 )
 from minigpt.lora import adapter_categories
-from minigpt.template import render_conversation, strip_request
+from minigpt.template import is_valid_text, render_conversation, strip_request
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local chat reports nothing to anyone
 
@@ -66,7 +68,12 @@ CONTROLS: dict[str, Control] = {
     # 200: the reference project's answer length (capped at half the model's context, below)
     "max_new_tokens": Control("Máximo de tokens nuevos", 1, 512, 200, 1, "longitud máxima de la respuesta"),
     "repetition_penalty": Control(
-        "Penalización por repetición", 1.0, 2.0, CHAT_SAMPLING.repetition_penalty, 0.05, "1 = sin penalización"
+        "Penalización por repetición",
+        1.0,
+        2.0,
+        CHAT_SAMPLING.repetition_penalty,
+        0.05,
+        "1 = sin penalización; solo al muestrear (temperatura > 0)",
     ),
 }
 
@@ -126,13 +133,17 @@ def settings_from_controls(
     temperature, top_p, top_k, max_new_tokens, repetition_penalty, context: int, max_seconds: float
 ) -> GenerationSettings:
     """Generation settings from (untrusted) control values, within the ranges of the model's
-    sliders. Unseeded: concurrent answers share torch's generator, so a seed would not hold."""
+    sliders. Temperature 0 is GREEDY, the evaluation's decoding, whatever the sampling sliders
+    say. Unseeded: concurrent answers share torch's generator, so a seed would not hold."""
     controls = controls_for(context)
     temperature = clamp(controls["temperature"], temperature)
+    length = int(clamp(controls["max_new_tokens"], max_new_tokens))
+    if temperature == 0:
+        return replace(GREEDY, max_new_tokens=length, seed=None, max_seconds=max_seconds)
     return GenerationSettings(
-        max_new_tokens=int(clamp(controls["max_new_tokens"], max_new_tokens)),
-        do_sample=temperature > 0,
-        temperature=temperature if temperature > 0 else 1.0,
+        max_new_tokens=length,
+        do_sample=True,
+        temperature=temperature,
         top_p=clamp(controls["top_p"], top_p),
         top_k=int(clamp(controls["top_k"], top_k)),
         repetition_penalty=clamp(controls["repetition_penalty"], repetition_penalty),
@@ -231,6 +242,8 @@ class Responder:
         self.models, self.limits = models, limits
 
     def _prepare(self, message: str, history, model_label, entrada: str, controls: tuple):
+        if not is_valid_text(message, entrada):
+            raise Refused("El mensaje o la entrada contienen caracteres que no son texto válido (UTF-8).")
         if not message:
             raise Refused("Escribe una instrucción.")
         if len(message) > self.limits.max_input_chars or len(entrada) > self.limits.max_input_chars:
@@ -264,8 +277,8 @@ class Responder:
         controls = (temperature, top_p, top_k, max_new_tokens, repetition_penalty)
         try:
             model, tokenizer, prompt, settings = self._prepare(message, history, model_label, entrada, controls)
-        except Refused as reason:
-            yield ChatMessage(str(reason), metadata={"title": ERROR_TITLE}), entrada  # the Entrada stays to retry
+        except Refused as reason:  # the Entrada stays to retry, unless it cannot even be sent back
+            yield ChatMessage(str(reason), metadata={"title": ERROR_TITLE}), entrada if is_valid_text(entrada) else ""
             return
         shown = [ChatMessage(entrada, metadata={"title": ENTRADA_TITLE})] if entrada else []
         answer, started = "", time.monotonic()
@@ -309,13 +322,15 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
             "Sus respuestas pueden ser inexactas o inventadas: no las uses como fuente."
         )
         with gr.Sidebar(label="Ajustes", position="right"):
-            model_label = gr.Radio(
-                models.labels,
-                value=models.labels[0],
-                label="Modelo",
-                info=f"El adaptador LoRA especializa el modelo en {spanish_list(models.adapter_categories)}."
-                if models.adapter_categories
-                else None,
+            model_label = let_unknown_choices_through(  # the Responder answers an unknown one in Spanish
+                gr.Radio(
+                    models.labels,
+                    value=models.labels[0],
+                    label="Modelo",
+                    info=f"El adaptador LoRA especializa el modelo en {spanish_list(models.adapter_categories)}."
+                    if models.adapter_categories
+                    else None,
+                )
             )
             entrada = gr.Textbox(
                 "",
@@ -368,6 +383,13 @@ def build_app(models: ChatModels, limits: ChatLimits = ChatLimits()):
 # Gradio's own texts (its toasts, buttons and connection messages; it ships Spanish for them)
 # follow the browser's language: the page says Spanish whatever the browser does.
 QUEUE_FULL = "Hay demasiadas personas esperando respuesta. Inténtalo de nuevo en unos minutos."
+# Answers are rendered as Markdown, so an answer could hold an image (or HTML) from anywhere,
+# which the browser would fetch by itself, telling that server who reads the chat. The page
+# loads images and media from the chat's own server only; a link is still shown, and opens
+# only when clicked.
+NO_REMOTE_CONTENT = (
+    "<meta http-equiv=\"Content-Security-Policy\" content=\"img-src 'self' data: blob:; media-src 'self' data: blob:\">"
+)
 
 
 def launch(
@@ -390,9 +412,9 @@ def launch(
             prevent_thread_lock=True,
             quiet=True,
             footer_links=[],
-            head=spanish_page_head(QUEUE_FULL),
-            max_file_size="1kb",
-        )  # the chat takes no files: refuse uploads
+            head=NO_REMOTE_CONTENT + spanish_page_head(QUEUE_FULL),
+            max_file_size=0,  # the chat takes no files: Gradio's upload route refuses every byte
+        )
     except OSError as error:
         raise MiniGPTError(f"cannot serve on {host}:{port} ({error}): choose another --port") from None
     print(f"MiniGPT-ES chat on {url} (Ctrl+C to stop)", flush=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -38,7 +38,12 @@ PACKING_LAYOUTS = get_args(PackingLayout)
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # No infinities or NaNs: `epochs: .inf` or `temperature: .nan` is never what anyone meant.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+# What torch, numpy and Python's random all accept as a seed.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class Location(Section):
@@ -126,7 +131,7 @@ class PrepareParams(Section):
     spanish_min_evidence: int = Field(ge=1)
     validation_fraction: float = Field(gt=0, lt=1)
     split_by: Literal["group", "prompt", "instruction", "pair"] = "group"
-    split_seed: int = 0
+    split_seed: Seed = 0
     categories: dict[str, list[str]]
     default_category: str = Field(min_length=1)
 
@@ -162,7 +167,7 @@ class OptimizerParams(Section):
     learning_rate: float = Field(gt=0)
     min_lr_ratio: float = Field(ge=0, le=1)
     warmup_steps: int = Field(ge=0)
-    weight_decay: float = Field(ge=0)
+    weight_decay: float = Field(ge=0, le=1)  # decoupled (AdamW): past 1, decay outruns the updates
     beta1: float = Field(ge=0, lt=1)
     beta2: float = Field(ge=0, lt=1)
     grad_clip: float = Field(ge=0)
@@ -171,7 +176,7 @@ class OptimizerParams(Section):
 class LoopParams(OptimizerParams):
     """One run of the training loop: how long, how big a step, how often to measure validation loss."""
 
-    epochs: float = Field(gt=0)
+    epochs: float = Field(gt=0, le=10_000)
     train_tokens: int = Field(default=0, ge=0)  # train on this many tokens instead of `epochs`; 0: epochs decide
     max_steps: int = Field(default=0, ge=0)  # stop after this many optimizer steps (the schedule too); 0: no limit
     packing: PackingLayout = "masked"
@@ -180,7 +185,7 @@ class LoopParams(OptimizerParams):
     eval_every: int = Field(ge=0)  # steps; 0: never (no validation loss)
     eval_rows: int = Field(ge=0)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    seed: int = 0
+    seed: Seed = 0
 
 
 class PretrainParams(LoopParams):
@@ -219,11 +224,11 @@ class EvaluateParams(Section):
     generate_examples: int = Field(ge=0)  # validation examples answered by generation; 0 = all
     max_new_tokens: int = Field(ge=1)
     sampled_answers: bool = True  # also answer with the sampling settings below (seeded), beside greedy
-    temperature: float = Field(gt=0)
+    temperature: float = Field(gt=0, le=5)  # as the command line allows
     top_p: float = Field(gt=0, le=1)
     top_k: int = Field(ge=0)
     repetition_penalty: float = Field(gt=0)
-    seed: int = 0
+    seed: Seed = 0
     multiple_choice: dict[str, str] = {}
 
 
@@ -235,7 +240,7 @@ class ArchitecturesParams(ModelParams, OptimizerParams):
     micro_batch_size: int = Field(ge=1)
     mask_probability: float = Field(gt=0, lt=1)  # the encoder's masked-LM rate (BERT: 0.15)
     # Three runs each at least: with two, identical architectures look different a third of the time.
-    seeds: list[int] = Field(min_length=3)
+    seeds: list[Seed] = Field(min_length=3)
     probe_examples: int = Field(ge=0)  # train-split examples the category probe is fit on; 0 = all
     demo_examples: int = Field(ge=0)  # validation examples the decoder answers and the encoder fills
 
@@ -260,6 +265,9 @@ class RuntimeParams(Section):
     log_every: int = Field(default=10, ge=1)  # steps between logged training losses
     checkpoint_every: int = Field(default=50, ge=0)  # steps; 0: never (a killed run restarts from scratch)
     keep_checkpoints: int = Field(default=2, ge=1)
+    # Delete a stage's checkpoints once its model, metrics and curves are saved: they only resume
+    # a run that did not finish (1.3 GB each at the seed shape).
+    drop_checkpoints: bool = False
 
     @model_validator(mode="after")
     def _compiled_optimizer_with_compile(self) -> RuntimeParams:

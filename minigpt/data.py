@@ -22,14 +22,10 @@ from minigpt.language import is_spanish, strip_accents
 from minigpt.sources import read_source
 from minigpt.sources.base import Example
 from minigpt.sources.formats import ErrorPolicy, Record, resolve_revision
+from minigpt.template import INVISIBLE
 
 # --------------------------------------------------------------------------- cleaning
 
-# Invisible format characters that carry no meaning in training text. The zero-width
-# joiner (U+200D) is kept: emoji sequences need it.
-_INVISIBLE = dict.fromkeys(
-    map(ord, "\u00ad\u200b\u200e\u200f\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-)
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")  # line-ish ones are left to whitespace
 _SPECIAL_SPACE = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _LINE_SEPARATOR = re.compile(r"\r\n?|[\u2028\u2029\x85\x0b\x0c]")
@@ -63,7 +59,7 @@ def clean_text(text: str, changes: Counter) -> str:
 
 # NFC comes last: removing an invisible character can bring a letter and its accent together.
 _TEXT_RULES: list[tuple[str, Callable[[str], str]]] = [
-    ("control_characters", lambda text: _CONTROL.sub("", text.translate(_INVISIBLE))),
+    ("control_characters", lambda text: _CONTROL.sub("", text.translate(INVISIBLE))),
     ("whitespace", normalize_whitespace),
     ("unicode_nfc", lambda text: unicodedata.normalize("NFC", text)),
 ]
@@ -157,9 +153,9 @@ def _split_of(key: str, params: PrepareParams) -> str:
     return "validation" if _hash_fraction(key, params.split_seed) < params.validation_fraction else "train"
 
 
-def assign_splits(examples: list[Example], params: PrepareParams) -> list[str]:
-    """'train' or 'validation' for each example, from a hash of its split key. A
-    conversation's turns all take the split of its first turn.
+def split_groups(examples: list[Example], params: PrepareParams) -> list[str]:
+    """The key that decides each example's split, from a hash: examples with the same key
+    always share a split. A conversation's turns all take the key of its first turn.
 
     `instruction`, `prompt`, `pair`: the choice depends on nothing but the example's own text,
     so adding or removing a source never moves another example between splits, and equal keys
@@ -170,7 +166,7 @@ def assign_splits(examples: list[Example], params: PrepareParams) -> list[str]:
     """
     examples = [example.thread_start() for example in examples]  # a conversation's turns share a split
     if params.split_by != "group":
-        return [_split_of(split_key(example, params.split_by), params) for example in examples]
+        return [split_key(example, params.split_by) for example in examples]
     parent: dict[str, str] = {}
 
     def root(key: str) -> str:
@@ -188,7 +184,32 @@ def assign_splits(examples: list[Example], params: PrepareParams) -> list[str]:
             a, b = root(first), root(other)
             if a != b:
                 parent[max(a, b)] = min(a, b)  # the root is always the group's smallest key
-    return [_split_of(root(first), params) for first, *_ in keys]
+    return [root(first) for first, *_ in keys]
+
+
+def split_problem(groups: list[str], examples: list[Example], params: PrepareParams, duplicates: int) -> str | None:
+    """Why the split leaves train or validation without a single example (the largest group
+    that must share a split, duplicates dropped, too few groups), or None when both have some."""
+    splits = Counter(_split_of(group, params) for group in groups)
+    empty = [split for split in ("train", "validation") if not splits[split]]
+    if not empty:
+        return None
+    group, size = Counter(groups).most_common(1)[0]
+    first = examples[groups.index(group)]
+    causes = []
+    if size > 1:
+        causes.append(
+            f"the largest group of examples that must share a split (split_by: {params.split_by}) holds "
+            f"{size:,} of the {len(groups):,}, e.g. {first.instruction[:60]!r}"
+        )
+    if duplicates:
+        causes.append(f"{duplicates:,} examples were dropped as duplicates")
+    count = len(set(groups))
+    causes.append(f"{count:,} group{'s' * (count != 1)} to split at validation_fraction {params.validation_fraction}")
+    return (
+        f"the split leaves {' and '.join(empty)} empty ({splits['train']:,} train, {splits['validation']:,} "
+        f"validation): {'; '.join(causes)}. Change prepare.split_by or prepare.split_seed, or add examples"
+    )
 
 
 def example_id(example: Example) -> str:
@@ -219,6 +240,9 @@ class PreparedData:
     splits: dict[str, list[Record]]
     stats: dict[str, Any]
     warnings: list[str] = field(default_factory=list)  # sources that lost too much (`source_losses`)
+    # Why a split is empty (`split_problem`): the stage refuses to write such splits; tests and
+    # tools that look at a few examples read the counts anyway.
+    split_problem: str | None = None
 
 
 def prepare(params: PrepareParams) -> PreparedData:
@@ -273,8 +297,9 @@ def prepare(params: PrepareParams) -> PreparedData:
             counts["kept"] += 1
             counts["kept_follow_ups"] += bool(raw.history)  # later turns of a conversation
             counts["history_trimmed"] += len(example.history) < len(raw.history)
-    for split, row in zip(assign_splits(kept_examples, params), rows):
-        splits[split].append(row)
+    groups = split_groups(kept_examples, params)
+    for group, row in zip(groups, rows):
+        splits[_split_of(group, params)].append(row)
     warnings = source_losses(per_source, skipped_kinds, params.max_skipped_share)
     if warnings and params.on_source_loss == "fail":
         raise MiniGPTError("; ".join(warnings) + " (set prepare.on_source_loss: warn to go on with what is left)")
@@ -302,7 +327,9 @@ def prepare(params: PrepareParams) -> PreparedData:
             for name in sorted({row["category"] for rows in splits.values() for row in rows})
         },
     }
-    return PreparedData(splits=splits, stats=stats, warnings=warnings)
+    duplicates = dropped["exact_duplicate"] + dropped["normalized_duplicate"]
+    problem = split_problem(groups, kept_examples, params, duplicates)
+    return PreparedData(splits=splits, stats=stats, warnings=warnings, split_problem=problem)
 
 
 def source_losses(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +18,10 @@ from pathlib import Path
 STAGE_LOG = "MINIGPT_STAGE_LOG"
 
 
+# A full disk, a quota, a read-only or failing disk: what a user fixes on the machine, not in the code.
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
 class MiniGPTError(Exception):
     """A problem the user can fix (bad params, bad input file, missing stage output).
 
@@ -24,13 +30,25 @@ class MiniGPTError(Exception):
     """
 
 
+def _stop(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds like an error: every save removes its temporaries
+
+
 def run_main(main: Callable[[], None]) -> None:
-    """Run a stage's `main`, printing a MiniGPTError as one clear message with exit code 1."""
+    """Run a stage's `main`, printing a MiniGPTError as one clear message with exit code 1.
+    SIGTERM (what `kill`, a scheduler or DVC sends) stops it the way an error does, so that
+    writes in progress clean up after themselves instead of leaving temporaries behind."""
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _stop)
     try:
         main()
     except MiniGPTError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as error:  # written outside the atomic helpers (a library's own file writes)
+        if error.errno not in DISK_ERRORS:
+            raise
+        print(f"error: {error.filename or 'a file'}: {error.strerror}", file=sys.stderr)
         sys.exit(1)
     log = os.environ.get(STAGE_LOG)
     if log:

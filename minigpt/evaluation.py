@@ -8,7 +8,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,17 @@ import torch
 from minigpt import template
 from minigpt.config import EvaluateParams
 from minigpt.data import read_split
+from minigpt.decoding import CHAT_SAMPLING, GREEDY, GenerationSettings
 from minigpt.errors import MiniGPTError
-from minigpt.generation import Generated, GenerationSettings, context_length, describe, generate
+from minigpt.generation import (
+    Generated,
+    batch_starts,
+    context_length,
+    describe,
+    generate,
+    prompt_length,
+    prompt_room,
+)
 from minigpt.metrics import (
     ERROR_KINDS,
     ROUGE_TYPES,
@@ -59,10 +68,13 @@ class LikelihoodTotals:
 
 
 @torch.inference_mode()
-def token_log_likelihoods(model, sequences: Sequence[list[int]], batch_size: int) -> list[torch.Tensor]:
-    """Log-probability of every token after the first, for each sequence (right-padded batches)."""
+def token_log_likelihoods(
+    model, sequences: Sequence[list[int]], batch_size: int, progress: str | None = None
+) -> list[torch.Tensor]:
+    """Log-probability of every token after the first, for each sequence (right-padded
+    batches); with a `progress` label, a progress bar."""
     results = []
-    for start in range(0, len(sequences), batch_size):
+    for start in batch_starts(len(sequences), batch_size, progress):
         batch = sequences[start : start + batch_size]
         input_ids, attention = pad_batch(batch, pad_id=0)  # padding is masked out and never scored
         logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
@@ -72,7 +84,9 @@ def token_log_likelihoods(model, sequences: Sequence[list[int]], batch_size: int
     return results
 
 
-def likelihood(model, tokenizer, rows: Sequence[dict], batch_size: int) -> list[LikelihoodTotals | None]:
+def likelihood(
+    model, tokenizer, rows: Sequence[dict], batch_size: int, progress: str | None = None
+) -> list[LikelihoodTotals | None]:
     """Per example: negative log-likelihood of the reference answer (+ end of text) given the
     prompt, and of the whole example, with the token and UTF-8 byte counts they are divided by.
     None for an example longer than the model's context: cutting it would score part of the
@@ -80,7 +94,8 @@ def likelihood(model, tokenizer, rows: Sequence[dict], batch_size: int) -> list[
     limit = context_length(model)
     encoded = encode_instructions(rows, tokenizer, train_on_prompt=False)
     fitting = [index for index, (ids, _) in enumerate(encoded) if len(ids) <= limit]
-    log_probs = dict(zip(fitting, token_log_likelihoods(model, [encoded[i][0] for i in fitting], batch_size)))
+    scored = token_log_likelihoods(model, [encoded[i][0] for i in fitting], batch_size, progress)
+    log_probs = dict(zip(fitting, scored))
     totals: list[LikelihoodTotals | None] = []
     for index, (row, (_, targets)) in enumerate(zip(rows, encoded)):
         if index not in log_probs:
@@ -107,27 +122,33 @@ def _likelihood_summary(totals: Sequence[LikelihoodTotals | None]) -> dict[str, 
 
 
 def multiple_choice_accuracy(model, tokenizer, items: Sequence[ChoiceItem], batch_size: int) -> dict[str, float]:
-    """Accuracy by the summed log-likelihood of each option after the question's prompt, and
-    by log-likelihood per byte (lm-evaluation-harness `acc` and `acc_norm`), with the chance level."""
+    """Accuracy by the summed log-likelihood of each option after the question's prompt
+    (lm-evaluation-harness `acc`), and by that log-likelihood per character of the option
+    (`acc_norm`: characters, not bytes), with the chance level. An option is scored as lm-eval's
+    `hf` model scores a continuation: the prompt's trailing newline moves into it, so the
+    newline's log-likelihood counts too. Being the same for every option, it changes no
+    `accuracy`, but it costs short options more than long ones in `accuracy_norm`."""
+    limit = context_length(model)
     sequences, spans = [], []
     for item in items:
-        prompt = tokenizer(template.render_prompt(item.question), add_special_tokens=False)["input_ids"]
+        prompt = template.render_prompt(item.question)
+        context_tokens = len(tokenizer(prompt.rstrip(), add_special_tokens=False)["input_ids"])
         for option in item.options:
-            continuation = tokenizer(option, add_special_tokens=False)["input_ids"]
-            sequences.append((prompt + continuation)[-context_length(model) :])
-            spans.append(len(continuation))
+            ids = tokenizer(prompt + option, add_special_tokens=False)["input_ids"]
+            sequences.append(ids[-limit:])
+            spans.append(len(ids) - context_tokens)
     option_scores = iter(
         float(scores[-span:].sum()) for scores, span in zip(token_log_likelihoods(model, sequences, batch_size), spans)
     )
-    correct = correct_per_byte = 0
+    correct = correct_per_character = 0
     for item in items:
         totals = [next(option_scores) for _ in item.options]
-        per_byte = [total / max(1, len(option.encode("utf-8"))) for total, option in zip(totals, item.options)]
+        per_character = [total / len(option) for total, option in zip(totals, item.options)]
         correct += max(range(len(totals)), key=totals.__getitem__) == item.answer
-        correct_per_byte += max(range(len(per_byte)), key=per_byte.__getitem__) == item.answer
+        correct_per_character += max(range(len(per_character)), key=per_character.__getitem__) == item.answer
     return {
         "accuracy": round(correct / len(items), 4),
-        "accuracy_norm": round(correct_per_byte / len(items), 4),
+        "accuracy_norm": round(correct_per_character / len(items), 4),
         "chance": round(statistics.mean(1 / len(item.options) for item in items), 4),
         "items": len(items),
     }
@@ -140,12 +161,12 @@ def _mean(values: Sequence[float]) -> float | None:
 def decodings(params: EvaluateParams) -> dict[str, GenerationSettings]:
     """How `evaluate` answers: greedy, comparable across runs, first; then, with
     `sampled_answers`, sampled with the params' settings and seed (the chat's defaults)."""
-    greedy = GenerationSettings(max_new_tokens=params.max_new_tokens)
+    greedy = replace(GREEDY, max_new_tokens=params.max_new_tokens)
     if not params.sampled_answers:
         return {"greedy": greedy}
-    sampled = GenerationSettings(
+    sampled = replace(
+        CHAT_SAMPLING,
         max_new_tokens=params.max_new_tokens,
-        do_sample=True,
         temperature=params.temperature,
         top_p=params.top_p,
         top_k=params.top_k,
@@ -165,7 +186,14 @@ class Answers:
     summary: dict[str, Any]  # generation metrics, with the failure kinds under "errors"
 
 
-def answer_and_score(model, tokenizer, rows: Sequence[dict], settings: GenerationSettings, batch_size: int) -> Answers:
+def answer_and_score(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    settings: GenerationSettings,
+    batch_size: int,
+    progress: str | None = None,
+) -> Answers:
     started = time.perf_counter()
     answers = generate(
         model,
@@ -173,6 +201,7 @@ def answer_and_score(model, tokenizer, rows: Sequence[dict], settings: Generatio
         [template.render_row_prompt(row) for row in rows],
         settings,
         batch_size,
+        progress,
     )
     generation_seconds = time.perf_counter() - started
     hypotheses, references = [answer.text for answer in answers], [row["output"] for row in rows]
@@ -215,20 +244,31 @@ def evaluate_rows(
     decodings: Mapping[str, GenerationSettings],
     generate_count: int,
     batch_size: int,
+    progress: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Likelihood metrics on every row; generation metrics on the first `generate_count` rows
     (all when 0), for each decoding. The first decoding's are `generation`, `errors` and the
     per-category scores; each other's go under its name. Returns the metrics and one record
-    per generated row, with every decoding's answer."""
-    totals = likelihood(model, tokenizer, rows, batch_size)
+    per generated row, with every decoding's answer. With a `progress` label, each part shows
+    a progress bar named after it."""
+
+    def part(name: str) -> str | None:
+        return None if progress is None else f"{progress}: {name}"
+
+    totals = likelihood(model, tokenizer, rows, batch_size, part("likelihood"))
     metrics: dict[str, Any] = {"examples": len(rows), **_likelihood_summary(totals)}
 
-    answered_rows = list(rows if generate_count == 0 else rows[:generate_count])
+    # Answered: the first `generate_count` rows whose prompt fits beside the answer (a prompt is
+    # never cut); the others are counted as too long, as the likelihood counts its own.
+    chosen = list(rows if generate_count == 0 else rows[:generate_count])
+    room = min(prompt_room(model, settings) for settings in decodings.values())
+    answered_rows = [row for row in chosen if prompt_length(tokenizer, template.render_row_prompt(row)) <= room]
     (_, main), *others = (
-        (name, answer_and_score(model, tokenizer, answered_rows, settings, batch_size))
+        (name, answer_and_score(model, tokenizer, answered_rows, settings, batch_size, part(f"{name} answers")))
         for name, settings in decodings.items()
     )
     metrics["generation"] = {key: value for key, value in main.summary.items() if key != "errors"}
+    metrics["generation"]["too_long"] = len(chosen) - len(answered_rows)
     metrics["errors"] = main.summary["errors"]
     for name, scored in others:
         metrics[name] = scored.summary
@@ -289,11 +329,15 @@ def evaluate_model(
     decodings: Mapping[str, GenerationSettings],
     generate_count: int,
     batch_size: int,
+    progress: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Everything `evaluate` reports: likelihood and generation metrics on `rows`, and
-    multiple-choice accuracy on each file in `choice_files`."""
+    multiple-choice accuracy on each file in `choice_files` (progress bars: see `evaluate_rows`).
+    Without rows, multiple choice alone."""
     choices = {name: load_choice_items(path) for name, path in choice_files.items()}  # checked before the long part
-    metrics, samples = evaluate_rows(model, tokenizer, rows, decodings, generate_count, batch_size)
+    metrics, samples = {}, []
+    if rows:
+        metrics, samples = evaluate_rows(model, tokenizer, rows, decodings, generate_count, batch_size, progress)
     metrics["multiple_choice"] = {
         name: multiple_choice_accuracy(model, tokenizer, items, batch_size) for name, items in choices.items()
     }

@@ -18,15 +18,62 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from minigpt.errors import MiniGPTError
+from minigpt.errors import DISK_ERRORS, MiniGPTError
+
+
+def _temporary_prefix(path: Path) -> str:
+    """Temporaries are named after their target and the process writing them, so that a later
+    run can tell a dead process's leftovers from a live writer's."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporaries of `path` left by processes that no longer run (killed with -9,
+    or by a power cut, mid-write): up to the size of the output each, invisible otherwise."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = leftover.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail now, not after an hour of work, when `path` cannot be written: its folder cannot
+    be made or is not writable."""
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MiniGPTError(f"cannot write {path}: {error.strerror or error} ({folder})") from None
+    if not os.access(folder, os.W_OK):
+        raise MiniGPTError(f"cannot write {path}: {folder} is not writable")
+
+
+def _disk_error(path: Path, error: OSError) -> MiniGPTError:
+    return MiniGPTError(f"could not write {path}: {error.strerror or error} (nothing partial was kept)")
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary sibling of `path` for writing; rename it onto `path` on success."""
+    """Open a temporary sibling of `path` for writing; rename it onto `path` on success.
+    A full or failing disk ends as a MiniGPTError naming `path`, with nothing partial kept."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding, newline=None if "b" in mode else "\n") as handle:
@@ -34,22 +81,28 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[Any]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+            raise _disk_error(path, error) from None
         raise
 
 
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary directory; on success it replaces `path` as a whole."""
+    """Yield an empty temporary directory; on success it replaces `path` as a whole. A full or
+    failing disk ends as a MiniGPTError naming `path`, with nothing partial kept."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         replace_directory(tmp, path)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+            raise _disk_error(path, error) from None
         raise
 
 

@@ -7,37 +7,18 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from minigpt.decoding import GenerationSettings
 from minigpt.errors import MiniGPTError
 from minigpt.packing import pad_batch
 from minigpt.quantize import compress, is_int8
 
 GENERATION_THREAD = "minigpt-generation"
-MODEL_TYPE = "gpt2"  # what `model.to_hf` exports, and so what every model directory must hold
-REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    max_new_tokens: int = 128
-    do_sample: bool = False  # greedy by default: reproducible answers for evaluation
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int | None = 0  # None: a fresh random seed for every call (the chat)
-    max_seconds: float | None = None  # wall-clock limit per generate call (the chat's guard)
-
-
-# What the chat's controls start at: what users see unless they move a slider. `evaluate` scores
-# answers sampled this way beside greedy ones (its params hold the same values; a test checks).
-CHAT_SAMPLING = GenerationSettings(do_sample=True, temperature=0.7, top_p=0.9, top_k=50, repetition_penalty=1.1)
 
 
 @dataclass(frozen=True)
@@ -76,36 +57,9 @@ def load_model(
 
     Weights are read from safetensors only and no code from the directory is run.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from minigpt.model import load_hf
 
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise MiniGPTError(f"model directory {directory} not found: run 'dvc repro train' (or 'dvc pull') first")
-    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
-    if missing:
-        raise MiniGPTError(f"model directory {directory} is incomplete: missing {', '.join(missing)}")
-    try:
-        config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
-        if config.model_type != MODEL_TYPE:
-            raise MiniGPTError(
-                f"model directory {directory} holds a {config.model_type!r} model (config.json), not the "
-                f"{MODEL_TYPE!r} model this project trains"
-            )
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        with _quiet_transformers():  # its load report would precede our own error
-            model, loading = AutoModelForCausalLM.from_pretrained(
-                directory,
-                config=config,
-                use_safetensors=True,
-                trust_remote_code=False,
-                output_loading_info=True,
-                ignore_mismatched_sizes=True,  # listed in `loading`, for the error below to name
-            )
-    except MiniGPTError:
-        raise
-    except Exception as error:  # malformed config, corrupt weights, unknown architecture: all unusable
-        raise MiniGPTError(f"model directory {directory} cannot be loaded: {type(error).__name__}: {error}") from None
-    _check_weights_match(directory, loading)
+    model, tokenizer = load_hf(directory)
     if tokenizer.eos_token_id is None:
         raise MiniGPTError(f"the tokenizer in {directory} has no end-of-text token: answers could never stop")
     if tokenizer.pad_token_id is None:
@@ -122,39 +76,6 @@ def load_model(
     if weights is not None:
         return compress(model.to(target, dtype=torch.float32).eval(), weights), tokenizer
     return model.to(target, dtype=dtype or inference_dtype(target)).eval(), tokenizer
-
-
-def _check_weights_match(directory: Path, loading: dict) -> None:
-    """Transformers fills weights that config.json expects but the file lacks with random values,
-    and drops the file's extra ones: either way the answers would be noise."""
-    found = {
-        "missing": loading["missing_keys"],
-        "unexpected": loading["unexpected_keys"],
-        "of another shape": [entry[0] if isinstance(entry, tuple) else entry for entry in loading["mismatched_keys"]],
-    }
-    problems = [
-        f"{len(names)} weight{'s' if len(names) > 1 else ''} {kind}: {', '.join(sorted(names)[:3])}"
-        + (", …" if len(names) > 3 else "")
-        for kind, names in found.items()
-        if names
-    ]
-    if problems:
-        raise MiniGPTError(
-            f"model directory {directory}: config.json does not describe model.safetensors "
-            f"({'; '.join(problems)}). Rebuild it with 'dvc repro train' (or 'dvc pull')"
-        )
-
-
-@contextmanager
-def _quiet_transformers():
-    from transformers.utils import logging
-
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(verbosity)
 
 
 # Scores are log-likelihoods summed over thousands of tokens, and an adapter's effect is a small
@@ -195,10 +116,28 @@ def _check_room(model, settings: GenerationSettings) -> int:
     return limit
 
 
-def _left_padded(tokenizer, prompts: Sequence[str], keep: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and attention mask of prompts, left-padded; an over-long prompt keeps its last
-    `keep` tokens (its response header) so that the answer still fits."""
-    encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"][-keep:] for prompt in prompts]
+def prompt_room(model, settings: GenerationSettings) -> int:
+    """How many prompt tokens fit beside `settings.max_new_tokens` in the model's context."""
+    return _check_room(model, settings) - settings.max_new_tokens
+
+
+def prompt_length(tokenizer, prompt: str) -> int:
+    return len(tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
+
+
+def _left_padded(tokenizer, prompts: Sequence[str], settings: GenerationSettings, limit: int):
+    """Token ids and attention mask of prompts, left-padded. A prompt is never cut (an answer
+    to half a question, or to no instruction at all, would pass for an answer): one that does
+    not fit beside the answer is refused with the tokens it needs."""
+    encoded = [tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"] for prompt in prompts]
+    room = limit - settings.max_new_tokens
+    for ids in encoded:
+        if len(ids) > room:
+            raise MiniGPTError(
+                f"the prompt takes {len(ids):,} tokens and the model's context of {limit} leaves {room} beside "
+                f"the {settings.max_new_tokens} new tokens asked for: shorten the instruction or its input, or "
+                "ask for fewer new tokens"
+            )
     return pad_batch(encoded, tokenizer.pad_token_id, left=True)
 
 
@@ -254,17 +193,32 @@ def _generate_arguments(
 
 
 @torch.inference_mode()
+def batch_starts(count: int, batch_size: int, progress: str | None = None) -> Iterable[int]:
+    """Where each batch of `count` items starts; with a `progress` label, shown as a bar with an
+    ETA on stderr (scoring a validation split takes minutes at the seed shape)."""
+    starts = range(0, count, batch_size)
+    if progress is None:
+        return starts
+    from tqdm import tqdm
+
+    return tqdm(starts, desc=progress, unit="batch", mininterval=2, dynamic_ncols=True)
+
+
 def generate(
-    model, tokenizer, prompts: Sequence[str], settings: GenerationSettings, batch_size: int = 16
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    settings: GenerationSettings,
+    batch_size: int = 16,
+    progress: str | None = None,
 ) -> list[Generated]:
-    """Answers to rendered prompts, in batches (left-padded, KV cache), in input order."""
+    """Answers to rendered prompts, in batches (left-padded, KV cache), in input order; with a
+    `progress` label, a progress bar."""
     eos = tokenizer.eos_token_id
     limit = _check_room(model, settings)
     results: list[Generated] = []
-    for start in range(0, len(prompts), batch_size):
-        input_ids, attention = _left_padded(
-            tokenizer, prompts[start : start + batch_size], limit - settings.max_new_tokens
-        )
+    for start in batch_starts(len(prompts), batch_size, progress):
+        input_ids, attention = _left_padded(tokenizer, prompts[start : start + batch_size], settings, limit)
         output = model.generate(**_generate_arguments(model, tokenizer, input_ids, attention, settings, limit, start))
         for new in output[:, input_ids.shape[1] :].tolist():
             complete = eos in new
@@ -282,7 +236,7 @@ def stream(model, tokenizer, prompt: str, settings: GenerationSettings) -> Itera
     from transformers import StoppingCriteriaList, TextIteratorStreamer
 
     limit = _check_room(model, settings)
-    input_ids, attention = _left_padded(tokenizer, [prompt], limit - settings.max_new_tokens)
+    input_ids, attention = _left_padded(tokenizer, [prompt], settings, limit)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
     failure: list[BaseException] = []

@@ -53,6 +53,21 @@ def show_user_text_literally(chatbot):
     return chatbot
 
 
+def let_unknown_choices_through(radio):
+    """A Radio whose value, when not one of its choices, still reaches the event function: Gradio
+    refuses it first with an English `Error("Value: … is not in the list of choices")` and a
+    server traceback, so an API client naming an unknown model never got the chat's own Spanish
+    answer. Wrapped on the instance, as above. Leans on: `Radio.preprocess(payload)` running
+    before the function and `Radio.choices` holding (label, value) pairs."""
+    check = radio.preprocess
+
+    def preprocess(payload):
+        return payload if payload not in [value for _, value in radio.choices] else check(payload)
+
+    radio.preprocess = preprocess
+    return radio
+
+
 def chat_interface_keeping_placeholder(placeholder: str):
     """`gr.ChatInterface` whose message box keeps `placeholder` after the first message: Gradio
     clears the box while an answer streams and never puts the placeholder back. Leans on the

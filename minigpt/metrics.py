@@ -188,14 +188,20 @@ class ChoiceItem:
 def parse_choice_item(row: dict) -> ChoiceItem:
     """An item either as {"question", "choices", "answer" (index)}, or in the data kit's
     instruction format: options "A. …" one per line in `input`, "La respuesta correcta es B…"
-    in `output`."""
+    in `output`. Repeated options are kept, as lm-eval keeps them, so that both score the same
+    items (11 of the data kit's 5,961, from translation, repeat one)."""
     if "choices" in row:
-        options, answer = [str(option).strip() for option in row["choices"]], row["answer"]
+        choices, answer, question = row["choices"], row["answer"], row["question"]
+        if not isinstance(choices, list) or not all(isinstance(option, str) for option in choices):
+            raise ValueError(f"'choices' must be a list of strings, got {choices!r}")  # "PR" is not two options
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"'question' must be a non-empty string, got {question!r}")
+        options = [option.strip() for option in choices]
         if len(options) < 2 or not all(options):
             raise ValueError("'choices' must hold at least two non-empty options")
         if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(options):
             raise ValueError(f"'answer' must be the index of an option, 0 to {len(options) - 1}, got {answer!r}")
-        return ChoiceItem(str(row["question"]), options, answer)
+        return ChoiceItem(question, options, answer)
     options, letters = [], []
     for line in row["input"].splitlines():
         match = _OPTION.match(line.strip())

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 from torch.utils.checkpoint import checkpoint
+
+from minigpt.errors import MiniGPTError
 
 IGNORE_INDEX = -100  # target positions that carry no loss
 VOCAB_MULTIPLE = 128  # embedding rows are padded to this: tensor-core matmuls want aligned sizes
@@ -314,14 +317,122 @@ def to_hf(model: GPT, eos_token_id: int, pad_token_id: int):
     return hf_model
 
 
-def from_hf(directory: str | Path) -> GPT:
-    """Load a Hugging Face GPT-2 directory (as written by `save_hf`) into the lean module."""
-    from transformers import AutoModelForCausalLM
+def quiet_model_loading() -> None:
+    """Transformers' bars for every load and save ("Loading weights", "Writing model shards")
+    and PEFT's use of a deprecated transformers alias print each time a model is read or
+    written: noise in stage logs and the command line that no user can act on. Errors and
+    every other warning still print."""
+    import warnings
 
-    hf_model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+MODEL_TYPE = "gpt2"  # what `to_hf` exports, and so what every model directory must hold
+WEIGHT_FILES = ("config.json", "model.safetensors")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def load_hf(directory: str | Path, tokenizer: bool = True):
+    """A Hugging Face GPT-2 directory, checked before any of it is used: (the model in fp32 on
+    the CPU, its tokenizer, or None without `tokenizer`). Every problem a user can meet (no such
+    directory, missing files, another model type, weights that config.json does not describe,
+    unreadable or truncated files, a tokenizer with more tokens than the embeddings) is a
+    MiniGPTError naming the directory. Weights are read from safetensors only and no code from
+    the directory is run."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    quiet_model_loading()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise MiniGPTError(f"model directory {directory} not found: run 'dvc repro train' (or 'dvc pull') first")
+    required = WEIGHT_FILES + (TOKENIZER_FILES if tokenizer else ())
+    missing = [name for name in required if not (directory / name).is_file()]
+    if missing:
+        raise MiniGPTError(f"model directory {directory} is incomplete: missing {', '.join(missing)}")
+    try:
+        config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+        if config.model_type != MODEL_TYPE:
+            raise MiniGPTError(
+                f"model directory {directory} holds a {config.model_type!r} model (config.json), not the "
+                f"{MODEL_TYPE!r} model this project trains"
+            )
+        loaded_tokenizer = AutoTokenizer.from_pretrained(directory) if tokenizer else None
+        with _quiet_transformers():  # its load report would precede our own error
+            model, loading = AutoModelForCausalLM.from_pretrained(
+                directory,
+                config=config,
+                dtype=torch.float32,
+                use_safetensors=True,
+                trust_remote_code=False,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # listed in `loading`, for the error below to name
+            )
+    except MiniGPTError:
+        raise
+    except Exception as error:  # malformed config, corrupt or truncated weights, unknown architecture
+        raise MiniGPTError(f"model directory {directory} cannot be loaded: {type(error).__name__}: {error}") from None
+    _check_weights_match(directory, loading)
+    tokens = len(loaded_tokenizer) if loaded_tokenizer is not None else _saved_vocabulary(directory)
+    if tokens is not None and tokens > config.vocab_size:
+        raise MiniGPTError(
+            f"model directory {directory}: its tokenizer has {tokens:,} tokens but the model's embeddings hold "
+            f"{config.vocab_size:,}: the tokenizer belongs to another model. Rebuild it with 'dvc repro' "
+            "(or 'dvc pull')"
+        )
+    return model, loaded_tokenizer
+
+
+def _saved_vocabulary(directory: Path) -> int | None:
+    """The size of the tokenizer saved beside a model, without loading transformers' tokenizer."""
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path)).get_vocab_size(with_added_tokens=True)
+
+
+def _check_weights_match(directory: Path, loading: dict) -> None:
+    """Transformers fills weights that config.json expects but the file lacks with random values,
+    and drops the file's extra ones: either way the answers would be noise."""
+    found = {
+        "missing": loading["missing_keys"],
+        "unexpected": loading["unexpected_keys"],
+        "of another shape": [entry[0] if isinstance(entry, tuple) else entry for entry in loading["mismatched_keys"]],
+    }
+    problems = [
+        f"{len(names)} weight{'s' if len(names) > 1 else ''} {kind}: {', '.join(sorted(names)[:3])}"
+        + (", …" if len(names) > 3 else "")
+        for kind, names in found.items()
+        if names
+    ]
+    if problems:
+        raise MiniGPTError(
+            f"model directory {directory}: config.json does not describe model.safetensors "
+            f"({'; '.join(problems)}). Rebuild it with 'dvc repro train' (or 'dvc pull')"
+        )
+
+
+@contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def from_hf(directory: str | Path) -> GPT:
+    """Load a Hugging Face GPT-2 directory (as written by `save_hf`) into the lean module,
+    checked as `load_hf` checks it."""
+    hf_model, _ = load_hf(directory, tokenizer=False)
     cfg = hf_model.config
-    if cfg.model_type != "gpt2":
-        raise ValueError(f"{directory}: expected a GPT-2 model, found model_type {cfg.model_type!r}")
     model = GPT(
         GPTConfig(
             vocab_size=cfg.vocab_size,
@@ -347,8 +458,6 @@ def from_hf(directory: str | Path) -> GPT:
 
 def build_config(n_layer: int, n_head: int, n_embd: int, block_size: int, dropout: float, tokenizer) -> GPTConfig:
     """The model shape from params, sized to the tokenizer; the context must fit the tokenizer's limit."""
-    from minigpt.errors import MiniGPTError
-
     if block_size > tokenizer.model_max_length:
         raise MiniGPTError(
             f"model.block_size ({block_size}) is above the tokenizer's limit "
@@ -364,16 +473,13 @@ def save_hf(model: GPT, directory: str | Path, tokenizer, card: str | None = Non
     tokenizer with its chat template, and `card` as README.md), atomically."""
     from transformers import GenerationConfig
 
+    from minigpt.decoding import saved_generation_config
     from minigpt.files import atomic_directory
 
+    quiet_model_loading()
     hf_model = to_hf(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    # max_length, not max_new_tokens: generation must stop within the position embeddings.
     hf_model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-        do_sample=False,
-        max_length=model.config.block_size,
+        **saved_generation_config(tokenizer.eos_token_id, tokenizer.pad_token_id)
     )
     with atomic_directory(directory) as tmp:
         hf_model.save_pretrained(tmp)

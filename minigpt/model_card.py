@@ -10,6 +10,11 @@ from typing import Any
 from minigpt.config import ModelParams, TrainParams
 from minigpt.template import render_prompt
 
+LICENSE = "mit"  # the repository's license, which its bundled data shares
+# The tokenizer config names TokenizersBackend, a class transformers 4.x lacks.
+TRANSFORMERS_NEEDED = "transformers>=5"
+EVALUATION_HEADING = "## Evaluation"  # the section a Hub card fills with the results (minigpt/hub.py)
+
 USAGE = """\
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -63,6 +68,7 @@ def render_model_card(
     parameters = _number(metrics.get("parameters"))
     return f"""---
 language: es
+license: {LICENSE}
 library_name: transformers
 pipeline_tag: text-generation
 tags: [gpt2, spanish, instruction-following, minigpt-es]
@@ -92,7 +98,7 @@ same Spanish data and ships a chat template.
 The validation loss is per target token on packed validation rows (teacher forcing), so its
 perplexity is not the evaluation's answer perplexity.
 
-## Evaluation
+{EVALUATION_HEADING}
 
 Evaluation runs after this model is saved: `dvc repro evaluate` writes perplexity, BLEU, chrF,
 ROUGE, coherence and multiple-choice accuracy to `metrics/eval.json`, and `dvc repro report`
@@ -114,9 +120,13 @@ python -m minigpt chat                         # a Spanish chat in the browser (
 python -m minigpt generate "¿Qué es la fotosíntesis?" --stream
 ```
 
-With transformers alone:
+With transformers alone (`{TRANSFORMERS_NEEDED}`):
 
 ```python
 {USAGE.format(directory=directory, max_new_tokens=min(128, model.block_size // 4))}
 ```
+
+`generation_config.json` is greedy with no repetition penalty and up to 128 new tokens: the
+decoding of the evaluation's greedy answers and of `python -m minigpt generate`. Prompt and
+answer together must fit the context of {model.block_size} tokens.
 """

@@ -54,6 +54,9 @@ ARCHITECTURES_PLOT = Path("plots/architectures.png")
 REPORT = Path("metrics/report.md")
 HEADLINE = Path("metrics/headline.json")
 
+# Not a stage output: `python -m minigpt hub` assembles folders to upload from the outputs above.
+HUB = Path("models/hub")
+
 # Scratch space, deliberately not DVC outputs: a clone that pulls the trained model (or the
 # shards) has none. Training checkpoints, and the shards a killed `corpus` run had closed.
 CHECKPOINTS = Path("models/checkpoints")

@@ -28,12 +28,22 @@ from minigpt.errors import MiniGPTError
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a file of presets/, never a path elsewhere
+
+
 def load_preset(name: str) -> dict[str, dict[str, Any]]:
+    """A preset by name: its sections, each a mapping of keys to values."""
     path = PRESETS_DIR / f"{name}.yaml"
-    if not path.is_file():
+    if not _NAME.fullmatch(name) or not path.is_file():
         known = ", ".join(sorted(preset.stem for preset in PRESETS_DIR.glob("*.yaml")))
         raise MiniGPTError(f"no preset {name!r} (known: {known})")
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        preset = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise MiniGPTError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(preset, dict) or not all(isinstance(keys, dict) for keys in preset.values()):
+        raise MiniGPTError(f"{path}: a preset is sections (prepare:, train:, runtime:, …), each a mapping of keys")
+    return preset
 
 
 def combine(names: list[str]) -> dict[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ perplexity and identical greedy answers against fp32).
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import torch
@@ -26,6 +27,11 @@ from torch import nn
 
 from minigpt.config import WEIGHT_FORMATS
 from minigpt.errors import MiniGPTError
+
+# Below this many parameters a model is not memory-bound on a CPU, and int8 only adds work:
+# 0.79× fp32's tokens/s at 1.35M parameters, 2.27× at 110M (benchmarks/RESULTS.md; in between
+# is not measured, so the line is drawn well below the size where it pays).
+INT8_PAYS_FROM = 10_000_000
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
@@ -57,6 +63,15 @@ def compress(model: nn.Module, weights: str) -> nn.Module:
         return model.to(torch.bfloat16)
     if next(model.parameters()).device.type != "cpu":
         raise MiniGPTError("int8 weights run on the CPU only: use --device cpu (or bf16 on a GPU)")
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    if parameters < INT8_PAYS_FROM:
+        print(
+            f"warning: int8 weights make a {parameters / 1e6:.2f}M-parameter model slower, not faster (it is not "
+            "memory-bound: 0.79x fp32's tokens/s measured at 1.35M parameters, 2.27x at 110M), and change some "
+            "greedy answers: fp32 is the better choice here",
+            file=sys.stderr,
+            flush=True,
+        )
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():  # torch.ao announces its move to torchao; it works in the torch we pin

@@ -290,7 +290,7 @@ def _evaluation_section(evaluation: dict) -> list[str]:
         parts += [
             "### Multiple choice",
             _table(
-                ("set", "items", "accuracy", "accuracy per byte", "chance"),
+                ("set", "items", "accuracy", "accuracy per character", "chance"),
                 [
                     (name, score["items"], score["accuracy"], score["accuracy_norm"], score["chance"])
                     for name, score in evaluation["multiple_choice"].items()

@@ -38,10 +38,30 @@ def _render_request(instruction: str, input: str) -> str:
     return text
 
 
+# Invisible format characters that carry no meaning in a text, as `prepare` removes them from
+# the training data. The zero-width joiner (U+200D) is kept: emoji sequences need it.
+INVISIBLE = dict.fromkeys(
+    map(ord, "\u00ad\u200b\u200e\u200f\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
+
+
 def strip_request(instruction: str, input: str = "") -> tuple[str, str]:
-    """An instruction and its input as every entry point (chat, CLI) takes them: without the
-    whitespace around them. Each then refuses an empty instruction: there is nothing to answer."""
-    return instruction.strip(), input.strip()
+    """An instruction and its input as every entry point (chat, CLI) takes them: without
+    invisible format characters, as in training, and without the whitespace around them.
+    Each then refuses an empty instruction (a message of zero-width spaces is empty: there is
+    nothing to answer) and text that is not valid Unicode (`is_valid_text`)."""
+    return instruction.translate(INVISIBLE).strip(), input.translate(INVISIBLE).strip()
+
+
+def is_valid_text(*texts: str) -> bool:
+    """False for a lone surrogate: what a terminal's undecodable bytes or a JSON escape such as
+    "\\ud800" become in Python, which no tokenizer or file can take."""
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def render_prompt(instruction: str, input: str = "") -> str:

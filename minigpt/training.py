@@ -179,6 +179,16 @@ RUN_NEUTRAL_PARAMS = {"eval_every", "eval_rows", "merge"}
 SPEED_KEYS = ("tokens_per_second", "mfu")
 
 
+def eta(seconds: float) -> str:
+    """Time left, as a log line shows it: 45s, 12m05s, 3h20m."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 class Telemetry:
     """Metric history for one run: printed, kept for checkpoints, mirrored to dvclive if installed."""
 
@@ -207,20 +217,18 @@ class Telemetry:
                 self.live.log_metric(name, value)
         self.live.make_summary()
 
-    def log(self, step: int, **metrics: float) -> None:
+    def log(self, step: int, note: str = "", **metrics: float) -> None:
+        """Record one step's metrics and print them, with `note` (console only) after them."""
         if not self.enabled:
             return
         entry = {"step": step, **{name: round(float(value), 6) for name, value in metrics.items()}}
         self.history.append(entry)
         if self.live is not None:
             self._to_live(entry)
-        print(
-            " ".join(
-                f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}"
-                for name, value in entry.items()
-            ),
-            flush=True,
+        shown = (
+            f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}" for name, value in entry.items()
         )
+        print(" ".join([*shown, note]).rstrip(), flush=True)
 
     def close(self) -> None:
         if self.live is not None:
@@ -413,6 +421,13 @@ class TrainingRun:
         self.rows_per_step = params.batch_tokens // block
         self.accumulation = self.rows_per_step // (params.micro_batch_size * self.world)
         self.total_steps = planned_steps(params, len(train_rows), self.rows_per_step, block)
+        if params.warmup_steps > self.total_steps and accelerator.is_main_process:
+            # Not refused: a rehearsal of a few steps keeps the real run's warmup on purpose.
+            print(
+                f"warning: warmup_steps ({params.warmup_steps:,}) outlasts this run's {self.total_steps:,} optimizer "
+                f"steps: the learning rate peaks at {self.total_steps / params.warmup_steps:.1%} of learning_rate",
+                flush=True,
+            )
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -536,7 +551,7 @@ class TrainingRun:
             metrics["grad_norm"] = float(self.grad_norm)
         if self.peak:
             metrics["mfu"] = self._mfu(tokens_per_second)
-        self.telemetry.log(done, **metrics)
+        self.telemetry.log(done, note=f"eta {eta(self.elapsed / done * (self.total_steps - done))}", **metrics)
         self.loss_sum.zero_()
         self.target_count.zero_()
         self.interval_seconds, self.interval_tokens = 0.0, 0
@@ -700,3 +715,5 @@ def train_and_save(
         },
         xlabel="step",
     )
+    if runtime.drop_checkpoints:  # the run is complete and saved: nothing left to resume
+        shutil.rmtree(outputs.checkpoint_dir, ignore_errors=True)

@@ -28,6 +28,7 @@ def main() -> None:
         decodings(params),
         params.generate_examples,
         runtime.inference_batch_size,
+        progress="evaluate",
     )
     seconds = time.perf_counter() - started
     metrics["seconds"] = round(seconds, 1)

@@ -42,6 +42,7 @@ def main() -> None:
                     greedy,
                     evaluate.generate_examples,
                     params.runtime.inference_batch_size,
+                    progress=f"evaluate_lora: {subset}, {name}",
                 )[0]
             )
             for name, (model, tokenizer) in models.items()

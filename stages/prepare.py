@@ -8,7 +8,7 @@ import time
 from minigpt import paths
 from minigpt.config import load_params
 from minigpt.data import prepare
-from minigpt.errors import run_main
+from minigpt.errors import MiniGPTError, run_main
 from minigpt.files import atomic_directory, warn_if_untracked, write_json, write_jsonl
 
 
@@ -19,6 +19,8 @@ def main() -> None:
     result = prepare(params)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
+    if result.split_problem:  # every later stage needs both splits: stop here, saying why
+        raise MiniGPTError(result.split_problem)
     with atomic_directory(paths.PROCESSED_DATA) as tmp:  # both splits appear together, or neither does
         for split, rows in result.splits.items():
             write_jsonl(tmp / f"{split}.jsonl", rows)

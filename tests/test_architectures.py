@@ -128,7 +128,7 @@ def test_a_tiny_study_runs_end_to_end(tiny_model_dir, default_params):
         n_layer=1,
         n_head=2,
         n_embd=32,
-        block_size=32,
+        block_size=64,  # room for a prompt beside the demo's 32-token answer
         steps=5,
         micro_batch_size=4,
         warmup_steps=1,

@@ -35,10 +35,11 @@ from minigpt.chat import (
     settings_from_controls,
     spanish_list,
 )
-from minigpt.generation import GenerationSettings, generate, stream  # noqa: E402
+from minigpt.decoding import GenerationSettings  # noqa: E402
+from minigpt.generation import generate, stream  # noqa: E402
 from minigpt.gradio_glue import escape_markup, show_user_text_literally  # noqa: E402
 from minigpt.template import EOS_TOKEN, RESPONSE_HEADER, render_conversation, render_prompt  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import REPO, free_port  # noqa: E402
 
 LIMITS = ChatLimits(max_input_chars=300, max_seconds=30.0, concurrency=1)
 GREEDY = dict(temperature=0, top_p=1.0, top_k=0, max_new_tokens=16, repetition_penalty=1.0)
@@ -215,6 +216,7 @@ def test_a_long_conversation_never_fails_at_the_context_limit(models):
     "message, entrada, label, error",
     [
         ("   ", "", None, "Escribe una instrucción"),
+        ("\u200b\u200b \ufeff", "", None, "Escribe una instrucción"),  # only invisible characters
         ("x" * 301, "", None, "hasta 300 caracteres"),
         ("Resume", "y" * 301, None, "hasta 300 caracteres"),
         ("Hola", "", "GPT-5", "Modelo desconocido"),
@@ -225,6 +227,21 @@ def test_bad_requests_get_a_spanish_explanation_not_an_error(models, message, en
     ((response, entrada_field),) = respond(models, message, label=label, entrada=entrada)
     assert as_dict(response)["metadata"] == {"title": ERROR_TITLE} and error in response.content
     assert entrada_field == entrada.strip()  # kept, to fix and send again
+
+
+def test_a_message_that_is_not_valid_unicode_is_refused_in_spanish(models):
+    ((response, entrada_field),) = respond(models, "Hola \ud800", entrada="\udcff")
+    assert as_dict(response)["metadata"] == {"title": ERROR_TITLE} and "texto válido" in response.content
+    assert entrada_field == ""  # what cannot be sent back is not
+
+
+def test_the_command_line_refuses_undecodable_and_invisible_instructions(tiny_model_dir):
+    command = [sys.executable, "-m", "minigpt", "generate", "--model", str(tiny_model_dir)]
+    undecodable = subprocess.run([*command, b"hola \xff"], capture_output=True, text=True, cwd=REPO)
+    invisible = subprocess.run([*command, "\u200b\u200b"], capture_output=True, text=True, cwd=REPO)
+    assert undecodable.returncode == 1 and "not valid UTF-8" in undecodable.stderr
+    assert invisible.returncode == 1 and "the instruction is empty" in invisible.stderr
+    assert "Traceback" not in undecodable.stderr + invisible.stderr
 
 
 def test_a_failure_during_generation_is_explained(models, monkeypatch):
@@ -293,6 +310,15 @@ def served(models):
     app.close()
 
 
+def test_the_served_page_refuses_uploads_and_loads_no_remote_images(served):
+    import httpx
+
+    refused = httpx.post(f"{served}gradio_api/upload", files={"files": ("a.txt", b"hola")})
+    assert refused.status_code == 413  # the chat takes no files
+    head = httpx.get(f"{served}config").json()["head"]  # what the page puts in its <head>
+    assert head.startswith('<meta http-equiv="Content-Security-Policy" content="img-src \'self\' data: blob:;')
+
+
 def test_the_served_app_streams_answers_to_an_api_client(served, models):
     from gradio_client import Client
 
@@ -310,6 +336,31 @@ def test_the_served_app_streams_answers_to_an_api_client(served, models):
     assert text_of(response) and response["metadata"] == FINISHED
     refused, _ = client.predict(message="x" * 301, api_name="/chat")
     assert refused["metadata"]["title"] == ERROR_TITLE and "hasta 300 caracteres" in refused["content"]
+
+
+def test_one_client_is_one_conversation_until_it_resets_its_session(served, monkeypatch):
+    """What docs/chat.md tells API users: earlier turns are part of the prompt of later ones
+    within one Client; `reset_session()` (or a new Client) starts afresh. An unknown model is
+    answered in Spanish."""
+    from gradio_client import Client
+
+    import minigpt.chat
+
+    histories = []
+
+    def recording(tokenizer, history, *rest):
+        histories.append([message["content"] for message in history])
+        return fit_prompt(tokenizer, history, *rest)
+
+    monkeypatch.setattr(minigpt.chat, "fit_prompt", recording)
+    client = Client(served, verbose=False)
+    first, _ = client.predict(message="¿Qué es la luz?", **GREEDY, api_name="/chat")
+    client.predict(message="¿Y el sonido?", **GREEDY, api_name="/chat")
+    client.reset_session()
+    client.predict(message="¿Y el sonido?", **GREEDY, api_name="/chat")
+    assert histories == [[], ["¿Qué es la luz?", first["content"]], []]
+    unknown, _ = client.predict(message="Hola", model_label="Otro modelo", api_name="/chat")
+    assert unknown["metadata"]["title"] == ERROR_TITLE and "Modelo desconocido" in unknown["content"]
 
 
 def test_concurrent_clients_are_all_served_and_over_long_inputs_refused(served):

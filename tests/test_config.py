@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import get_args
 
 import pytest
@@ -61,6 +62,24 @@ def test_wrong_type_is_named_with_the_value(tmp_path, default_params):
 def test_impossible_prepare_values_are_named(tmp_path, default_params, key, value):
     default_params["prepare"][key] = value
     assert f"prepare.{key}" in error_for(tmp_path, default_params)
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("train", "epochs", float("inf")),
+        ("train", "learning_rate", float("nan")),
+        ("train", "seed", 2**70),
+        ("prepare", "split_seed", -1),
+        ("evaluate", "temperature", float("inf")),
+        ("evaluate", "temperature", 50.0),
+        ("lora", "weight_decay", float("inf")),
+        ("compare_architectures", "seeds", [0, 1, 2**40]),
+    ],
+)
+def test_values_the_code_cannot_use_are_refused_at_load(tmp_path, default_params, section, key, value):
+    default_params[section][key] = value
+    assert f"{section}.{key}" in error_for(tmp_path, default_params)
 
 
 def test_a_source_needs_exactly_one_location(tmp_path, default_params):
@@ -183,3 +202,18 @@ def test_a_runtime_setting_in_params_yaml_points_to_runtime_yaml(tmp_path, defau
     assert "params.yaml has a 'runtime' section: runtime settings live in runtime.yaml" in error_for(
         tmp_path, default_params
     )
+
+
+def test_runtime_yaml_needs_only_the_launcher_dvc_reads_and_dvc_needs_the_file(tmp_path, default_params):
+    """What docs/design.md says: DVC reads runtime.yaml's `launcher`; every other key defaults."""
+    from tests.helpers import copy_repository, run_command
+
+    (tmp_path / "runtime.yaml").write_text("launcher: python\n")
+    assert load_params(write_params(tmp_path, default_params)).runtime == RuntimeParams()
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
+    assert stages["vars"] == ["runtime.yaml"] and "${launcher}" in stages["stages"]["train"]["cmd"]
+    copy = copy_repository(tmp_path / "copy", results=False)
+    (copy / "runtime.yaml").unlink()
+    run_command(["git", "init", "-q"], copy)
+    status = run_command([sys.executable, "-m", "dvc", "status"], copy, check=False)
+    assert status.returncode != 0 and "runtime.yaml" in status.stderr + status.stdout

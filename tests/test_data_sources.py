@@ -334,18 +334,20 @@ def test_fuzzed_files_give_counted_skips_or_a_named_line_never_a_crash(tmp_path,
         read(kind, path)
 
 
-def test_a_file_of_one_example_repeated_is_counted_as_duplicates(write_jsonl, prepare_params, tmp_path):
-    from minigpt.data import prepare, read_split
-    from minigpt.files import write_jsonl as write_rows
+def test_a_file_of_one_example_repeated_is_refused_by_the_stage_as_duplicates(write_jsonl, tmp_path, default_params):
+    import yaml
+
+    from tests.helpers import run_command
 
     path = write_jsonl("same.jsonl", [example("¿Qué es la luz?", "La luz es una onda que vemos.")] * 50)
-    prepared = prepare(prepare_params([{"kind": "jsonl", "path": str(path)}]))
-    assert prepared.stats["examples"]["kept"] == 1 and prepared.stats["dropped"]["exact_duplicate"] == 49
-    for name, rows in prepared.splits.items():
-        write_rows(tmp_path / f"{name}.jsonl", rows)
-    empty = next(name for name, rows in prepared.splits.items() if not rows)
-    with pytest.raises(MiniGPTError, match=f"{empty}.jsonl is empty: check prepare.sources"):
-        read_split(tmp_path, empty)  # what the next stage says
+    default_params["prepare"]["sources"] = [{"kind": "jsonl", "path": str(path)}]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params, allow_unicode=True), encoding="utf-8")
+    refused = run_command(
+        [sys.executable, "-m", "stages.prepare"], tmp_path, check=False, env={"PYTHONPATH": str(REPO)}
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "(1 train, 0 validation): 49 examples were dropped as duplicates" in refused.stderr
+    assert not (tmp_path / "data" / "processed").exists()  # nothing written for the next stage to trip on
 
 
 def test_a_null_field_is_not_called_missing(write_jsonl):
@@ -362,7 +364,7 @@ def test_a_source_that_loses_too_many_records_is_named(write_jsonl, prepare_para
         rows = spanish_examples(good, prefix=f"Describe ({name})") + ['{"instruction": "Hola"}'] * bad
         return {"kind": "jsonl", "path": str(write_jsonl(f"{name}.jsonl", rows)), "name": name}
 
-    params = prepare_params([source("sana", 19, 1), source("rota", 8, 2)], on_error="skip")
+    params = prepare_params([source("sana", 19, 1), source("rota", 8, 2)], on_error="skip", validation_fraction=0.3)
     result = prepare(params)
     assert result.warnings == [
         "source 'rota' skipped 2 of its 10 records (20%, over prepare.max_skipped_share 10%): {'missing field': 2}"

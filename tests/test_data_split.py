@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from minigpt.data import normalize_key, prepare
@@ -145,3 +147,37 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path):
         write_rows(target, rows_then_failure())
     assert target.read_text() == '{"a": 1}\n'  # the previous complete file is untouched
     assert [path.name for path in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def chained_rows(links: int) -> list[dict]:
+    """Examples each linked to the next: a translation and its reverse, then the reverse's
+    prompt asked again with another answer, and so on: one group for `split_by: group`."""
+    words = [f"palabra número {index} de la cadena" for index in range(links + 1)]
+    rows = []
+    for here, there in zip(words, words[1:]):
+        rows.append(example("Traduce esta frase al otro idioma.", there, input=here))
+        rows.append(example("Traduce esta frase al otro idioma.", here, input=there))
+    return rows
+
+
+@pytest.mark.parametrize(
+    "rows, cause",
+    [
+        (chained_rows(400), "the largest group of examples that must share a split (split_by: group) holds 800 of"),
+        ([example("¿Cuál es la capital de España?", f"Madrid, dicho de la forma {i}.") for i in range(300)], "300 of"),
+        ([example("¿Cuál es la capital de España?", "Madrid.")] * 500, "499 examples were dropped as duplicates"),
+    ],
+)
+def test_a_split_left_empty_is_named_with_why(write_jsonl, prepare_params, rows, cause):
+    source = {"kind": "jsonl", "path": str(write_jsonl("a.jsonl", rows))}
+    for seed in range(4):
+        problem = prepare(prepare_params([source], split_seed=seed, spanish_threshold=0)).split_problem
+        assert re.match("the split leaves (train|validation) empty", problem)
+        assert cause in problem and "prepare.split_by" in problem
+
+
+def test_the_chain_splits_once_examples_are_grouped_by_prompt(write_jsonl, prepare_params):
+    source = {"kind": "jsonl", "path": str(write_jsonl("a.jsonl", chained_rows(400)))}
+    prepared = prepare(prepare_params([source], split_by="prompt", spanish_threshold=0))
+    stats = prepared.stats["examples"]
+    assert stats["train"] and stats["validation"] and stats["kept"] == 800 and prepared.split_problem is None

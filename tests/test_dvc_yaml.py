@@ -95,8 +95,9 @@ def named_paths(script: Path) -> set[str]:
 
 
 def script_of(stage: dict) -> Path:
-    script = next(word for word in stage["cmd"].split() if word.startswith("stages/"))
-    return REPO / script
+    """The script a stage runs: `python -m stages.NAME` (or `${launcher} -m stages.NAME`)."""
+    module = next(word for word in stage["cmd"].split() if word.startswith("stages."))
+    return REPO / "stages" / f"{module.removeprefix('stages.')}.py"
 
 
 def inside(path: str, entry: str) -> bool:
@@ -174,3 +175,18 @@ def test_layers_that_word_or_check_results_do_not_load_torch(module):
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_a_stage_runs_the_minigpt_of_its_own_checkout_whatever_is_installed(tmp_path):
+    """The package is installed in editable mode from one checkout; a second checkout (or DVC's
+    copy for `dvc exp run --temp` or the queue) sharing the venv must still run its own code."""
+    from tests.helpers import copy_repository, run_command
+
+    copy = copy_repository(tmp_path / "second", results=False)
+    marker = "minigpt of the second checkout"
+    init = copy / PACKAGE / "__init__.py"
+    init.write_text(init.read_text(encoding="utf-8") + f"raise SystemExit({marker!r})\n", encoding="utf-8")
+    for name, stage in STAGES.items():
+        command = stage["cmd"].replace("${launcher}", "python").split()
+        ran = run_command(command, copy, check=False)
+        assert ran.returncode == 1 and marker in ran.stderr, f"{name}: {command} ran another checkout's code"

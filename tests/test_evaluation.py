@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import pytest
 import torch
 
 from minigpt import evaluation
+from minigpt.decoding import CHAT_SAMPLING, GenerationSettings
 from minigpt.errors import MiniGPTError
 from minigpt.evaluation import decodings, evaluate_model, likelihood, load_choice_items, multiple_choice_accuracy
-from minigpt.generation import CHAT_SAMPLING, GenerationSettings, load_model
+from minigpt.generation import load_model
 from minigpt.metrics import ERROR_KINDS, ChoiceItem
 from minigpt.packing import encode_instructions
 from tests.helpers import spanish_examples
@@ -29,27 +32,33 @@ def test_answer_perplexity_is_the_models_own_loss_on_the_answer(tiny_model_dir):
         assert total.response_bytes == len(row["output"].encode()) and total.sequence_tokens == len(ids) - 1
 
 
-def test_multiple_choice_picks_the_likeliest_option_in_total_and_per_byte(monkeypatch):
-    items = [ChoiceItem("¿Uno?", ["a", "bbbb"], 1), ChoiceItem("¿Dos?", ["cc", "d", "e"], 0)]
-    # Option log-likelihoods: item 1: a -1, bbbb -2 (per byte: -1, -0.5); item 2: cc -1, d -3, e -2.
-    scores = iter([-1.0, -2.0, -1.0, -3.0, -2.0])
+def test_multiple_choice_picks_the_likeliest_option_in_total_and_per_character(monkeypatch):
+    """As lm-evaluation-harness's `acc` and `acc_norm`: the prompt's trailing newline is scored
+    with each option, and `accuracy_norm` divides by the option's characters, not its bytes."""
+    # One token per character, each with this log-probability; the prompt's other characters are never scored.
+    log_probability = {"\n": -2.0, "a": -1.0, "b": -0.5, "c": -1.1, "ñ": -1.1, "x": -1.0}
+    items = [
+        # a -3, bbbb -4 (newline included): per character -3 and -1
+        ChoiceItem("¿Uno?", ["a", "bbbb"], 1),
+        # ññ -4.2, xxx -5: per character -2.1 and -1.67 (per byte it would be -1.05 and -1.67: ññ)
+        ChoiceItem("¿Dos?", ["ññ", "xxx"], 1),
+        # a -3, cc -4.2: per character -3 and -2.1 (without the newline -1 and -1.1: a)
+        ChoiceItem("¿Tres?", ["a", "cc"], 1),
+        # b -2.5, a -3: per character the same
+        ChoiceItem("¿Cuatro?", ["b", "a"], 0),
+    ]
+
+    class CharacterTokenizer:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [ord(character) for character in text]}
 
     def fake_log_likelihoods(model, sequences, batch_size):
-        return [torch.tensor([next(scores)]) for _ in sequences]
-
-    class Tokenizer:
-        def __call__(self, text, add_special_tokens=False):
-            return {"input_ids": [1] * len(text) if len(text) < 5 else [1]}
+        return [torch.tensor([log_probability.get(chr(token), 0.0) for token in ids[1:]]) for ids in sequences]
 
     monkeypatch.setattr(evaluation, "token_log_likelihoods", fake_log_likelihoods)
-    monkeypatch.setattr(evaluation, "context_length", lambda model: 64)
-    result = multiple_choice_accuracy(object(), Tokenizer(), items, batch_size=8)
-    assert result == {
-        "accuracy": 0.5,
-        "accuracy_norm": 1.0,
-        "chance": pytest.approx((1 / 2 + 1 / 3) / 2, abs=1e-4),
-        "items": 2,
-    }
+    monkeypatch.setattr(evaluation, "context_length", lambda model: 512)
+    result = multiple_choice_accuracy(object(), CharacterTokenizer(), items, batch_size=8)
+    assert result == {"accuracy": 0.25, "accuracy_norm": 1.0, "chance": 0.5, "items": 4}
 
 
 def test_evaluate_model_reports_every_metric_for_greedy_and_sampled_answers(tiny_model_dir, tmp_path, repo_params):
@@ -99,6 +108,21 @@ def test_bad_choice_files_name_the_line(tmp_path):
         '{"question": "¿A?", "choices": ["a", "b"], "answer": 0}\n' + '{"instruction": "¿B?"}\n', encoding="utf-8"
     )
     with pytest.raises(MiniGPTError, match=rf"{path}:2: "):
+        load_choice_items(str(path))
+
+
+@pytest.mark.parametrize(
+    "item, named",
+    [
+        ({"question": "¿A?", "choices": "PR", "answer": 0}, "must be a list of strings"),
+        ({"question": "¿A?", "choices": ["sí", None], "answer": 0}, "must be a list of strings"),
+        ({"question": None, "choices": ["sí", "no"], "answer": 1}, "'question' must be a non-empty string"),
+    ],
+)
+def test_choice_items_that_cannot_be_scored_are_refused_naming_the_line(tmp_path, item, named):
+    path = tmp_path / "choices.jsonl"
+    path.write_text(json.dumps(item, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=rf"{path}:1: .*{re.escape(named)}"):
         load_choice_items(str(path))
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
+from minigpt.decoding import GenerationSettings
 from minigpt.errors import MiniGPTError
-from minigpt.generation import GenerationSettings, generate, load_model
+from minigpt.generation import generate, load_model, stream
 from minigpt.template import render_prompt
+from tests.helpers import spanish_examples
 
 PROMPTS = [
     render_prompt("¿Qué es la luz?"),
@@ -53,11 +58,24 @@ def test_a_sampled_answer_does_not_depend_on_its_batch(tiny_model_dir):
     )
 
 
-def test_an_over_long_prompt_keeps_its_end_and_still_answers(tiny_model_dir):
+def test_an_over_long_prompt_is_refused_with_the_tokens_it_needs_never_cut(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     long_prompt = render_prompt("palabra " * 300)
-    (answer,) = generate(model, tokenizer, [long_prompt], GenerationSettings(max_new_tokens=8))
-    assert answer.new_tokens <= 8
+    needed = len(tokenizer(long_prompt, add_special_tokens=False)["input_ids"])
+    expected = f"the prompt takes {needed:,} tokens and the model's context of 64 leaves 56 beside the 8 new tokens"
+    with pytest.raises(MiniGPTError, match=expected):
+        generate(model, tokenizer, [render_prompt("Hola"), long_prompt], GenerationSettings(max_new_tokens=8))
+    with pytest.raises(MiniGPTError, match="leaves 56 beside"):
+        next(stream(model, tokenizer, long_prompt, GenerationSettings(max_new_tokens=8)))
+
+
+def test_the_evaluation_answers_only_prompts_that_fit_and_counts_the_others(tiny_model_dir):
+    from minigpt.evaluation import evaluate_rows
+
+    model, tokenizer = load_model(tiny_model_dir)
+    rows = spanish_examples(3) + [dict(spanish_examples(1)[0], instruction="palabra " * 300)]
+    metrics, samples = evaluate_rows(model, tokenizer, rows, {"greedy": GenerationSettings(max_new_tokens=8)}, 0, 2)
+    assert metrics["generation"]["too_long"] == 1 and metrics["generation"]["examples"] == len(samples) == 3
 
 
 def test_missing_or_incomplete_model_directories_are_explained(tmp_path, tiny_model_dir):
@@ -193,3 +211,51 @@ def test_the_device_is_the_gpu_when_there_is_one_and_can_be_forced(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert pick_device("auto").type == "cuda" and pick_device("cpu").type == "cpu"
     assert inference_dtype(torch.device("cuda")) == torch.bfloat16
+
+
+def damaged(tiny_model_dir, tmp_path, damage) -> Path:
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    damage(copy)
+    return copy
+
+
+def truncate(directory: Path) -> None:
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+def longer_context(directory: Path) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(config | {"n_positions": 128}))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (truncate, "cannot be loaded"),
+        (lambda directory: (directory / "model.safetensors").write_bytes(b""), "cannot be loaded"),
+        (longer_context, "config.json does not describe model.safetensors"),
+    ],
+)
+def test_every_loader_refuses_a_damaged_model_directory_naming_it(tiny_model_dir, tmp_path, damage, message):
+    from minigpt.model import from_hf
+
+    directory = damaged(tiny_model_dir, tmp_path, damage)
+    for load in (load_model, from_hf):
+        with pytest.raises(MiniGPTError, match=f"model directory {re.escape(str(directory))}.*{message}"):
+            load(directory)
+
+
+def test_a_tokenizer_of_another_model_is_refused_by_every_loader(tiny_model_dir, corpus_tokenizer, tmp_path):
+    from minigpt.chat import ChatModels
+    from minigpt.model import from_hf
+
+    def swap_tokenizer(directory: Path) -> None:
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(corpus_tokenizer / name, directory / name)
+
+    directory = damaged(tiny_model_dir, tmp_path, swap_tokenizer)
+    for load in (load_model, from_hf, ChatModels):
+        with pytest.raises(MiniGPTError, match="its tokenizer has 500 tokens but the model's embeddings hold 4"):
+            load(directory)

@@ -15,6 +15,7 @@ gr = pytest.importorskip("gradio")
 from minigpt.gradio_glue import (  # noqa: E402
     chat_interface_keeping_placeholder,
     escape_markup,
+    let_unknown_choices_through,
     share_concurrency,
     spanish_page_head,
     unescape_markup,
@@ -62,6 +63,13 @@ def test_the_chatbot_still_gives_the_page_messages_with_typed_parts():
     shown = gr.Chatbot().postprocess([{"role": "user", "content": "hola"}])
     (message,) = shown.root
     assert message.role == "user" and [(part.type, part.text) for part in message.content] == [("text", "hola")]
+
+
+def test_a_radio_still_refuses_unknown_values_in_preprocess_and_the_wrapper_lets_them_through():
+    with pytest.raises(gr.Error, match="not in the list of choices"):
+        gr.Radio(["a", "b"]).preprocess("c")  # what the wrapper works around
+    radio = let_unknown_choices_through(gr.Radio(["a", "b"], type="index"))
+    assert radio.preprocess("c") == "c" and radio.preprocess("b") == 1  # known values as Gradio gives them
 
 
 def test_markup_escaping_round_trips_and_the_page_head_swaps_the_queue_message():

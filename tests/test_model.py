@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from benchmarks.attention_check import SHAPE, compare_attention, packed_rows
 from minigpt.config import ModelParams
+from minigpt.decoding import GREEDY
 from minigpt.model import GPT, GPTConfig, flops_per_token, from_hf, save_hf, save_tokenizer, to_hf
 
 TINY = GPTConfig(vocab_size=320, block_size=32, n_layer=2, n_head=4, n_embd=64)
@@ -77,7 +78,8 @@ def test_export_gives_the_same_logits_and_loads_with_auto_classes(tmp_path):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model").eval()
     torch.testing.assert_close(loaded(idx).logits, model(idx)[0], atol=1e-5, rtol=1e-5)
     assert loaded.generation_config.eos_token_id == 0 and loaded.config.bos_token_id == 0
-    assert loaded.generation_config.max_length == TINY.block_size  # never past the position embeddings
+    saved = json.loads((tmp_path / "model" / "generation_config.json").read_text(encoding="utf-8"))
+    assert "max_length" not in saved and saved["max_new_tokens"] == GREEDY.max_new_tokens  # no conflict with callers'
     back = from_hf(tmp_path / "model").eval()
     assert back.config == TINY
     torch.testing.assert_close(back(idx)[0], model(idx)[0], atol=1e-6, rtol=1e-6)

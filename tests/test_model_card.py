@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from minigpt.config import ModelParams
-from minigpt.generation import GenerationSettings, generate, load_model
+from minigpt.decoding import GenerationSettings
+from minigpt.generation import generate, load_model
 from minigpt.model_card import render_model_card
 from minigpt.template import render_prompt
 

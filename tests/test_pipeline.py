@@ -243,7 +243,7 @@ def test_a_tokenizer_param_reruns_the_tokenizer_and_what_depends_on_it(built):
 
 def test_a_bad_param_fails_with_a_message_not_a_traceback(built):
     replace_in_params(built, "validation_fraction: 0.1", "validation_fraction: 2")
-    result = run_command([sys.executable, "stages/prepare.py"], built, check=False)
+    result = run_command([sys.executable, "-m", "stages.prepare"], built, check=False)
     assert result.returncode == 1
     assert "prepare.validation_fraction" in result.stderr and "Traceback" not in result.stderr
 
@@ -287,12 +287,20 @@ def test_weights_pushed_once_are_pulled_over_http_and_the_clone_is_up_to_date(bu
         run_command(["git", "clone", "-q", str(built), str(clone)], tmp_path)
         assert not (clone / "models" / "minigpt").exists() and not (clone / ".dvc" / "cache").exists()
         dvc("pull", cwd=clone)
+        # Without cloning: `dvc get` by path, or `dvc artifacts get` once a version is tagged (docs/experiments.md).
+        dvc("get", str(built), "models/minigpt", "-o", str(tmp_path / "by-path"), cwd=tmp_path)
+        run_command(["git", "tag", "-a", "minigpt@v0.1.0", "-m", "first model"], built)
+        dvc("artifacts", "get", str(built), "minigpt", "-o", str(tmp_path / "by-name"), cwd=tmp_path)
     assert (clone / "models" / "minigpt" / "model.safetensors").is_file()
     assert dvc("status", cwd=clone).stdout.strip() == "Data and pipelines are up to date."
     assert "Running stage" not in dvc("repro", cwd=clone).stdout
     assert answer(clone) == before
     artifacts = yaml.safe_load((clone / "dvc.yaml").read_text(encoding="utf-8"))["artifacts"]
     assert artifacts["minigpt"] == artifacts["minigpt"] | {"path": "models/minigpt", "type": "model"}
+
+    weights = (built / "models" / "minigpt" / "model.safetensors").read_bytes()
+    for fetched in ("by-path", "by-name"):
+        assert (tmp_path / fetched / "model.safetensors").read_bytes() == weights
 
 
 def test_experiments_run_queue_and_compare(built):
@@ -324,6 +332,10 @@ def test_experiments_run_queue_and_compare(built):
     changed = dvc("exp", "show", "--md", "--only-changed", cwd=built).stdout
     assert "lr-low" in changed and "train.learning_rate" in _columns(changed)
     assert len(_columns(changed)) <= 30 and "prepare.sources" not in changed
+    # What docs/experiments.md shows: params and metrics without the dependencies' hash columns.
+    readable = _columns(dvc("exp", "show", "--md", "--only-changed", "--drop", ".*/", cwd=built).stdout)
+    assert "train.learning_rate" in readable and "val_loss" in readable
+    assert not [name for name in readable if "/" in name] and [name for name in _columns(changed) if "/" in name]
 
     dvc("exp", "apply", "lr-low", cwd=built)
     assert "learning_rate: 0.001" in (built / "params.yaml").read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from minigpt import presets
 from minigpt.config import Params, load_params
 from minigpt.errors import MiniGPTError
 from minigpt.lora import add_adapters, parameter_counts
@@ -138,3 +140,17 @@ def test_later_presets_win_key_by_key():
     combined = combine(["seed", "smoke"])
     assert combined["train"]["batch_tokens"] == 512 and combined["train"]["learning_rate"] == 6e-4
     assert yaml.safe_load((PRESETS_DIR / "smoke.yaml").read_text())["train"]["max_steps"] == 2
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "train: 3\n", "train: [\n"])
+def test_a_preset_that_is_not_sections_of_keys_is_named(monkeypatch, tmp_path, text):
+    monkeypatch.setattr(presets, "PRESETS_DIR", tmp_path)
+    (tmp_path / "broken.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(MiniGPTError, match="broken.yaml: "):
+        presets.load_preset("broken")
+
+
+@pytest.mark.parametrize("name", ["../params", "/etc/passwd", "seed/../smoke", "seed.yaml"])
+def test_a_preset_name_is_a_file_of_presets_never_a_path(name):
+    with pytest.raises(MiniGPTError, match=re.escape(f"no preset {name!r} (known: ")):
+        presets.load_preset(name)

@@ -7,8 +7,10 @@ import sys
 import pytest
 import torch
 
+from minigpt import quantize
+from minigpt.decoding import GenerationSettings
 from minigpt.errors import MiniGPTError
-from minigpt.generation import GenerationSettings, describe_device, generate, load_model
+from minigpt.generation import describe_device, generate, load_model
 from minigpt.quantize import compress, conv1d_to_linear, is_int8
 from minigpt.template import render_prompt
 from tests.helpers import REPO, run_command
@@ -71,3 +73,10 @@ def test_the_command_line_answers_with_int8_weights(tiny_model_dir):
         cwd=REPO,
     )
     assert printed.returncode == 0 and "Traceback" not in printed.stderr
+    assert "int8 weights make a 0.0" in printed.stderr and "fp32 is the better choice" in printed.stderr
+
+
+def test_int8_is_not_discouraged_where_it_pays(monkeypatch, capsys):
+    monkeypatch.setattr(quantize, "INT8_PAYS_FROM", 1_000)  # a tiny model counted as a large one
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    assert is_int8(compress(model, "int8")) and "warning" not in capsys.readouterr().err

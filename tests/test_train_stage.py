@@ -22,7 +22,7 @@ SHORT_TRAINING = {"epochs": 0.5, "micro_batch_size": 8, "batch_tokens": 512, "ev
 
 
 def stage(name: str, workspace: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    return run_command([sys.executable, f"stages/{name}.py"], workspace, check, **kwargs)
+    return run_command([sys.executable, "-m", f"stages.{name}"], workspace, check, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,17 @@ def test_the_command_line_evaluates_any_model_on_any_file(workspace, tmp_path):
     assert "perplexity (answers)" in result.stdout and "multiple choice: opcion_multiple" in result.stdout
     scores = json.loads(out.read_text(encoding="utf-8"))
     assert scores["metrics"]["examples"] == 2 and len(scores["samples"]) == 2
+    choices_only = [sys.executable, "-m", "minigpt", "evaluate", "--choices", "data/eval/opcion_multiple.jsonl"]
+    only_choices = run_command([*choices_only, "--out", str(out)], workspace)
+    assert "multiple choice: opcion_multiple" in only_choices.stdout and "perplexity" not in only_choices.stdout
+    assert json.loads(out.read_text(encoding="utf-8")) == {
+        "metrics": {"multiple_choice": {"opcion_multiple": scores["metrics"]["multiple_choice"]["opcion_multiple"]}},
+        "samples": [],  # nothing generated
+    }
+    nothing = run_command([sys.executable, "-m", "minigpt", "evaluate"], workspace, check=False)
+    assert nothing.returncode == 1 and "nothing to evaluate" in nothing.stderr
+    unwritable = run_command([*choices_only, "--out", "/proc/nope/x.json"], workspace, check=False)
+    assert unwritable.returncode == 1 and "cannot write /proc/nope/x.json" in unwritable.stderr
     data.write_text('{"instruction": "¿Sin respuesta?"}\n', encoding="utf-8")
     bad = run_command([sys.executable, "-m", "minigpt", "evaluate", "--data", str(data)], workspace, check=False)
     assert bad.returncode == 1 and f"{data}:1: missing field: 'output'" in bad.stderr and "Traceback" not in bad.stderr
@@ -145,7 +156,11 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(workspace
 
     checkpoints = workspace / "models" / "checkpoints" / "train"
     process = subprocess.Popen(
-        [sys.executable, "stages/train.py"], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "stages.train"],
+        cwd=workspace,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while not list(checkpoints.glob("step-*.pt")) and time.monotonic() < deadline and process.poll() is None:
@@ -198,7 +213,7 @@ def test_a_killed_corpus_stage_resumes_after_its_last_closed_shard(workspace, tm
 
     partial = workspace / "data" / "shards.partial"
     process = subprocess.Popen(
-        [sys.executable, "stages/corpus.py"], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "stages.corpus"], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 120
     while not (partial / "progress.json").is_file() and time.monotonic() < deadline and process.poll() is None:

@@ -93,6 +93,15 @@ def test_evaluation_and_checkpoints_can_be_turned_off(tmp_path):
     assert not CheckpointStore(tmp_path, 2).paths()
 
 
+def test_a_warmup_longer_than_the_run_is_said_with_the_peak_it_leaves(tmp_path, capsys):
+    params = loop_params(epochs=5.0, max_steps=4, warmup_steps=1000, eval_every=0)
+    run = RUNTIME.model_copy(update={"checkpoint_every": 0})
+    train_loop(GPT(TINY), random_rows(64), random_rows(8, seed=1), params, run, tmp_path, None)
+    printed = capsys.readouterr().out
+    assert "warmup_steps (1,000) outlasts this run's 4 optimizer steps: the learning rate peaks at 0.4%" in printed
+    assert "eta " in printed  # every log line says how long is left
+
+
 def test_max_steps_ends_the_run_and_its_schedule_early(tmp_path):
     torch.manual_seed(0)
     params = loop_params(epochs=5.0, max_steps=3, warmup_steps=1, eval_every=0)
@@ -306,3 +315,18 @@ def test_evaluation_falls_on_the_multiples_of_eval_every_and_the_last_step(tmp_p
         else [done for done in range(1, 9) if done % checkpoint_every == 0 or done in (3, 6, 8)]
     )
     assert logged == sorted({1, 8, *range(log_every, 9, log_every), *saved})  # a checkpoint holds the history up to it
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_checkpoints_are_dropped_after_a_saved_run_only_when_asked(tmp_path, drop):
+    from minigpt.training import RunOutputs, train_and_save
+
+    outputs = RunOutputs(tmp_path / "model", tmp_path / "checkpoints", None, tmp_path / "m.json", tmp_path / "c.png")
+    saved = []
+    params = loop_params(epochs=5.0, max_steps=4, warmup_steps=1, eval_every=0)
+    runtime = RUNTIME.model_copy(update={"checkpoint_every": 2, "drop_checkpoints": drop})
+    train_and_save(
+        GPT(TINY), random_rows(64), random_rows(8, seed=1), params, runtime, outputs, lambda *args: saved.append(args)
+    )
+    assert saved and (tmp_path / "m.json").is_file()  # dropped only after the model and metrics are saved
+    assert len(CheckpointStore(tmp_path / "checkpoints", 2).paths()) == (0 if drop else 2)
