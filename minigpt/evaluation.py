@@ -72,13 +72,14 @@ def token_log_likelihoods(
     model, sequences: Sequence[list[int]], batch_size: int, progress: str | None = None
 ) -> list[torch.Tensor]:
     """Log-probability of every token after the first, for each sequence (right-padded
-    batches); with a `progress` label, a progress bar."""
+    batches); with a `progress` label, a progress bar. The last token is only predicted, never
+    fed, so a sequence may be one token longer than the context, as lm-eval's windows are."""
     results = []
     for start in batch_starts(len(sequences), batch_size, progress):
         batch = sequences[start : start + batch_size]
         input_ids, attention = pad_batch(batch, pad_id=0)  # padding is masked out and never scored
-        logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
-        log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        fed, attention = input_ids[:, :-1].to(model.device), attention[:, :-1].to(model.device)
+        log_probs = torch.log_softmax(model(input_ids=fed, attention_mask=attention).logits.float(), dim=-1)
         picked = log_probs.gather(-1, input_ids[:, 1:].to(model.device).unsqueeze(-1)).squeeze(-1).cpu()
         results.extend(picked[row, : len(ids) - 1] for row, ids in enumerate(batch))
     return results
@@ -135,7 +136,7 @@ def multiple_choice_accuracy(model, tokenizer, items: Sequence[ChoiceItem], batc
         context_tokens = len(tokenizer(prompt.rstrip(), add_special_tokens=False)["input_ids"])
         for option in item.options:
             ids = tokenizer(prompt + option, add_special_tokens=False)["input_ids"]
-            sequences.append(ids[-limit:])
+            sequences.append(ids[-(limit + 1) :])  # a window of the context, and the token it predicts
             spans.append(len(ids) - context_tokens)
     option_scores = iter(
         float(scores[-span:].sum()) for scores, span in zip(token_log_likelihoods(model, sequences, batch_size), spans)

@@ -126,6 +126,18 @@ def test_choice_items_that_cannot_be_scored_are_refused_naming_the_line(tmp_path
         load_choice_items(str(path))
 
 
+def test_a_window_one_token_longer_than_the_context_is_scored_as_lm_eval_scores_it(tiny_model_dir):
+    """lm-eval feeds the last context + 1 tokens minus the final one: every token of the
+    window but the first is predicted, and none is fed past the position embeddings."""
+    model, _ = load_model(tiny_model_dir)
+    ids = [(7 * index) % 300 + 5 for index in range(65)]  # the tiny model's context is 64
+    (scores,) = evaluation.token_log_likelihoods(model, [ids], batch_size=1)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids[:-1]])).logits[0].float().log_softmax(-1)
+    assert len(scores) == 64
+    torch.testing.assert_close(scores, logits.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1))
+
+
 def test_examples_longer_than_the_context_are_left_out_and_counted(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     rows = spanish_examples(2) + [{"instruction": "Explica.", "input": "", "output": "palabra " * 200}]
