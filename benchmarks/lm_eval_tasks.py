@@ -2,9 +2,8 @@
 scoring on the same documents: lm-eval's multiple-choice `acc` and `acc_norm` must equal
 `multiple_choice_accuracy`'s `accuracy` and `accuracy_norm` (what `python -m minigpt evaluate`
 reports), item for item, and its generation task's greedy answers and BLEU, chrF and ROUGE
-those of `evaluate`. Prints both side by side; exits 1 when they differ anywhere but on items
-longer than the model's context, which lm-eval cuts one token shorter than we do (its window
-keeps one more token of the question): those are counted apart.
+those of `evaluate`. Prints both side by side; exits 1 when they differ on any item. Items
+longer than the model's context are counted apart, as the place where windows could differ.
 
 lm-eval runs in its own environment (`--python`, default: this one), offline, from the
 repository root, in fp32 at batch size 1; our answers are generated one at a time too, so
@@ -84,7 +83,7 @@ def longer_than_context(tokenizer, item: ChoiceItem, limit: int) -> bool:
 def compare_choices(model, tokenizer, samples: list[dict], lm_eval_scores: dict, batch_size: int) -> dict:
     """Ours on lm-eval's documents: over all items at once, and item by item against lm-eval's
     (the documents that differ, by id). Items longer than the model's context are counted apart:
-    lm-eval's window then holds one more token of the question than ours."""
+    there both score a window of the last context + 1 tokens."""
     items = [parse_choice_item(sample["doc"]) for sample in samples]
     ours = multiple_choice_accuracy(model, tokenizer, items, batch_size)
     differing = {theirs: {"fitting": [], "longer": []} for theirs in CHOICE_METRICS}
@@ -129,13 +128,13 @@ def compare_generation(model, tokenizer, samples: list[dict], lm_eval_scores: di
 
 
 def differs(comparison: dict) -> bool:
-    """Whether lm-eval and ours disagree on anything but items longer than the context."""
+    """Whether lm-eval and ours disagree on any item or score."""
     if "answers_differing" in comparison:
         return comparison["answers_differing"] > 0 or any(
             metric["lm_eval"] != metric["ours"] for metric in comparison["metrics"].values()
         )
     return any(
-        metric["items_differing"] or (metric["lm_eval"] != metric["ours"] and not metric["longer_items_differing"])
+        metric["items_differing"] or metric["longer_items_differing"] or metric["lm_eval"] != metric["ours"]
         for metric in comparison["metrics"].values()
     )
 
