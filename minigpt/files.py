@@ -67,25 +67,35 @@ def _disk_error(path: Path, error: OSError) -> MiniGPTError:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary sibling of `path` for writing; rename it onto `path` on success.
-    A full or failing disk ends as a MiniGPTError naming `path`, with nothing partial kept."""
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """The path of a temporary sibling of `path`, for a writer that opens its file by name;
+    renamed onto `path` once the writer is done. A full or failing disk ends as a MiniGPTError
+    naming `path`, with nothing partial kept."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding, newline=None if "b" in mode else "\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(error, OSError) and error.errno in DISK_ERRORS:
             raise _disk_error(path, error) from None
         raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary sibling of `path` for writing; rename it onto `path` on success (see
+    `atomic_path`)."""
+    encoding = None if "b" in mode else "utf-8"
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding, newline=None if "b" in mode else "\n") as handle:
+        yield handle
 
 
 @contextlib.contextmanager

@@ -16,15 +16,13 @@ formats conversations with it sends the model exactly what `minigpt.template` re
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import gguf
 import numpy as np
 
 from minigpt.errors import MiniGPTError
+from minigpt.files import atomic_path
 
 ARCHITECTURE = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.GPT2]
 # --type: the type of the large matrices, and the file type that names it in the file.
@@ -64,7 +62,7 @@ def export_gguf(model_dir: str | Path, out: str | Path, weight_type: str = DEFAU
     _add_tokenizer(writer, model_dir, config)
     _add_tensors(writer, model_dir, config, matrix_type)
     try:
-        with _written_atomically(out) as partial:
+        with atomic_path(out) as partial:
             writer.write_header_to_file(partial)
             writer.write_kv_data_to_file()
             writer.write_tensors_to_file()
@@ -215,19 +213,3 @@ def _tensor_type(
         return gguf.GGMLQuantizationType.F32
     block_size, _ = gguf.GGML_QUANT_SIZES[matrix_type]
     return matrix_type if tensor.shape[-1] % block_size == 0 else gguf.GGMLQuantizationType.F16
-
-
-@contextmanager
-def _written_atomically(path: Path) -> Iterator[Path]:
-    """A temporary sibling of `path` for a writer that opens its file by name, renamed onto `path`
-    once complete (as `minigpt.files.atomic_file` does): an interrupted export leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield partial
-        with open(partial, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
